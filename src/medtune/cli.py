@@ -1,0 +1,259 @@
+"""The ``medtune`` command: a dispatch table of plain functions.
+
+    medtune data prepare configs/demo/lora_sft.yaml
+    medtune train configs/demo/lora_sft.yaml train.learning_rate=2e-4 [--resume]
+    medtune eval configs/demo/lora_sft.yaml
+    medtune chat configs/demo/lora_sft.yaml [--base]
+    medtune serve configs/demo/lora_sft.yaml [--api]
+    medtune run configs/demo/lora_sft.yaml          # prepare -> train -> eval
+    medtune safety check answers.jsonl
+    medtune config explain
+
+Every command takes a YAML config and dotted ``section.key=value`` overrides; ``--model`` is a shortcut for
+``model.name_or_path=...``. Heavy libraries are imported inside the commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from medtune.config import Config, ConfigError, explain, load_config
+
+logger = logging.getLogger("medtune")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides or [])
+    config = args.config or None
+    if config and "=" in config and not config.endswith((".yaml", ".yml")):
+        overrides.insert(0, config)  # no config file given: the first word is already an override
+        config = None
+    if getattr(args, "model", None):
+        overrides.append(f"model.name_or_path={args.model}")
+    return load_config(config, overrides)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from medtune.data.prepare import prepare
+
+    cfg = _config(args)
+    result = prepare(cfg)
+    counts = result.stats["counts"]
+    print(
+        f"read {counts.get('read', 0)} records, kept {counts['kept']}: {counts['train']} train / {counts['val']} val"
+    )
+    dropped = {k: v for k, v in counts.items() if k.startswith("dropped_") or k == "quarantined"}
+    if dropped:
+        print("dropped: " + ", ".join(f"{k.removeprefix('dropped_')}={v}" for k, v in dropped.items()))
+    print(f"written to {result.out_dir} (train.jsonl, val.jsonl, stats.json)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medtune.train.sft import run_sft
+
+    cfg = _config(args)
+    result = run_sft(cfg, resume=args.resume)
+    m = result.metrics
+    print(
+        f"trained {m['global_step']} steps: train loss {m['train_loss']:.4f}, validation loss {m['eval_loss']:.4f}"
+    )
+    print(f"adapter: {result.adapter_dir}")
+    print(f"curves:  {cfg.run_dir / 'loss_curve.png'} and {cfg.run_dir / 'metrics.csv'}")
+    return 0
+
+
+def _print_eval(results: dict[str, Any]) -> None:
+    base, tuned = results["models"]["base"], results["models"]["tuned"]
+    print(f"{'metric':<28}{'base':>10}{'tuned':>10}")
+    for key in (
+        "compliance_rate",
+        "full_form_rate",
+        "mean_structure_score",
+        "cut_off_rate",
+        "perplexity",
+        "rouge_l",
+    ):
+        print(f"{key:<28}{base[key]:>10.3f}{tuned[key]:>10.3f}")
+    print(f"report: {results['report_dir']}/report.html (and report.md, metrics.json)")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from medtune.eval.run import run_eval
+
+    _print_eval(run_eval(_config(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole pipeline for one config: prepare, train, evaluate."""
+    from medtune.data.prepare import prepare
+    from medtune.eval.run import run_eval
+    from medtune.train.sft import run_sft
+
+    cfg = _config(args)
+    t0 = time.time()
+    steps = (("prepare data", lambda: prepare(cfg)), ("train", lambda: run_sft(cfg, resume=args.resume)))
+    for i, (name, step) in enumerate(steps, start=1):
+        print(f"[{i}/3] {name} ...", flush=True)
+        step()
+    print("[3/3] evaluate base vs tuned ...", flush=True)
+    results = run_eval(cfg)
+    _print_eval(results)
+    print(f"done in {time.time() - t0:.0f} s; everything is under {cfg.run_dir}/")
+    config_path = args.config or "<config>"
+    print(f"chat in the terminal:  medtune chat {config_path}")
+    print(f"web UI on port {cfg.serve.port}: medtune serve {config_path}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from medtune.serve.chat import chat_loop
+
+    cfg = _config(args)
+    return chat_loop(cfg, use_adapter=not args.base)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.api:
+        from medtune.serve.api import serve_api
+
+        serve_api(cfg)
+    else:
+        from medtune.serve.webui import serve_webui
+
+        serve_webui(cfg)
+    return 0
+
+
+def cmd_safety_check(args: argparse.Namespace) -> int:
+    from medtune.safety.cli import main as safety_main
+
+    return safety_main(args.rest)
+
+
+def cmd_data_restructure(args: argparse.Namespace) -> int:
+    from medtune.data.restructure.cli import main as restructure_main
+
+    return restructure_main(args.rest)
+
+
+def cmd_model_fetch(args: argparse.Namespace) -> int:
+    from medtune.model.loader import resolve_model_source
+
+    cfg = _config(args)
+    resolved = resolve_model_source(cfg.model)
+    print(f"model ready: {resolved.path}")
+    return 0
+
+
+def cmd_config_explain(args: argparse.Namespace) -> int:
+    for key, default, doc in explain():
+        print(f"{key} = {default}\n    {doc}")
+    return 0
+
+
+# name -> (function, help, arguments). Arguments: "config" (config + overrides), "rest" (passed through).
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
+    "data prepare": (cmd_data_prepare, "read, clean, deduplicate and split the raw data", "config"),
+    "data restructure": (
+        cmd_data_restructure,
+        "rewrite answers into the three-part form with a teacher LLM",
+        "rest",
+    ),
+    "train": (cmd_train, "LoRA supervised fine-tuning", "config"),
+    "eval": (cmd_eval, "base vs tuned on held-out questions; writes report.html", "config"),
+    "run": (cmd_run, "the whole pipeline: prepare, train, eval", "config"),
+    "chat": (cmd_chat, "terminal chat with streaming", "config"),
+    "serve": (cmd_serve, "Gradio web chat on port 7860 (or --api for the OpenAI-compatible API)", "config"),
+    "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
+    "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
+    "config explain": (cmd_config_explain, "every config key with its default and meaning", "none"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medtune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, Any] = {}
+    for name, (func, help_text, kind) in COMMANDS.items():
+        words = name.split()
+        target = sub
+        if len(words) == 2:
+            if words[0] not in groups:
+                group = sub.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", required=True)
+            target = groups[words[0]]
+        p = target.add_parser(words[-1], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        if kind == "config":
+            p.add_argument("config", nargs="?", help="YAML config (default: built-in defaults)")
+            p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+            p.add_argument("--model", help="shortcut for model.name_or_path=...")
+        elif kind == "rest":
+            p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (see its --help)")
+        if name in ("train", "run"):
+            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+        if name == "chat":
+            p.add_argument("--base", action="store_true", help="chat with the base model (adapter off)")
+        if name == "serve":
+            p.add_argument(
+                "--api", action="store_true", help="serve the OpenAI-compatible API instead of the web UI"
+            )
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from medtune.data.schema import DataError
+    from medtune.model.demo_model import ModelSourceError
+
+    errors: list[type[BaseException]] = [ConfigError, DataError, ModelSourceError, FileNotFoundError]
+    try:
+        from medtune.data.template import TemplateError
+
+        errors.append(TemplateError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The config's own argument parsing (overrides may contain '='), so parse_known is not needed.
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        if args.verbose:
+            logger.exception("failed")
+        print(f"medtune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medtune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

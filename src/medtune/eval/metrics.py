@@ -1,0 +1,76 @@
+"""Pure metric functions: no model, no I/O, easy to test."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from medtune.data.structure import parse_answer
+
+
+def structure_metrics(answers: list[str]) -> dict[str, float]:
+    """Structure metrics over a list of answers.
+
+    ``compliance_rate``: three sections, once each, in order, non-empty. ``full_form_rate``: that plus all
+    six sub-labels (症状评估 … 治疗与生活建议), the complete form medtune trains for.
+    """
+    parsed = [parse_answer(a) for a in answers]
+    n = max(len(parsed), 1)
+    out = {
+        "compliance_rate": sum(p.compliant for p in parsed) / n,
+        "full_form_rate": sum(p.compliant and all(p.subsections.values()) for p in parsed) / n,
+        "mean_structure_score": sum(p.score for p in parsed) / n,
+    }
+    for title in ("病情分析", "原因分析", "治疗建议"):
+        out[f"has_{title}"] = sum(title in p.sections for p in parsed) / n
+    return out
+
+
+def _char_ngrams(text: str, n: int) -> Counter[str]:
+    chars = [c for c in text if not c.isspace()]
+    return Counter("".join(chars[i : i + n]) for i in range(len(chars) - n + 1))
+
+
+def _lcs(a: str, b: str) -> int:
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for ca in a:
+        cur = [0]
+        for j, cb in enumerate(b, start=1):
+            cur.append(prev[j - 1] + 1 if ca == cb else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """Character-level ROUGE-L F1 (Chinese has no spaces, so characters are the natural unit)."""
+    c = "".join(candidate.split())
+    r = "".join(reference.split())
+    lcs = _lcs(c, r)
+    if lcs == 0:
+        return 0.0
+    p, rec = lcs / len(c), lcs / len(r)
+    return 2 * p * rec / (p + rec)
+
+
+def bleu4(candidate: str, reference: str) -> float:
+    """Character-level BLEU-4 with brevity penalty and add-one smoothing for higher orders."""
+    c = "".join(candidate.split())
+    r = "".join(reference.split())
+    if not c or not r:
+        return 0.0
+    log_p = 0.0
+    for n in range(1, 5):
+        cand, ref = _char_ngrams(c, n), _char_ngrams(r, n)
+        overlap = sum(min(v, ref[k]) for k, v in cand.items())
+        total = max(sum(cand.values()), 0)
+        if n == 1 and overlap == 0:
+            return 0.0
+        log_p += math.log((overlap + (n > 1)) / (total + (n > 1))) if total + (n > 1) > 0 else float("-inf")
+    bp = 1.0 if len(c) > len(r) else math.exp(1 - len(r) / len(c))
+    return bp * math.exp(log_p / 4)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

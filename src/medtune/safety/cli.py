@@ -1,0 +1,221 @@
+"""``medtune safety check FILE``: run the safety checks on any JSONL file of questions and answers.
+
+    medtune safety check data/safety/labelled.jsonl
+    medtune safety check generations.jsonl --question-field prompt --answer-field output --json report.json
+
+Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
+labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the
+confusion table, per-category recall and per-kind dangerous-advice recall. A malformed input stops with
+one line naming FILE:LINE and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medtune.safety.engine import SafetyEngine
+from medtune.safety.report import LabelledEval, has_labels, score_record
+from medtune.safety.rules import RulesError
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input, reported as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medtune safety check",
+        description="Red-flag triage and dangerous-advice checks on a JSONL file of questions and answers.",
+    )
+    parser.add_argument("file", help="JSONL file, one JSON object per line")
+    parser.add_argument("--question-field", default="question", help="field holding the user question")
+    parser.add_argument("--answer-field", default="answer", help="field holding the answer to check")
+    parser.add_argument("--rules", default=None, help="rules YAML (default: the packaged rules.yaml)")
+    parser.add_argument(
+        "--json", dest="json_out", default=None, help="also write the full results as JSON here"
+    )
+    parser.add_argument(
+        "--require-disclaimer", action="store_true", help="report answers without a disclaimer line"
+    )
+    parser.add_argument(
+        "--show-errors", type=int, default=20, help="labelled disagreements to print (default 20)"
+    )
+    return parser
+
+
+def read_records(path: Path, question_field: str, answer_field: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-blank line; InputError names FILE:LINE on the first bad one."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    records = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason})") from exc
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(record, dict):
+                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            if question_field not in record and answer_field not in record:
+                raise InputError(f"{path}:{lineno}: has neither {question_field!r} nor {answer_field!r}")
+            for name in (question_field, answer_field):
+                value = record.get(name)
+                if value is not None and not isinstance(value, str):
+                    raise InputError(
+                        f"{path}:{lineno}: field {name!r} must be a string, got {type(value).__name__}"
+                    )
+            records.append((lineno, record))
+    return records
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _print_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(results)
+    flagged = [r for r in results if r["red_flags"]]
+    referred = sum(1 for r in flagged if r["referral"])
+    categories = Counter(c for r in flagged for c in sorted({f["category"] for f in r["red_flags"]}))
+    by_rule = Counter(f["rule_id"] for r in results for f in r["findings"])
+    dangerous = sum(1 for r in results if any(f["kind"] != "missing_disclaimer" for f in r["findings"]))
+    blocked = sum(1 for r in results if any(f["severity"] == "block" for f in r["findings"]))
+    summary = {
+        "records": n,
+        "red_flag_questions": len(flagged),
+        "red_flag_referral_rate": referred / len(flagged) if flagged else None,
+        "red_flags_by_category": dict(categories.most_common()),
+        "dangerous_answers": dangerous,
+        "dangerous_advice_rate": dangerous / n if n else None,
+        "blocking_answers": blocked,
+        "findings_by_rule": dict(by_rule.most_common()),
+    }
+    print(f"records: {n}")
+    print(
+        f"red-flag questions: {len(flagged)}   urgent-referral rate in their answers: {_pct(summary['red_flag_referral_rate'])}"
+    )
+    for category, count in categories.most_common():
+        print(f"  {category:<24} {count}")
+    print(
+        f"answers with dangerous advice: {dangerous} ({_pct(summary['dangerous_advice_rate'])})   blocking: {blocked}"
+    )
+    for rule_id, count in by_rule.most_common():
+        print(f"  {rule_id:<32} {count}")
+    return summary
+
+
+def _print_labelled(ev: LabelledEval, by_split: dict[str, LabelledEval], show_errors: int) -> None:
+    print()
+    print("red flags (labelled)        predicted flag   predicted none")
+    print(f"  labelled red flag         {ev.rf_tp:>14}   {ev.rf_fn:>14}")
+    print(f"  labelled none             {ev.rf_fp:>14}   {ev.rf_tn:>14}")
+    print(f"  recall {_pct(ev.red_flag_recall)}   precision {_pct(ev.red_flag_precision)}")
+    if ev.rf_by_category:
+        print(f"  {'category':<24} {'support':>7} {'detected':>8} {'same category':>13}")
+        for category, row in sorted(ev.rf_by_category.items()):
+            print(f"  {category:<24} {row['support']:>7} {row['detected']:>8} {row['same_category']:>13}")
+    if len(by_split) > 1:
+        print(
+            "  by split: "
+            + "   ".join(
+                f"{name}: recall {_pct(s.red_flag_recall)} precision {_pct(s.red_flag_precision)}"
+                for name, s in sorted(by_split.items())
+            )
+        )
+    print()
+    print(
+        f"dangerous advice (labelled)  recall {_pct(ev.dangerous_recall)}   "
+        f"clean answers flagged: {ev.clean_flagged}/{ev.clean_records} ({_pct(ev.dangerous_false_positive_rate)})"
+    )
+    print(f"  {'kind':<20} {'planted':>7} {'detected':>8} {'unexpected':>10}")
+    for kind in sorted(set(ev.adv_planted) | set(ev.adv_false_positive)):
+        print(
+            f"  {kind:<20} {ev.adv_planted[kind]:>7} {ev.adv_detected[kind]:>8} {ev.adv_false_positive[kind]:>10}"
+        )
+    if ev.errors and show_errors > 0:
+        print()
+        print(f"disagreements ({len(ev.errors)}, first {min(show_errors, len(ev.errors))}):")
+        for error in ev.errors[:show_errors]:
+            detail = "; ".join(
+                str(v) if isinstance(v, str) else ", ".join(v)
+                for k, v in error.items()
+                if k in ("red_flag", "dangerous")
+            )
+            print(f"  {error.get('id') or '-'}: {error.get('question')}  -> {detail}")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    records = read_records(path, args.question_field, args.answer_field)
+    engine = SafetyEngine.load(args.rules)
+    results: list[dict[str, Any]] = []
+    ev = LabelledEval()
+    by_split: dict[str, LabelledEval] = {}
+    for lineno, record in records:
+        question = record.get(args.question_field) or ""
+        answer = record.get(args.answer_field) or ""
+        report = engine.check(question, answer, require_disclaimer=args.require_disclaimer)
+        results.append(
+            {
+                "line": lineno,
+                "id": record.get("id"),
+                "red_flags": [
+                    {"rule_id": f.rule_id, "category": f.category, "action": f.action, "matched": f.matched}
+                    for f in report.flags
+                ],
+                "referral": report.referral,
+                "findings": [
+                    {"rule_id": f.rule_id, "kind": f.kind, "severity": f.severity, "matched": f.matched}
+                    for f in report.findings
+                ],
+            }
+        )
+        if has_labels(record):
+            score_record(ev, record, report)
+            if "split" in record:
+                score_record(by_split.setdefault(str(record["split"]), LabelledEval()), record, report)
+    print(f"{path}: checked with {engine.rules.source}")
+    summary = _print_summary(results)
+    if ev.n:
+        _print_labelled(ev, by_split, args.show_errors)
+    if args.json_out:
+        out = {
+            "file": str(path),
+            "rules": engine.rules.source,
+            "summary": summary,
+            "labelled": ev.summary() if ev.n else None,
+            "records": results,
+        }
+        Path(args.json_out).write_text(json.dumps(out, ensure_ascii=False, indent=2), encoding="utf-8")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``medtune safety check``; ``argv`` excludes the words "safety check"."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run_check(args)
+    except (InputError, RulesError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # e.g. the --json path is not writable
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,684 @@
+"""The safety engine: red-flag triage of questions and dangerous-advice checks of answers.
+
+Each text is scanned once, left to right, with a character trie of the literal phrases (at every
+position the longest phrase wins: ``不停`` beats the negation word ``不``, ``小腿抽筋`` beats ``抽筋``, ``没缓解``
+beats ``没``) plus the regex phrases, each tried only where its first character occurs. The result is a
+stream of tagged mentions (symptoms, drugs, cue words, punctuation); negation, history and prohibition
+are read off it with a few counters, and the rules in ``rules.yaml`` are plain look-ups on the result.
+No rule lives in code: a clinician changes the YAML, not this file.
+
+Reading of a mention, in the order the engine applies it:
+
+- negated: a negation or prohibition word (没有, 无, 否认, 不, 未, 不要 …) occurs in the same clause within
+  ``negation_window`` characters before it. Words that only look like negation (不停, 没缓解, 无法, 有没有)
+  are listed as pseudo-negations and never negate.
+- history: a past-time word (去年, 以前, 曾经 …) precedes it in its clause with no present-time word in
+  between, or a past word earlier in the sentence is followed later in the sentence by a resolution
+  (已经好了, 痊愈 …). A recurrence word (又, 再次, 复发) later in the same sentence cancels history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from medtune.safety.rules import (
+    CLAUSE_SEP,
+    LOOKALIKE,
+    SENTENCE_SEP,
+    AdviceRule,
+    RuleSet,
+    load_rules,
+    normalize,
+)
+
+logger = logging.getLogger(__name__)
+
+DISCLAIMER = (
+    "【温馨提示】以上内容仅供健康科普参考，不能替代医生面诊、诊断和治疗；"
+    "如症状加重或出现紧急情况，请立即就医或拨打120。"
+)
+BLOCKED_TEXT = (
+    "抱歉，系统检测到这条回答可能包含不安全的用药或就医建议，已被拦截。请不要自行用药，向医生或药师当面咨询。"
+)
+
+# How the scanner treats each cue class; everything else is content (symptoms, drugs, populations ...).
+_CONTENT, _SKIP, _CLAUSE, _SENTENCE, _DENY, _BREAK, _PAST, _PRESENT, _RESOLVED, _RECURRENCE, _SET_ONLY = (
+    range(11)
+)
+_ROLES = {
+    LOOKALIKE: _SKIP,
+    "pseudo_negation": _SKIP,
+    CLAUSE_SEP: _CLAUSE,
+    SENTENCE_SEP: _SENTENCE,
+    "negation": _DENY,
+    "prohibition": _DENY,
+    "strong_prohibition": _DENY,
+    "clause_break": _BREAK,
+    "past": _PAST,
+    "present": _PRESENT,
+    "sudden": _PRESENT,
+    "resolved": _RESOLVED,
+    "recurrence": _RECURRENCE,
+    # Read only as "does the clause/sentence contain one": no mention objects needed.
+    "med_context": _SET_ONLY,
+    "diet_context": _SET_ONLY,
+    "doctor": _SET_ONLY,
+    "hedge": _SET_ONLY,
+}
+_FAR = -(10**9)
+_AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
+# A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
+# negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
+_PROHIBIT = frozenset({"prohibition", "strong_prohibition"})
+_NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
+_END = ""  # trie key marking the end of a literal; text characters are never empty
+# An age right after a child word ("孩子今年5岁") or right before it ("5岁的宝宝") is that child's age;
+# "我40岁，孩子…" is the asker's, so the child counts as a child of unknown age.
+_AGE_AFTER = 3
+_AGE_BEFORE = 2
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    """A red-flag picture in a question, with what the user must do now."""
+
+    rule_id: str
+    category: str
+    action: str
+    """``call_120`` | ``emergency_department`` | ``crisis_line``."""
+    action_text: str
+    """The Chinese line shown to the user."""
+    matched: str
+    """The phrases that triggered the rule, joined by `` + ``."""
+    rationale: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem in an answer."""
+
+    rule_id: str
+    kind: str
+    """``contraindication`` | ``dose`` | ``antibiotic`` | ``dismissive`` | ``certain_diagnosis`` | ``missing_disclaimer``."""
+    severity: str
+    """``block`` (must not reach a user unannotated) | ``warn``."""
+    matched: str
+    message: str
+    rationale: str
+
+
+@dataclass(frozen=True)
+class SafetyReport:
+    """Everything the engine says about one question-answer pair."""
+
+    flags: tuple[RedFlag, ...]
+    findings: tuple[Finding, ...]
+    referral: bool
+    """The answer tells the user to seek urgent care (120, 急诊, 立即就医, crisis hotline)."""
+
+    @property
+    def blocked(self) -> bool:
+        return any(f.severity == "block" for f in self.findings)
+
+    @property
+    def dangerous(self) -> bool:
+        """Any finding other than a missing disclaimer."""
+        return any(f.kind != "missing_disclaimer" for f in self.findings)
+
+
+@dataclass(frozen=True)
+class GuardedReply:
+    """What serving shows: banner, the answer (annotated, or replaced when blocked), disclaimer."""
+
+    text: str
+    flags: tuple[RedFlag, ...]
+    findings: tuple[Finding, ...]
+    blocked: bool
+
+
+class _Mention:
+    __slots__ = ("clause", "concept", "end", "history", "negated", "sentence", "start", "text")
+
+    def __init__(self, concept: str, start: int, end: int, text: str, clause: int, sentence: int) -> None:
+        self.concept = concept
+        self.start = start
+        self.end = end
+        self.text = text
+        self.clause = clause
+        self.sentence = sentence
+        self.negated = False
+        self.history = False
+
+
+class _Scan:
+    """One analysed text: its mentions and, per clause and sentence, which concepts occur there."""
+
+    __slots__ = ("ages", "by_concept", "clauses", "first", "sentences")
+
+    def __init__(self) -> None:
+        self.by_concept: dict[str, list[_Mention]] = {}
+        self.first: dict[str, _Mention] = {}
+        """Concept -> first affirmed mention (not negated, not history)."""
+        self.clauses: list[set[str]] = [set()]
+        self.sentences: list[set[str]] = [set()]
+        self.ages: list[tuple[int, float, _Mention]] = []
+
+
+def _parse_number(text: str) -> float | None:
+    m = _NUMBER_RE.search(text)
+    if not m:
+        return None
+    token = m.group()
+    if token[0].isdigit():
+        return float(token)
+    if "十" in token:
+        tens, _, ones = token.partition("十")
+        return float(_NUMERALS.get(tens, 1) * 10 + _NUMERALS.get(ones, 0))
+    return float(_NUMERALS.get(token[0], 0))
+
+
+def _age_years(mention: _Mention) -> float | None:
+    value = _parse_number(mention.text)
+    if value is None:
+        return None
+    if mention.concept == "age_months":
+        return value / 12.0
+    if mention.concept == "age_weeks":
+        return value / 52.0
+    if mention.concept == "age_days":
+        return value / 365.0
+    return value + (0.5 if "半" in mention.text else 0.0)
+
+
+class SafetyEngine:
+    """Red-flag triage and answer checks driven by a :class:`RuleSet`."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
+        # check reads: answers are the long texts, and this halves the time spent on them.
+        self._first_question = self._build_scanner(rules.phrases)
+        self._first_answer = self._build_scanner(
+            [p for p in rules.phrases if p.concept not in rules.symptom_concepts]
+        )
+        self._drug_groups = rules.drug_groups
+        self._inner = rules.inner_concepts
+        self._rule_drugs = {rule.id: self._expand_drugs(rule.drugs) for rule in rules.advice}
+        self._red_flag_triggers = [(rule, frozenset(rule.when[0])) for rule in rules.red_flags]
+        logger.debug(
+            "safety rules %s: %d phrases, %d red-flag rules, %d advice rules",
+            rules.source,
+            len(rules.phrases),
+            len(rules.red_flags),
+            len(rules.advice),
+        )
+
+    @staticmethod
+    def _build_scanner(phrases: list | tuple) -> dict[str, tuple[dict | None, list | None]]:
+        """First character -> (trie of the literals starting with it, regexes that can start with it).
+
+        A Python dict walk beats one big regex alternation here: sre tries the ~500 top-level branches one
+        by one at every candidate position, where the dict finds the one branch directly.
+        """
+        trie: dict[str, dict] = {}
+        regexes: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        for phrase in phrases:
+            if phrase.literal:
+                node = trie
+                for ch in phrase.pattern:
+                    node = node.setdefault(ch, {})
+                node[_END] = phrase.concept
+            else:
+                compiled = re.compile(phrase.pattern)
+                for ch in phrase.first_chars:
+                    regexes.setdefault(ch, []).append((compiled, phrase.concept))
+        return {ch: (trie.get(ch), regexes.get(ch)) for ch in set(trie) | set(regexes)}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> SafetyEngine:
+        """Build an engine from a rules file; ``None`` uses the packaged ``rules.yaml``."""
+        return cls(load_rules(path))
+
+    # ----------------------------------------------------------------------------------------- scanning
+    def _expand_drugs(self, groups: tuple[str, ...]) -> frozenset[str]:
+        """The groups named by a rule plus every group that belongs to one of them (transitively)."""
+        out = set(groups)
+        changed = True
+        while changed:
+            changed = False
+            for child, ups in self.rules.parents.items():
+                if child not in out and out.intersection(ups):
+                    out.add(child)
+                    changed = True
+        return frozenset(out)
+
+    def tokens(self, text: str, answer: bool = False) -> list[tuple[int, int, str]]:
+        """(start, end, concept) for the phrases in normalised ``text``: leftmost, then longest, no overlaps.
+
+        At one position a look-alike wins outright; otherwise the longest literal or regex match wins.
+        ``answer`` leaves out the symptom vocabulary (see ``__init__``).
+        """
+        first = self._first_answer if answer else self._first_question
+        out = []
+        n = len(text)
+        i = 0
+        while i < n:
+            entry = first.get(text[i])
+            if entry is None:
+                i += 1
+                continue
+            node, regexes = entry
+            best_end = 0
+            best = None
+            if node is not None:
+                j = i + 1
+                concept = node.get(_END)
+                if concept is not None:
+                    best_end, best = j, concept
+                while j < n:
+                    node = node.get(text[j])
+                    if node is None:
+                        break
+                    j += 1
+                    concept = node.get(_END)
+                    if concept is not None:
+                        best_end, best = j, concept
+            from_regex = False
+            # Inside a number ("120mg" at "2") a digit-led regex cannot match where it failed at the first
+            # digit, since every one starts with \d+: skip the retries, which dominate dose-heavy text.
+            if (
+                regexes is not None
+                and best != LOOKALIKE
+                and not (i and text[i].isdigit() and text[i - 1].isdigit())
+            ):
+                for pattern, concept in regexes:
+                    m = pattern.match(text, i)
+                    if m is not None and m.end() > best_end:
+                        best_end, best, from_regex = m.end(), concept, True
+            if best is None:
+                i += 1
+                continue
+            out.append((i, best_end, best))
+            if from_regex and self._inner:
+                self._inner_tokens(first, text, i + 1, best_end, out)
+            i = best_end
+        return out
+
+    def _inner_tokens(
+        self, first: dict, text: str, start: int, stop: int, out: list[tuple[int, int, str]]
+    ) -> None:
+        """Modifiers inside a regex match: "下腹撕裂一样疼" is abdominal pain *and* severe."""
+        i = start
+        while i < stop:
+            entry = first.get(text[i])
+            node = entry[0] if entry is not None else None
+            found = None
+            j = i
+            while node is not None and j < stop:
+                j += 1
+                concept = node.get(_END)
+                if concept is not None and concept in self._inner:
+                    found = (i, j, concept)
+                node = node.get(text[j]) if j < stop else None
+            if found is not None:
+                out.append(found)
+                i = found[1]
+            else:
+                i += 1
+
+    def _scan(self, text: str, answer: bool = False) -> _Scan:
+        norm = normalize(text)
+        return self._analyse(norm, self.tokens(norm, answer))
+
+    def _analyse(self, text: str, tokens: list[tuple[int, int, str]]) -> _Scan:
+        scan = _Scan()
+        by_concept = scan.by_concept
+        window = self.rules.negation_window
+        parents = self.rules.parents
+        roles = _ROLES
+        clause = sentence = 0
+        deny_end = _FAR
+        clause_past = False  # a past word precedes, in this clause, with no present word after it
+        past_in_sentence = False
+        sentence_mentions: list[_Mention] = []
+        candidates: list[_Mention] = []  # past earlier in the sentence; history if a resolution follows
+        clause_set = scan.clauses[0]
+        sentence_set = scan.sentences[0]
+        for start, end, concept in tokens:
+            role = roles.get(concept, _CONTENT)
+            if role == _SKIP:
+                continue
+            if role in (_CLAUSE, _SENTENCE):
+                clause += 1
+                clause_set = set()
+                scan.clauses.append(clause_set)
+                deny_end = _FAR
+                clause_past = False
+                if role == _SENTENCE:
+                    sentence += 1
+                    sentence_set = set()
+                    scan.sentences.append(sentence_set)
+                    past_in_sentence = False
+                    sentence_mentions = []
+                    candidates = []
+                continue
+            clause_set.add(concept)
+            sentence_set.add(concept)
+            # Cue words only change state or mark their clause; mentions are made for what rules read.
+            if role == _SET_ONLY:
+                continue
+            if role == _DENY:
+                deny_end = end
+                continue
+            if role == _BREAK:
+                deny_end = _FAR
+                continue
+            if role == _PAST:
+                clause_past = past_in_sentence = True
+                continue
+            if role == _RESOLVED:
+                for c in candidates:
+                    c.history = True
+                candidates = []
+                continue
+            if role == _RECURRENCE:
+                deny_end = _FAR
+                for c in sentence_mentions:
+                    c.history = False
+                candidates = []
+                continue
+            mention = _Mention(concept, start, end, text[start:end], clause, sentence)
+            mention.negated = start - deny_end <= window
+            if role == _PRESENT:
+                clause_past = past_in_sentence = False
+                candidates = []
+                if concept != "sudden":
+                    continue
+            elif clause_past:
+                mention.history = True
+                sentence_mentions.append(mention)
+            else:
+                if past_in_sentence:
+                    candidates.append(mention)
+                sentence_mentions.append(mention)
+            found = by_concept.get(concept)
+            if found is None:
+                by_concept[concept] = [mention]
+            else:
+                found.append(mention)
+            ups = parents.get(concept)
+            if ups is not None:
+                for up in ups:
+                    clause_set.add(up)
+                    sentence_set.add(up)
+                    by_concept.setdefault(up, []).append(mention)
+        first = scan.first
+        for concept, mentions in by_concept.items():
+            for m in mentions:
+                if not m.negated and not m.history:
+                    first[concept] = m
+                    break
+        for concept in _AGE_CONCEPTS:
+            for m in by_concept.get(concept, ()):
+                years = _age_years(m)
+                if years is not None:
+                    scan.ages.append((m.start, years, m))
+        return scan
+
+    # ------------------------------------------------------------------------------------- populations
+    def _child(self, scan: _Scan, max_age: float, answer_side: bool = False) -> _Mention | None:
+        """A mention showing the patient is younger than ``max_age``, or None.
+
+        An explicit age decides (``孩子17岁`` is under 18 but not under 16); a child word with no age next
+        to it counts as a child of unknown age, to whom every age limit applies.
+        """
+        for _, years, m in scan.ages:
+            if years < max_age and not (answer_side and self._prohibited(scan, m)):
+                return m
+        for m in scan.by_concept.get("child_word", ()):
+            if m.negated or m.history or (answer_side and self._prohibited(scan, m)):
+                continue
+            attached = [
+                y
+                for _, y, age in scan.ages
+                if age.clause == m.clause
+                and (0 <= age.start - m.end <= _AGE_AFTER or 0 <= m.start - age.end <= _AGE_BEFORE)
+            ]
+            if not attached:
+                return m
+        for m in scan.by_concept.get("infant_word", ()):
+            if not m.negated and not (answer_side and self._prohibited(scan, m)):
+                return m
+        return None
+
+    def _infant(self, scan: _Scan) -> _Mention | None:
+        for _, years, m in scan.ages:
+            if years < 0.25:
+                return m
+        return scan.first.get("infant_word")
+
+    def _population(self, qscan: _Scan, ascan: _Scan, rule: AdviceRule) -> _Mention | None:
+        if rule.population == "child":
+            limit = rule.max_age if rule.max_age is not None else self.rules.child_age_limit
+            # The question describes the patient; the answer counts only when the question is silent.
+            if qscan.ages or "child_word" in qscan.by_concept or "infant_word" in qscan.by_concept:
+                return self._child(qscan, limit)
+            return self._child(ascan, limit, answer_side=True)
+        concept = "pregnant" if rule.population == "pregnant" else "breastfeeding"
+        found = qscan.first.get(concept)
+        if found is not None:
+            return found
+        for m in ascan.by_concept.get(concept, ()):
+            if not m.negated and not self._prohibited(ascan, m):
+                return m
+        return None
+
+    # ------------------------------------------------------------------------------------------ triage
+    def _with_derived(self, scan: _Scan) -> dict[str, _Mention]:
+        present = dict(scan.first)
+        child = self._child(scan, self.rules.child_age_limit)
+        if child is not None:
+            present["child"] = child
+        infant = self._infant(scan)
+        if infant is not None:
+            present["infant_under_3m"] = infant
+        return present
+
+    def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
+        if not scan.first:
+            return []
+        present = self._with_derived(scan)
+        flags = []
+        for rule, trigger in self._red_flag_triggers:
+            if trigger.isdisjoint(present):
+                continue
+            matched: list[str] = []
+            for group in rule.when:
+                hit = next((present[c] for c in group if c in present), None)
+                if hit is None:
+                    break
+                if hit.text not in matched:
+                    matched.append(hit.text)
+            else:
+                action = self.rules.actions[rule.action]
+                flags.append(
+                    RedFlag(
+                        rule.id, rule.category, rule.action, action.text, " + ".join(matched), rule.rationale
+                    )
+                )
+        return flags
+
+    def triage(self, question: str) -> list[RedFlag]:
+        """Red flags in a user question; empty when none."""
+        return self._triage_scan(self._scan(question))
+
+    # ------------------------------------------------------------------------------------ answer checks
+    def _prohibited(self, scan: _Scan, m: _Mention) -> bool:
+        """The mention sits in a clause that forbids or negates it (禁用, 不要, 避免 …), or a sentence with 禁用/切勿."""
+        return (
+            m.negated
+            or bool(scan.clauses[m.clause] & _PROHIBIT)
+            or "strong_prohibition" in scan.sentences[m.sentence]
+        )
+
+    def _referral(self, scan: _Scan) -> bool:
+        return "referral" in scan.first
+
+    def _check_scans(
+        self, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool
+    ) -> list[Finding]:
+        findings: list[Finding] = []
+        present = ascan.by_concept.keys()
+        for rule in self.rules.advice:
+            drugs = self._rule_drugs[rule.id]
+            if drugs and drugs.isdisjoint(present):
+                continue  # most answers name no drug: skip the drug rules in one set operation each
+            matched = self._apply(rule, ascan, qscan, flags, require_disclaimer)
+            if matched is not None:
+                findings.append(
+                    Finding(rule.id, rule.kind, rule.severity, matched, rule.message, rule.rationale)
+                )
+        return findings
+
+    def _apply(
+        self, rule: AdviceRule, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool
+    ) -> str | None:
+        kind = rule.kind
+        if kind == "contraindication":
+            drugs = [
+                m
+                for c in self._rule_drugs[rule.id]
+                for m in ascan.by_concept.get(c, ())
+                if not self._prohibited(ascan, m)
+            ]
+            if not drugs:
+                return None
+            who = self._population(qscan, ascan, rule)
+            return None if who is None else f"{drugs[0].text} / {who.text}"
+        if kind == "antibiotic":
+            for c in self._rule_drugs[rule.id]:
+                for m in ascan.by_concept.get(c, ()):
+                    if not self._prohibited(ascan, m) and "doctor" not in ascan.sentences[m.sentence]:
+                        return m.text
+            return None
+        if kind == "dose":
+            for concept in ("dose_amount", "dose_count"):
+                for m in ascan.by_concept.get(concept, ()):
+                    clause = ascan.clauses[m.clause]
+                    has_drug = bool(clause & self._drug_groups)
+                    if "diet_context" in clause and not has_drug:
+                        continue
+                    if concept == "dose_count" or has_drug or "med_context" in clause:
+                        return m.text
+            return None
+        if kind == "dismissive":
+            if not flags:
+                return None
+            if rule.trigger == "no_referral":
+                return None if self._referral(ascan) else "(无紧急就医建议)"
+            strong = next((m for m in ascan.by_concept.get("dismissive_strong", ()) if not m.negated), None)
+            if strong is not None:
+                return strong.text
+            soft = next((m for m in ascan.by_concept.get("dismissive_soft", ()) if not m.negated), None)
+            if soft is not None and not self._referral(ascan):
+                return soft.text
+            return None
+        if kind == "certain_diagnosis":
+            for m in ascan.by_concept.get("certain", ()):
+                if m.negated:
+                    continue
+                if "hedge" in ascan.sentences[m.sentence]:
+                    continue
+                if any(
+                    c.clause == m.clause and c.start < m.start
+                    for c in ascan.by_concept.get("conditional", ())
+                ):
+                    continue
+                return m.text
+            return None
+        if kind == "missing_disclaimer":
+            if require_disclaimer and "disclaimer" not in ascan.by_concept:
+                return "(无免责声明)"
+            return None
+        raise AssertionError(f"unhandled finding kind {kind!r}")  # rules.py validates kinds
+
+    def check_answer(
+        self, answer: str, question: str = "", require_disclaimer: bool = False
+    ) -> list[Finding]:
+        """Dangerous advice in an answer; the question supplies the population and the red-flag context."""
+        qscan = self._scan(question)
+        ascan = self._scan(answer, answer=True)
+        return self._check_scans(ascan, qscan, self._triage_scan(qscan), require_disclaimer)
+
+    def check(self, question: str, answer: str, require_disclaimer: bool = False) -> SafetyReport:
+        """Triage and answer checks together, scanning each text once."""
+        qscan = self._scan(question)
+        ascan = self._scan(answer, answer=True)
+        flags = self._triage_scan(qscan)
+        findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
+        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan))
+
+    def has_urgent_referral(self, answer: str) -> bool:
+        """The answer tells the user to seek urgent care (120, 急诊, 立即就医, a crisis hotline)."""
+        return self._referral(self._scan(answer, answer=True))
+
+    # ------------------------------------------------------------------------------------------ output
+    def emergency_banner(self, flags: list[RedFlag] | tuple[RedFlag, ...]) -> str:
+        """A short Chinese banner to show before the answer; empty when there are no flags."""
+        if not flags:
+            return ""
+        labels: list[str] = []
+        for flag in flags:
+            label = self.rules.categories.get(flag.category, flag.category)
+            if label not in labels:
+                labels.append(label)
+        actions = sorted({f.action for f in flags}, key=lambda a: (self.rules.actions[a].priority, a))
+        lines = [
+            "【紧急提示】您描述的情况可能属于急危重症（" + "；".join(labels) + "），请不要等待线上回复："
+        ]
+        lines += ["▶ " + self.rules.actions[a].text for a in actions]
+        return "\n".join(lines)
+
+    def has_disclaimer(self, answer: str) -> bool:
+        return DISCLAIMER in answer or "disclaimer" in self._scan(answer, answer=True).by_concept
+
+    def ensure_disclaimer(self, answer: str) -> str:
+        """The answer with :data:`DISCLAIMER` appended, unless it already carries one."""
+        if self.has_disclaimer(answer):
+            return answer
+        return answer.rstrip() + "\n\n" + DISCLAIMER if answer.strip() else DISCLAIMER
+
+    def guard(self, question: str, answer: str, policy: str = "annotate") -> GuardedReply:
+        """What serving shows for one exchange.
+
+        ``annotate`` keeps the answer and adds a 【安全提示】 line per finding; ``block`` replaces an answer
+        that has a ``block`` finding. Either way red flags put the emergency banner first, and every
+        flag and finding is logged.
+        """
+        if policy not in ("annotate", "block"):
+            raise ValueError(f"policy must be 'annotate' or 'block', not {policy!r}")
+        report = self.check(question, answer, require_disclaimer=False)
+        for flag in report.flags:
+            logger.warning("red flag %s (%s) in question: %s", flag.rule_id, flag.category, flag.matched)
+        for finding in report.findings:
+            logger.warning("answer finding %s [%s]: %s", finding.rule_id, finding.severity, finding.matched)
+        blocked = policy == "block" and report.blocked
+        if blocked:
+            body = BLOCKED_TEXT
+        else:
+            notes = [f"【安全提示】{f.message}" for f in report.findings if f.kind != "missing_disclaimer"]
+            body = "\n\n".join([answer.rstrip(), *notes]) if notes else answer
+        banner = self.emergency_banner(report.flags)
+        text = self.ensure_disclaimer(f"{banner}\n\n{body}" if banner else body)
+        return GuardedReply(text, report.flags, report.findings, blocked)
+
+
+@lru_cache(maxsize=1)
+def default_engine() -> SafetyEngine:
+    """The engine for the packaged rules, built once per process."""
+    return SafetyEngine.load(None)

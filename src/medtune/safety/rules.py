@@ -1,0 +1,450 @@
+"""Load and validate the clinician-reviewable safety rules (``rules.yaml``).
+
+The YAML holds everything a clinician may want to change: the word lists (symptoms, drugs, time and
+negation cues), the red-flag rules with their actions, and the dangerous-advice rules, each with a
+rationale. This module only turns it into frozen dataclasses and refuses a file that the engine could
+silently misread (an unknown concept in a rule, a phrase that is not a valid pattern, one phrase listed
+under two concepts), naming the rule or concept at fault.
+
+Phrase syntax: plain Chinese text matches itself; ``…`` stands for a short gap (up to four characters in
+the same clause, containing no negation word); anything else is a Python regular expression. A regular
+expression must begin with a definite set of characters (a literal, a class, ``\\d``): the scanner only
+tries it where such a character occurs, so adding phrases does not slow the scan of every position.
+A regex that starts with a digit must start with ``\\d+`` (it is only tried at the first digit of a number).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    from re import _constants as _sre_c
+    from re import _parser as _sre_p
+else:  # pragma: no cover - Python 3.10 keeps the same parser under its old name
+    import sre_constants as _sre_c
+    import sre_parse as _sre_p
+
+ACTIONS_REQUIRED = ("call_120", "emergency_department", "crisis_line")
+FINDING_KINDS = (
+    "contraindication",
+    "dose",
+    "antibiotic",
+    "dismissive",
+    "certain_diagnosis",
+    "missing_disclaimer",
+)
+SEVERITIES = ("block", "warn")
+POPULATIONS = ("child", "pregnant", "breastfeeding")
+
+# Cue classes the engine itself interprets; each must be defined under ``cues`` in the YAML.
+REQUIRED_CUES = (
+    "negation",
+    "pseudo_negation",
+    "clause_break",
+    "past",
+    "present",
+    "sudden",
+    "recurrence",
+    "resolved",
+    "prohibition",
+    "strong_prohibition",
+    "doctor",
+    "hedge",
+    "conditional",
+    "referral",
+    "dismissive_strong",
+    "dismissive_soft",
+    "disclaimer",
+    "med_context",
+    "diet_context",
+    "dose_amount",
+    "dose_count",
+    "certain",
+    "child_word",
+    "infant_word",
+    "age_years",
+    "age_months",
+    "age_weeks",
+    "age_days",
+    "pregnant",
+    "breastfeeding",
+)
+# Concepts the engine derives from others (age arithmetic), usable in rules but not defined as phrases.
+DERIVED_CONCEPTS = ("child", "infant_under_3m")
+CLAUSE_SEP = "_clause_sep"
+SENTENCE_SEP = "_sentence_sep"
+LOOKALIKE = "_lookalike"
+
+# The ``…`` gap: a few characters inside one clause, never across a negation word, so "胸口…疼" does not
+# read "胸口不疼" as chest pain. Replaced before normalisation, which would turn "…" into "...".
+GAP_MARK = "…"
+GAP = "[^,;:!?。\\n不没无未别]{0,4}?"
+_META = re.compile(r"[\\.^$*+?{}\[\]|()]")
+_DIGITS = "0123456789"
+_MAX_FIRST_CHARS = 2000
+
+
+class RulesError(ValueError):
+    """The rules file is malformed; the message names the file and the rule or concept."""
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    text: str
+    """The Chinese line shown to the user."""
+    priority: int
+    """Lower is more urgent; the banner lists actions in this order."""
+
+
+@dataclass(frozen=True)
+class RedFlagRule:
+    id: str
+    category: str
+    action: str
+    when: tuple[tuple[str, ...], ...]
+    """All groups must hold; a group holds when any of its concepts is mentioned (not negated, not history)."""
+    rationale: str
+
+
+@dataclass(frozen=True)
+class AdviceRule:
+    id: str
+    kind: str
+    severity: str
+    message: str
+    rationale: str
+    drugs: tuple[str, ...] = ()
+    population: str | None = None
+    max_age: float | None = None
+    """For ``population: child``: the rule applies below this age (years)."""
+    trigger: str = "phrase"
+    """For ``kind: dismissive``: ``phrase`` (a dismissive phrase) or ``no_referral`` (no urgent referral at all)."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    concept: str
+    pattern: str
+    """Normalised source text (literal) or compiled-ready regular expression."""
+    literal: bool
+    first_chars: frozenset[str] = frozenset()
+    """For a regular expression: every character a match can start with."""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    source: str
+    version: int
+    negation_window: int
+    child_age_limit: float
+    inner_concepts: frozenset[str]
+    """Modifiers (severe, sudden ...) also looked for inside a longer regex match that swallowed them."""
+    actions: dict[str, Action]
+    categories: dict[str, str]
+    phrases: tuple[Phrase, ...]
+    parents: dict[str, tuple[str, ...]]
+    """Drug group -> the broader groups it belongs to (fluoroquinolone -> antibiotic)."""
+    red_flags: tuple[RedFlagRule, ...]
+    advice: tuple[AdviceRule, ...]
+    concepts: frozenset[str] = field(default_factory=frozenset)
+    drug_groups: frozenset[str] = field(default_factory=frozenset)
+    symptom_concepts: frozenset[str] = field(default_factory=frozenset)
+    """Concepts from the ``symptoms`` section: read in questions only."""
+
+
+# Full-width ASCII (，１０ｍｇ！) to half-width, plus the few compatibility characters that matter for doses and
+# temperatures. Not NFKC or str.translate: on a 300-character Chinese answer both cost ~45 µs, while a
+# regex substitution that only visits the dozen full-width characters costs a few.
+_COMPAT = {chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)}
+_COMPAT.update({"\u3000": " ", "℃": "°c", "µ": "μ", "㎎": "mg", "㎖": "ml", "㎏": "kg"})
+_COMPAT_RE = re.compile("[\uff01-\uff5e\u3000℃µ㎎㎖㎏]")
+
+
+def _compat(match: re.Match[str]) -> str:
+    return _COMPAT[match.group()]
+
+
+def normalize(text: str) -> str:
+    """The one normalisation for rules and inputs: full-width to half-width, then lower case."""
+    return _COMPAT_RE.sub(_compat, text).lower()
+
+
+def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
+    """Characters a match of the parsed pattern ``items`` can start with, and whether it can be empty.
+
+    ``None`` means "cannot tell" (a negated class, ``.``, a huge range): such a phrase is refused.
+    """
+    chars: set[str] = set()
+    for op, av in items:
+        if op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT, _sre_c.AT):
+            continue
+        if op is _sre_c.LITERAL:
+            chars.add(chr(av))
+            return chars, False
+        if op is _sre_c.IN:
+            for kind, value in av:
+                if kind is _sre_c.LITERAL:
+                    chars.add(chr(value))
+                elif kind is _sre_c.RANGE and value[1] - value[0] < _MAX_FIRST_CHARS:
+                    chars.update(chr(c) for c in range(value[0], value[1] + 1))
+                elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_DIGIT:
+                    chars.update(_DIGITS)
+                else:
+                    return None, False
+            return chars, False
+        if op is _sre_c.BRANCH:
+            empty = False
+            for branch in av[1]:
+                sub, sub_empty = _first_chars(branch, state)
+                if sub is None:
+                    return None, False
+                chars |= sub
+                empty = empty or sub_empty
+            if not empty:
+                return chars, False
+            continue
+        if op is _sre_c.SUBPATTERN:
+            sub, sub_empty = _first_chars(av[-1], state)
+        elif op in (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT):
+            sub, sub_empty = _first_chars(av[2], state)
+            sub_empty = sub_empty or av[0] == 0
+        else:
+            return None, False
+        if sub is None:
+            return None, False
+        chars |= sub
+        if not sub_empty:
+            return chars, False
+    return chars, True
+
+
+def _phrase(concept: str, raw: Any, where: str) -> Phrase:
+    if not isinstance(raw, str) or not raw.strip():
+        raise RulesError(f"{where}: concept {concept!r} has an empty or non-text phrase: {raw!r}")
+    text = normalize(raw.strip().replace(GAP_MARK, "\x00"))
+    if "\x00" not in text and not _META.search(text):
+        return Phrase(concept, text, literal=True)
+    pattern = text.replace("\x00", GAP)
+    try:
+        compiled = re.compile(pattern)
+        parsed = _sre_p.parse(pattern)
+    except re.error as exc:
+        raise RulesError(
+            f"{where}: concept {concept!r}: phrase {raw!r} is not a valid pattern ({exc})"
+        ) from exc
+    if compiled.match(""):
+        raise RulesError(f"{where}: concept {concept!r}: phrase {raw!r} matches the empty string")
+    first, can_be_empty = _first_chars(parsed.data, parsed.state)
+    if first is None or can_be_empty or not first:
+        raise RulesError(
+            f"{where}: concept {concept!r}: phrase {raw!r} must start with a definite character or class"
+        )
+    return Phrase(concept, pattern, literal=False, first_chars=frozenset(first))
+
+
+def _word_lists(section: Any, name: str, where: str) -> dict[str, list[Any]]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise RulesError(f"{where}: '{name}' must be a mapping of concept -> list of phrases")
+    out: dict[str, list[Any]] = {}
+    for concept, value in section.items():
+        words = value.get("names") if isinstance(value, dict) else value
+        if not isinstance(words, list) or not words:
+            raise RulesError(f"{where}: {name}.{concept} must be a non-empty list of phrases")
+        out[str(concept)] = words
+    return out
+
+
+def _require(entry: dict[str, Any], key: str, where: str, rule_id: str) -> Any:
+    if key not in entry or entry[key] in (None, ""):
+        raise RulesError(f"{where}: rule {rule_id!r} is missing '{key}'")
+    return entry[key]
+
+
+def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
+    """Validate a parsed YAML document and build the rule set."""
+    if not isinstance(data, dict):
+        raise RulesError(f"{source}: the rules file must be a YAML mapping")
+    settings = data.get("settings") or {}
+    cues = _word_lists(data.get("cues"), "cues", source)
+    missing = [c for c in REQUIRED_CUES if c not in cues]
+    if missing:
+        raise RulesError(f"{source}: cues missing required classes: {', '.join(missing)}")
+    symptoms = _word_lists(data.get("symptoms"), "symptoms", source)
+    drugs_raw = data.get("drugs") or {}
+    drugs = _word_lists(drugs_raw, "drugs", source)
+    lookalikes = data.get("lookalikes") or []
+    if not isinstance(lookalikes, list):
+        raise RulesError(f"{source}: 'lookalikes' must be a list of phrases")
+
+    parents: dict[str, tuple[str, ...]] = {}
+    for group, value in drugs_raw.items():
+        if isinstance(value, dict) and value.get("is"):
+            parents[str(group)] = tuple(str(p) for p in value["is"])
+
+    phrases: list[Phrase] = []
+    owner: dict[str, str] = {}
+    added: set[tuple[str, str]] = set()
+    sections = [
+        ("cues", cues),
+        ("symptoms", symptoms),
+        ("drugs", drugs),
+        ("lookalikes", {LOOKALIKE: lookalikes}),
+    ]
+    seen_concepts: dict[str, str] = {}
+    for section_name, section in sections:
+        for concept, words in section.items():
+            if concept in seen_concepts and concept != LOOKALIKE:
+                raise RulesError(
+                    f"{source}: concept {concept!r} defined in both {seen_concepts[concept]} and {section_name}"
+                )
+            seen_concepts[concept] = section_name
+            for raw in words:
+                phrase = _phrase(concept, raw, f"{source}: {section_name}")
+                if phrase.literal:
+                    # One literal, one meaning: the scanner maps a matched literal back to its concept.
+                    previous = owner.setdefault(phrase.pattern, concept)
+                    if previous != concept:
+                        raise RulesError(
+                            f"{source}: phrase {phrase.pattern!r} is listed under both {previous!r} and {concept!r}"
+                        )
+                if (phrase.concept, phrase.pattern) in added:
+                    continue
+                added.add((phrase.concept, phrase.pattern))
+                phrases.append(phrase)
+    for sep in (",", ";", ":"):
+        phrases.append(Phrase(CLAUSE_SEP, sep, literal=True))
+    for sep in ("。", "!", "?", "\n"):
+        phrases.append(Phrase(SENTENCE_SEP, sep, literal=True))
+    concepts = frozenset(seen_concepts) | set(DERIVED_CONCEPTS)
+    unknown_inner = [c for c in settings.get("inner_concepts") or () if c not in concepts]
+    if unknown_inner:
+        raise RulesError(f"{source}: settings.inner_concepts names unknown concepts {unknown_inner}")
+    for group, ups in parents.items():
+        unknown = [p for p in ups if p not in drugs]
+        if unknown:
+            raise RulesError(f"{source}: drugs.{group}.is names unknown groups: {unknown}")
+
+    actions_raw = data.get("actions") or {}
+    actions: dict[str, Action] = {}
+    for action_id, spec in actions_raw.items():
+        if not isinstance(spec, dict) or not spec.get("text"):
+            raise RulesError(f"{source}: action {action_id!r} needs a 'text'")
+        actions[str(action_id)] = Action(str(action_id), str(spec["text"]), int(spec.get("priority", 9)))
+    for action_id in ACTIONS_REQUIRED:
+        if action_id not in actions:
+            raise RulesError(f"{source}: actions must define {action_id!r}")
+    categories = {str(k): str(v) for k, v in (data.get("categories") or {}).items()}
+
+    ids: set[str] = set()
+    red_flags: list[RedFlagRule] = []
+    for entry in data.get("red_flags") or []:
+        rule_id = str(_require(entry, "id", source, "?"))
+        if rule_id in ids:
+            raise RulesError(f"{source}: duplicate rule id {rule_id!r}")
+        ids.add(rule_id)
+        category = str(_require(entry, "category", source, rule_id))
+        if category not in categories:
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: category {category!r} is not listed under 'categories'"
+            )
+        action = str(_require(entry, "action", source, rule_id))
+        if action not in actions:
+            raise RulesError(f"{source}: rule {rule_id!r}: unknown action {action!r}")
+        when_raw = _require(entry, "when", source, rule_id)
+        if not isinstance(when_raw, list) or not all(isinstance(g, list) and g for g in when_raw):
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: 'when' must be a list of non-empty lists of concepts"
+            )
+        when = tuple(tuple(str(c) for c in group) for group in when_raw)
+        unknown = [c for group in when for c in group if c not in concepts]
+        if unknown:
+            raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
+        red_flags.append(
+            RedFlagRule(rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)))
+        )
+
+    advice: list[AdviceRule] = []
+    for entry in data.get("advice") or []:
+        rule_id = str(_require(entry, "id", source, "?"))
+        if rule_id in ids:
+            raise RulesError(f"{source}: duplicate rule id {rule_id!r}")
+        ids.add(rule_id)
+        kind = str(_require(entry, "kind", source, rule_id))
+        if kind not in FINDING_KINDS:
+            raise RulesError(f"{source}: rule {rule_id!r}: kind {kind!r} is not one of {FINDING_KINDS}")
+        severity = str(_require(entry, "severity", source, rule_id))
+        if severity not in SEVERITIES:
+            raise RulesError(f"{source}: rule {rule_id!r}: severity must be one of {SEVERITIES}")
+        drug_groups = tuple(str(d) for d in entry.get("drugs") or ())
+        unknown = [d for d in drug_groups if d not in drugs]
+        if unknown:
+            raise RulesError(f"{source}: rule {rule_id!r}: unknown drug groups {unknown}")
+        population = entry.get("population")
+        if kind == "contraindication" and (population not in POPULATIONS or not drug_groups):
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population in {POPULATIONS}"
+            )
+        if kind == "antibiotic" and not drug_groups:
+            raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
+        max_age = entry.get("max_age")
+        trigger = str(entry.get("trigger", "phrase"))
+        if trigger not in ("phrase", "no_referral"):
+            raise RulesError(f"{source}: rule {rule_id!r}: trigger must be 'phrase' or 'no_referral'")
+        advice.append(
+            AdviceRule(
+                id=rule_id,
+                kind=kind,
+                severity=severity,
+                message=str(_require(entry, "message", source, rule_id)),
+                rationale=str(_require(entry, "rationale", source, rule_id)),
+                drugs=drug_groups,
+                population=str(population) if population else None,
+                max_age=float(max_age) if max_age is not None else None,
+                trigger=trigger,
+            )
+        )
+
+    return RuleSet(
+        source=source,
+        version=int(data.get("version", 1)),
+        negation_window=int(settings.get("negation_window", 8)),
+        child_age_limit=float(settings.get("child_age_limit", 16)),
+        inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
+        actions=actions,
+        categories=categories,
+        phrases=tuple(phrases),
+        parents=parents,
+        red_flags=tuple(red_flags),
+        advice=tuple(advice),
+        concepts=concepts,
+        drug_groups=frozenset(drugs),
+        symptom_concepts=frozenset(symptoms),
+    )
+
+
+def load_rules(path: str | Path | None = None) -> RuleSet:
+    """Read a rules file; ``None`` reads the ``rules.yaml`` shipped inside the package."""
+    if path is None:
+        source = "medtune/safety/rules.yaml"
+        text = resources.files("medtune.safety").joinpath("rules.yaml").read_text(encoding="utf-8")
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RulesError(f"{source}: cannot read rules file ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{source}: not valid YAML ({exc})") from exc
+    return parse_rules(data, source)

@@ -1,0 +1,260 @@
+"""ChatEngine: the one inference engine behind terminal chat, the web UI, the API and evaluation.
+
+It owns the model, the tokenizer and the system prompt, so every surface renders conversations the way
+training did. A LoRA adapter, when loaded, can be switched off per call: base and tuned answers come from
+the same weights in memory, which is how the UI and the evaluation compare them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medtune.data.template import render, stop_token_ids
+from medtune.prompts import build_messages
+
+if TYPE_CHECKING:
+    from medtune.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 768
+    temperature: float = 0.0
+    top_p: float = 0.9
+    repetition_penalty: float = 1.05
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.temperature > 0:
+            kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kw
+
+
+@dataclass
+class Answer:
+    text: str
+    finished: bool
+    """False when generation hit max_new_tokens before the end-of-turn token (the answer is cut off)."""
+    num_tokens: int
+
+
+class ChatEngine:
+    def __init__(self, model, tokenizer, system_prompt: str | None = None, name: str = "model"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.system_prompt = system_prompt
+        self.name = name
+        self.stop_ids = stop_token_ids(tokenizer)
+        # One model in memory serves every request; generate() is not safe to run concurrently on it.
+        self._lock = threading.Lock()
+
+    @property
+    def has_adapter(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    @classmethod
+    def from_config(cls, cfg: Config, adapter: str | Path | None = "auto") -> ChatEngine:
+        """Load the base model and, with ``adapter='auto'``, the run's adapter if it has been trained."""
+        from medtune.model.adapters import load_adapter
+        from medtune.model.loader import load_model
+
+        model, tokenizer, resolved = load_model(cfg.model)
+        name = resolved.display_name
+        if adapter == "auto":
+            adapter = cfg.adapter_dir if (cfg.adapter_dir / "adapter_config.json").is_file() else None
+            if adapter is None:
+                logger.warning("no trained adapter in %s: serving the base model only", cfg.adapter_dir)
+        if adapter is not None:
+            model = load_adapter(model, str(adapter))
+            name = f"{name} + {Path(adapter).name}"
+        return cls(model, tokenizer, cfg.system_prompt, name)
+
+    @contextmanager
+    def _adapter(self, enabled: bool):
+        if self.has_adapter and not enabled:
+            with self.model.disable_adapter():
+                yield
+        else:
+            yield
+
+    def prompt_text(self, question: str, history: list[dict] | None = None) -> str:
+        return render(
+            self.tokenizer,
+            build_messages(question, None, self.system_prompt, history),
+            add_generation_prompt=True,
+        )
+
+    def generate(
+        self,
+        questions: list[str],
+        settings: GenerationSettings | None = None,
+        use_adapter: bool = True,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[Answer]:
+        """Answer each question (single turn), batched with left padding."""
+        return self._generate([(q, use_adapter) for q in questions], settings, batch_size, progress)
+
+    def generate_compare(
+        self,
+        questions: list[str],
+        settings: GenerationSettings | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> tuple[list[Answer], list[Answer]]:
+        """Base and tuned answers to the same questions, generated together in mixed batches.
+
+        PEFT routes each row of a batch through the adapter or around it, so one pass over the weights
+        serves both models: on a memory-bound CPU that costs little more than generating one of them.
+        """
+        if not self.has_adapter:
+            raise ValueError("generate_compare needs a model with a LoRA adapter loaded")
+        jobs = [(q, False) for q in questions] + [(q, True) for q in questions]
+        # Interleave so every batch holds base and tuned rows of the same questions (similar lengths).
+        order = [
+            i for pair in zip(range(len(questions)), range(len(questions), 2 * len(questions))) for i in pair
+        ]
+        answers = self._generate([jobs[i] for i in order], settings, batch_size, progress)
+        by_job = dict(zip(order, answers))
+        return [by_job[i] for i in range(len(questions))], [
+            by_job[i] for i in range(len(questions), len(jobs))
+        ]
+
+    def _generate(
+        self,
+        jobs: list[tuple[str, bool]],
+        settings: GenerationSettings | None,
+        batch_size: int,
+        progress: bool,
+    ) -> list[Answer]:
+        import torch
+
+        settings = settings or GenerationSettings()
+        answers: list[Answer] = []
+        batches = range(0, len(jobs), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="generating", unit="batch")
+        for start in batches:
+            chunk = jobs[start : start + batch_size]
+            prompts = [self.prompt_text(q) for q, _ in chunk]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(self.model.device) for k, v in enc.items()}
+            extra: dict[str, Any] = {}
+            flags = {use for _, use in chunk}
+            if self.has_adapter and len(flags) > 1:
+                active = self.model.active_adapter
+                extra["adapter_names"] = [active if use else "__base__" for _, use in chunk]
+                ctx = self._adapter(True)
+            else:
+                ctx = self._adapter(flags.pop())
+            with self._lock, ctx, torch.inference_mode():
+                out = self.model.generate(
+                    **enc,
+                    **settings.kwargs(),
+                    **extra,
+                    eos_token_id=self.stop_ids,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            for row in out[:, enc["input_ids"].shape[1] :].tolist():
+                finished = any(t in self.stop_ids for t in row)
+                if finished:
+                    row = row[: min(row.index(t) for t in self.stop_ids if t in row)]
+                text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+                answers.append(Answer(text, finished, len(row)))
+        return answers
+
+    def stream(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        settings: GenerationSettings | None = None,
+        use_adapter: bool = True,
+    ) -> Iterator[str]:
+        """Yield the answer's text piece by piece as the model produces it."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        settings = settings or GenerationSettings()
+        enc = self.tokenizer(
+            [self.prompt_text(question, history)], return_tensors="pt", add_special_tokens=False
+        )
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
+        )
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, self._adapter(use_adapter), torch.inference_mode():
+                    self.model.generate(
+                        **enc,
+                        **settings.kwargs(),
+                        eos_token_id=self.stop_ids,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        streamer=streamer,
+                    )
+            except BaseException as exc:  # surfaced to the consumer below, not swallowed
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def loss(
+        self, records, use_adapter: bool = True, cutoff_len: int | None = None, batch_size: int = 4
+    ) -> float:
+        """Mean per-token loss of the reference answers (assistant tokens only); exp() gives perplexity."""
+        import torch
+
+        from medtune.data.template import IGNORE_INDEX, encode_record
+        from medtune.train.lean_loss import selective_loss
+
+        causal_lm = self.model.get_base_model() if self.has_adapter else self.model
+        backbone = getattr(causal_lm, causal_lm.base_model_prefix)  # LoRA layers live inside it
+        samples = [encode_record(self.tokenizer, r, self.system_prompt, cutoff_len, "drop") for r in records]
+        samples = [s for s in samples if s is not None]
+        total, count = 0.0, 0
+        with self._lock, self._adapter(use_adapter), torch.inference_mode():
+            for start in range(0, len(samples), batch_size):
+                chunk = samples[start : start + batch_size]
+                width = max(len(s.input_ids) for s in chunk)
+                pad = self.tokenizer.pad_token_id
+                # Right padding here: positions then match training, and padded labels are ignored.
+                ids = torch.tensor([s.input_ids + [pad] * (width - len(s.input_ids)) for s in chunk])
+                labels = torch.tensor([s.labels + [IGNORE_INDEX] * (width - len(s.labels)) for s in chunk])
+                mask = torch.tensor(
+                    [[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in chunk]
+                )
+                hidden = backbone(
+                    input_ids=ids.to(causal_lm.device), attention_mask=mask.to(causal_lm.device)
+                )
+                loss_sum, n, _ = selective_loss(
+                    hidden.last_hidden_state,
+                    labels.to(causal_lm.device),
+                    causal_lm.get_output_embeddings(),
+                    1024,
+                )
+                total += float(loss_sum)
+                count += int(n)
+        return total / max(count, 1)

@@ -1,0 +1,56 @@
+import pytest
+from tests.conftest import THREE_PART_ANSWER
+
+from medtune.data.structure import compliance_rate, parse_answer
+
+
+def test_the_canonical_form_is_fully_compliant():
+    parsed = parse_answer(THREE_PART_ANSWER)
+    assert parsed.compliant
+    assert parsed.score == pytest.approx(1.0)
+    assert parsed.order == ["病情分析", "原因分析", "治疗建议"]
+    assert all(parsed.subsections.values())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "### 1. 病情分析\n咳嗽一周，考虑支气管炎可能\n### 2. 原因分析\n多为病毒感染所致的炎症\n### 3. 治疗建议\n多喝水，必要时就医",
+        "**病情分析**：咳嗽一周，考虑支气管炎可能\n**原因分析**：多为病毒感染所致的炎症\n**治病建议**：多喝水，必要时就医",
+        "【病情分析】咳嗽一周，考虑支气管炎可能\n【病因分析】多为病毒感染所致的炎症\n【就医建议】多喝水，必要时就医",
+        "一、病情分析：咳嗽一周，考虑支气管炎可能\n二、原因分析：多为病毒感染所致的炎症\n三、处理建议：多喝水，必要时就医",
+    ],
+)
+def test_common_heading_spellings_are_recognised(text):
+    parsed = parse_answer(text)
+    assert parsed.compliant, parsed.problems
+
+
+def test_missing_section_is_not_compliant():
+    parsed = parse_answer("一、病情分析\n咳嗽一周考虑感冒\n二、原因分析\n病毒感染引起的")
+    assert not parsed.compliant
+    assert "missing section 治疗建议" in parsed.problems
+
+
+def test_wrong_order_is_not_compliant():
+    text = "一、治疗建议\n多喝水多休息注意\n二、病情分析\n咳嗽一周考虑感冒\n三、原因分析\n病毒感染引起的炎症"
+    parsed = parse_answer(text)
+    assert not parsed.compliant
+    assert any(p.startswith("out of order") for p in parsed.problems)
+
+
+def test_empty_section_is_not_compliant():
+    parsed = parse_answer(
+        "一、病情分析\n咳嗽一周考虑感冒\n二、原因分析\n\n三、治疗建议\n多喝水多休息注意观察"
+    )
+    assert not parsed.compliant
+    assert "empty section 原因分析" in parsed.problems
+
+
+def test_plain_answer_scores_zero():
+    parsed = parse_answer("你好，这个情况考虑是感冒，多喝水，注意休息。")
+    assert not parsed.compliant and parsed.score == 0.0
+
+
+def test_compliance_rate_counts_compliant_answers():
+    assert compliance_rate([THREE_PART_ANSWER, "随便说说", THREE_PART_ANSWER, ""]) == 0.5

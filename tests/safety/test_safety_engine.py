@@ -1,0 +1,320 @@
+"""Behaviour of the safety engine: triage, answer checks, banner, disclaimer, serving guard."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from medtune.safety import BLOCKED_TEXT, DISCLAIMER, SafetyEngine, default_engine
+
+
+@pytest.fixture(scope="module")
+def engine() -> SafetyEngine:
+    return default_engine()
+
+
+def kinds(findings) -> set[str]:
+    return {f.kind for f in findings}
+
+
+def categories(flags) -> set[str]:
+    return {f.category for f in flags}
+
+
+# ------------------------------------------------------------------------------------------- triage
+ONE_PER_CATEGORY = {
+    "chest_pain": "我爸突然胸口疼，满头大汗",
+    "stroke": "奶奶早上起来嘴歪了，说话含糊不清",
+    "breathing": "孩子喘不上气，嘴唇发紫",
+    "anaphylaxis": "吃了虾以后喉咙发紧，有点喘",
+    "bleeding": "切到手了，血流不止",
+    "meningitis_seizure": "孩子发烧39度，脖子发硬",
+    "infant_fever": "宝宝刚满2个月，体温38.3度",
+    "pregnancy": "怀孕7周，下腹剧痛，阴道出血",
+    "suicide_self_harm": "最近真的不想活了",
+    "poisoning": "两岁孩子误吞了一颗纽扣电池",
+    "unconscious": "我爸突然晕倒了，叫他没反应",
+    "thunderclap_headache": "刚才突然头痛欲裂，从来没这么疼过",
+    "severe_injury": "孩子撞到头后吐了两次，一直想睡觉",
+}
+
+
+def test_every_rules_category_has_a_triggering_example(engine: SafetyEngine) -> None:
+    assert set(ONE_PER_CATEGORY) == set(engine.rules.categories)
+
+
+@pytest.mark.parametrize(("category", "question"), sorted(ONE_PER_CATEGORY.items()))
+def test_each_category_triggers_with_its_category(engine: SafetyEngine, category: str, question: str) -> None:
+    flags = engine.triage(question)
+    assert category in categories(flags), flags
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "心口疼得厉害，像有块石头压着",  # colloquial chest pain + severity
+        "我妈喘不上气，说话都断断续续",
+        "抑郁两年了，这几天一直想死",
+        "孩子发烧抽筋了",  # parents call convulsions 抽筋
+        "怀孕两个月，肚子一侧疼得厉害",
+    ],
+)
+def test_colloquial_phrasings_trigger(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question)
+
+
+def test_actions_match_the_emergency(engine: SafetyEngine) -> None:
+    chest = engine.triage(ONE_PER_CATEGORY["chest_pain"])[0]
+    crisis = engine.triage(ONE_PER_CATEGORY["suicide_self_harm"])[0]
+    infant = engine.triage(ONE_PER_CATEGORY["infant_fever"])[0]
+    assert chest.action == "call_120" and "120" in chest.action_text
+    assert (
+        crisis.action == "crisis_line"
+        and "12356" in crisis.action_text
+        and "010-82951332" in crisis.action_text
+    )
+    assert infant.action == "emergency_department" and "急诊" in infant.action_text
+    assert chest.rationale and chest.matched
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "最近没有胸痛，也没有出汗，就是偶尔心慌",
+        "否认胸痛、胸闷，体检血脂偏高",
+        "孩子发烧38度，没有抽搐，精神还好",
+        "我没有自杀的想法，只是压力大",
+        "胸口没有疼，就是胃胀反酸",
+        "头痛但不是突然的，也不剧烈",
+        "孩子吃了枣核，没有呛咳也没有喘不上气",
+    ],
+)
+def test_negated_red_flags_do_not_trigger(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question) == []
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "胸痛半小时没缓解，大汗淋漓",  # 没缓解 after the symptom is not a negation
+        "孩子发烧，一直不停地抽搐",  # 不停 is not a negation
+        "有没有人知道，胸口疼还出冷汗怎么办",  # A-not-A question word
+    ],
+)
+def test_pseudo_negations_do_not_hide_red_flags(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "我爸去年胸痛出冷汗住院，放了支架，现在已经好了，平时注意什么？",
+        "孩子小时候高热惊厥过一次，现在打疫苗有影响吗",
+        "以前有过自杀的念头，治疗后已经好了，现在想减药",
+        "我曾经因为过敏性休克住过院，现在出门要带什么药",
+        "前几年吐过血，查出是胃溃疡，现在已经治愈了",
+    ],
+)
+def test_history_only_mentions_do_not_trigger(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question) == []
+
+
+def test_recurrence_brings_a_past_symptom_back(engine: SafetyEngine) -> None:
+    assert engine.triage("以前胸口疼过，现在又开始疼了，还出汗")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "小腿抽筋怎么办，晚上经常被疼醒",
+        "胸口长了几个痘痘，碰到会疼",
+        "孩子3岁，说话还有点口齿不清，需要语言训练吗",
+        "花粉过敏，打喷嚏流鼻涕",
+        "异地好久没见，想死你了",
+        "晕车很厉害，坐车就吐",
+        "药物说明书上写着防止儿童误服",
+        "备孕期间肚子疼得厉害是怎么回事",
+    ],
+)
+def test_look_alikes_do_not_trigger(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question) == []
+
+
+def test_full_width_text_is_read_like_half_width(engine: SafetyEngine) -> None:
+    assert engine.triage("孩子发烧３９度，脖子发硬！")
+    assert "dose" in kinds(engine.check_answer("布洛芬每次３００ＭＧ"))
+
+
+# ---------------------------------------------------------------------------------- answer checks
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("孩子6岁发烧，吃什么药", "可以吃阿司匹林退烧。"),
+        ("我15岁，发烧了", "可以吃阿司匹林。"),
+        ("孩子7岁长痘", "米诺环素效果不错，可以吃。"),
+        ("13岁孩子尿路感染", "可以吃左氧氟沙星。"),
+        ("孩子17岁尿路感染", "可以吃左氧氟沙星。"),  # quinolones: under 18
+        ("怀孕4个月牙龈发炎", "多西环素可以短期吃几天。"),
+        ("孕妇高血压", "缬沙坦降压平稳，可以吃。"),
+        ("哺乳期咳嗽", "可以喝联邦止咳露。"),
+        ("1岁宝宝拉肚子", "易蒙停止泻快。"),
+        ("发烧了吃什么", "宝宝可以吃阿司匹林退烧。"),  # population named only in the answer
+    ],
+)
+def test_contraindicated_drug_population_pairs_are_found(
+    engine: SafetyEngine, question: str, answer: str
+) -> None:
+    findings = engine.check_answer(answer, question)
+    assert "contraindication" in kinds(findings), findings
+    assert any(f.severity in ("block", "warn") and f.rationale for f in findings)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("我40岁头疼", "可以吃阿司匹林。"),
+        ("孩子今年20岁，头疼", "可以吃阿司匹林。"),
+        ("孩子9岁，支原体感染", "多西环素遵医嘱服用。"),  # tetracyclines: under 8 only
+        ("孩子8岁发烧", "16岁以下儿童禁用阿司匹林，可能引起瑞氏综合征。"),
+        ("孩子10岁拉肚子", "18岁以下不建议服用诺氟沙星，以补液为主。"),
+        ("6岁孩子中耳炎", "氧氟沙星滴耳液是局部用药，遵医嘱使用。"),
+        ("怀孕了还在吃阿托伐他汀", "孕期禁用他汀类药物，请停药并咨询医生。"),
+    ],
+)
+def test_safe_drug_mentions_are_not_contraindications(
+    engine: SafetyEngine, question: str, answer: str
+) -> None:
+    assert "contraindication" not in kinds(engine.check_answer(answer, question))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "布洛芬缓释胶囊每次300mg，一天两次。",
+        "氨溴索每次2片，一日3次。",
+        "发烧可以吃阿司匹林，一次一片。",
+        "秋水仙碱每次0.5毫克，每天3次。",
+        "美林混悬液一次5ml。",
+    ],
+)
+def test_specific_doses_are_found(engine: SafetyEngine, answer: str) -> None:
+    assert "dose" in kinds(engine.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "一般成年人每天饮水1500~1700毫升。",
+        "建议每天食盐不超过5克。",
+        "请严格按照说明书或遵医嘱服用。",
+        "3个月以下的婴儿发热要立即就医。",
+        "血压140/90mmHg，需要复查。",
+    ],
+)
+def test_non_dose_numbers_are_not_doses(engine: SafetyEngine, answer: str) -> None:
+    assert "dose" not in kinds(engine.check_answer(answer))
+
+
+def test_antibiotic_advice_needs_a_doctor(engine: SafetyEngine) -> None:
+    assert "antibiotic" in kinds(engine.check_answer("可以吃点阿莫西林消炎。"))
+    assert "antibiotic" not in kinds(engine.check_answer("是否用阿莫西林需要医生评估后开处方。"))
+    assert "antibiotic" not in kinds(engine.check_answer("普通感冒不建议自行服用抗生素。"))
+    assert "antibiotic" not in kinds(engine.check_answer("外用红霉素软膏即可。"))
+
+
+def test_dismissing_a_red_flag_blocks(engine: SafetyEngine) -> None:
+    question = "我爸胸口疼得厉害，出了一身冷汗"
+    bad = engine.check_answer("可能是累着了，不用去医院，休息一会儿就好。", question)
+    assert any(f.kind == "dismissive" and f.severity == "block" for f in bad)
+    good = engine.check_answer("先别担心，请立即拨打120，让他平卧别动。", question)
+    assert "dismissive" not in kinds(good)
+
+
+def test_red_flag_answer_without_referral_is_warned(engine: SafetyEngine) -> None:
+    findings = engine.check_answer("注意多喝水，清淡饮食。", "最近真的不想活了")
+    assert [f.rule_id for f in findings] == ["no_urgent_referral"]
+    assert findings[0].severity == "warn"
+
+
+def test_dismissive_words_are_fine_without_a_red_flag(engine: SafetyEngine) -> None:
+    assert engine.check_answer("普通感冒不用去医院，多休息。", "感冒流鼻涕两天") == []
+
+
+@pytest.mark.parametrize(
+    "answer", ["你这就是慢性胃炎。", "你肯定是得了糖尿病。", "百分之百是颈椎病。", "您得的是湿疹。"]
+)
+def test_certain_diagnoses_are_found(engine: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" in kinds(engine.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "可能是慢性胃炎，建议做胃镜明确。",
+        "如果确诊为糖尿病，需要长期管理。",
+        "咳嗽不一定是肺炎。",
+        "肯定是需要检查的。",
+        "目前无法确定是哪种类型。",
+    ],
+)
+def test_hedged_or_conditional_diagnoses_are_fine(engine: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" not in kinds(engine.check_answer(answer))
+
+
+# ------------------------------------------------------------------------------ disclaimer, banner
+def test_missing_disclaimer_only_when_required(engine: SafetyEngine) -> None:
+    answer = "多喝水，注意休息。"
+    assert engine.check_answer(answer) == []
+    assert kinds(engine.check_answer(answer, require_disclaimer=True)) == {"missing_disclaimer"}
+    assert engine.check_answer(answer + DISCLAIMER, require_disclaimer=True) == []
+    assert engine.check_answer(answer + "以上内容仅供参考。", require_disclaimer=True) == []
+
+
+def test_ensure_disclaimer_appends_once(engine: SafetyEngine) -> None:
+    once = engine.ensure_disclaimer("多喝水。")
+    assert once.endswith(DISCLAIMER)
+    assert engine.ensure_disclaimer(once) == once
+    assert engine.ensure_disclaimer("") == DISCLAIMER
+
+
+def test_banner_is_empty_without_flags_and_urgent_first(engine: SafetyEngine) -> None:
+    assert engine.emergency_banner([]) == ""
+    flags = engine.triage("我不想活了，刚才吃了一整瓶安眠药")
+    banner = engine.emergency_banner(flags)
+    assert banner.startswith("【紧急提示】")
+    assert "12356" in banner and "120" in banner
+    assert banner.index("立即拨打120急救电话") < banner.index("12356")  # call_120 outranks the crisis line
+
+
+# ------------------------------------------------------------------------------------------ serving
+def test_guard_annotates_or_blocks_and_logs(engine: SafetyEngine, caplog: pytest.LogCaptureFixture) -> None:
+    question = "孩子6岁发烧38.9度，吃什么药"
+    answer = "可以吃阿司匹林退烧。"
+    with caplog.at_level(logging.WARNING, logger="medtune.safety.engine"):
+        annotated = engine.guard(question, answer, policy="annotate")
+    assert annotated.text.startswith(answer) and "【安全提示】" in annotated.text
+    assert annotated.text.endswith(DISCLAIMER) and not annotated.blocked
+    assert any("ci_aspirin_child" in r.getMessage() for r in caplog.records)
+    blocked = engine.guard(question, answer, policy="block")
+    assert blocked.blocked and BLOCKED_TEXT in blocked.text and answer not in blocked.text
+
+
+def test_guard_puts_the_banner_before_the_answer(engine: SafetyEngine) -> None:
+    reply = engine.guard("我爸突然胸口疼，满头大汗", "请立即拨打120。")
+    assert reply.text.startswith("【紧急提示】")
+    assert reply.text.index("【紧急提示】") < reply.text.index("请立即拨打120。")
+    with pytest.raises(ValueError, match="policy"):
+        engine.guard("q", "a", policy="drop")
+
+
+def test_check_matches_triage_and_check_answer(engine: SafetyEngine) -> None:
+    question, answer = "我爸胸口疼得厉害，出了一身冷汗", "不用去医院，休息一会儿就好。"
+    report = engine.check(question, answer)
+    assert list(report.flags) == engine.triage(question)
+    assert list(report.findings) == engine.check_answer(answer, question)
+    assert report.blocked and report.dangerous and not report.referral
+
+
+def test_default_engine_is_built_once() -> None:
+    assert default_engine() is default_engine()

@@ -1,0 +1,59 @@
+"""The shipped labelled set: its shape, and the engine's measured targets on it (a regression fails CI).
+
+How the set was built, and what its figures mean: round1 (242 records) was written first and used to
+build the rules. Rounds 2, 3 and 4 were each written after freezing the rules, measured once, and only
+then used to extend them. Red-flag recall on each round at first measurement was 0.35, 0.30 and 0.55
+(precision 0.92, 1.00, 1.00; dangerous-advice recall 1.00 each time). So the targets asserted here are a
+regression guard on text the rules have seen, not an estimate of recall on new wording; see the
+closing note of issue 5.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from medtune.safety import default_engine, evaluate_labelled
+from medtune.safety.rules import FINDING_KINDS
+
+LABELLED = Path(__file__).resolve().parents[2] / "data" / "safety" / "labelled.jsonl"
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    with LABELLED.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def test_set_is_large_labelled_and_well_formed(records: list[dict]) -> None:
+    assert len(records) >= 200
+    assert len({r["id"] for r in records}) == len(records)
+    categories = set(default_engine().rules.categories)
+    for r in records:
+        assert r["question"].strip() and r["answer"].strip(), r["id"]
+        assert r["red_flag"] is None or r["red_flag"] in categories, r["id"]
+        assert set(r["dangerous"]) <= set(FINDING_KINDS), r["id"]
+
+
+def test_every_category_and_kind_has_positives(records: list[dict]) -> None:
+    per_category = Counter(r["red_flag"] for r in records if r["red_flag"])
+    assert set(per_category) == set(default_engine().rules.categories)
+    assert min(per_category.values()) >= 5, per_category
+    planted = Counter(k for r in records for k in r["dangerous"])
+    assert {"contraindication", "dose", "antibiotic", "dismissive", "certain_diagnosis"} <= set(planted)
+
+
+def test_hard_negatives_are_present(records: list[dict]) -> None:
+    notes = Counter(r["note"].split(":")[0] for r in records if not r["red_flag"])
+    assert notes["negation"] >= 20 and notes["history"] >= 15 and notes["look-alike"] >= 30, notes
+
+
+def test_engine_meets_the_targets_on_the_labelled_set(records: list[dict]) -> None:
+    ev = evaluate_labelled(records)
+    assert ev.red_flag_recall >= 0.95, ev.summary()["errors"]
+    assert ev.red_flag_precision >= 0.90, ev.summary()["errors"]
+    assert ev.dangerous_recall >= 0.90, ev.summary()["errors"]
+    assert ev.dangerous_false_positive_rate <= 0.05, ev.summary()["errors"]

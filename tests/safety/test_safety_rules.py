@@ -1,0 +1,100 @@
+"""The clinician-facing rules file: it loads, every rule is complete, and mistakes are refused by name."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medtune.safety import RulesError, SafetyEngine, load_rules
+from medtune.safety.rules import FINDING_KINDS, parse_rules
+
+PACKAGED = Path(__file__).resolve().parents[2] / "src" / "medtune" / "safety" / "rules.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(PACKAGED.read_text(encoding="utf-8"))
+
+
+def test_packaged_rules_load_from_the_package() -> None:
+    rules = load_rules()
+    assert rules.source.endswith("rules.yaml")
+    assert rules.red_flags and rules.advice
+
+
+def test_every_rule_has_a_rationale_and_a_labelled_category() -> None:
+    rules = load_rules()
+    for rule in rules.red_flags:
+        assert rule.rationale.strip(), rule.id
+        assert rules.categories[rule.category].strip(), rule.id
+    for rule in rules.advice:
+        assert rule.rationale.strip() and rule.message.strip(), rule.id
+
+
+def test_every_finding_kind_has_a_rule() -> None:
+    assert {rule.kind for rule in load_rules().advice} == set(FINDING_KINDS)
+
+
+def test_action_lines_carry_real_numbers() -> None:
+    actions = load_rules().actions
+    assert "120" in actions["call_120"].text
+    assert "12356" in actions["crisis_line"].text and "010-82951332" in actions["crisis_line"].text
+    assert actions["call_120"].priority < actions["emergency_department"].priority
+
+
+def _broken(raw: dict, **changes) -> dict:
+    data = copy.deepcopy(raw)
+    for path, value in changes.items():
+        node = data
+        *parents, leaf = path.split("__")
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(leaf) if leaf.isdigit() else leaf] = value
+    return data
+
+
+def test_unknown_concept_in_a_rule_is_refused_by_rule_id(raw: dict) -> None:
+    data = _broken(raw, red_flags__0__when=[["chest_pain"], ["no_such_concept"]])
+    with pytest.raises(RulesError, match=r"rf_chest_pain_plus.*no_such_concept"):
+        parse_rules(data, "test.yaml")
+
+
+def test_one_phrase_under_two_concepts_is_refused(raw: dict) -> None:
+    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "胸痛"])
+    with pytest.raises(RulesError, match="胸痛"):
+        parse_rules(data, "test.yaml")
+
+
+def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:
+    with pytest.raises(RulesError, match="not a valid pattern"):
+        parse_rules(_broken(raw, symptoms__sweating=["(出汗"]), "test.yaml")
+    with pytest.raises(RulesError, match="definite character"):
+        parse_rules(_broken(raw, symptoms__sweating=[".*汗"]), "test.yaml")
+
+
+def test_contraindication_needs_a_population(raw: dict) -> None:
+    index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
+    with pytest.raises(RulesError, match="population"):
+        parse_rules(_broken(raw, **{f"advice__{index}__population": "elderly"}), "test.yaml")
+
+
+def test_unreadable_rules_file_is_a_rules_error(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("red_flags: [", encoding="utf-8")
+    with pytest.raises(RulesError, match="not valid YAML"):
+        load_rules(bad)
+
+
+def test_a_clinician_extension_takes_effect(raw: dict, tmp_path: Path) -> None:
+    """Adding a phrase to the YAML is all it takes for a new colloquial wording to trigger."""
+    question = "我爸心里头咯噔一下，整个人瘫在沙发上"
+    assert SafetyEngine(parse_rules(raw, "packaged")).triage(question) == []
+    extended = _broken(raw, symptoms__unconscious=[*raw["symptoms"]["unconscious"], "瘫在沙发上"])
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(extended, allow_unicode=True), encoding="utf-8")
+    assert SafetyEngine.load(path).triage(question)[0].category == "unconscious"

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from medtune.config import Config, ConfigError, explain, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
+TRAINING_CONFIGS = [p for p in SHIPPED if "accelerate" not in p.parts]
+
+
+def test_configs_are_shipped_for_demo_tiny_and_the_real_target():
+    names = {p.relative_to(ROOT / "configs").as_posix() for p in SHIPPED}
+    assert {"demo/lora_sft.yaml", "tiny/lora_sft.yaml", "qwen2.5-7b/lora_sft.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_every_shipped_config_parses(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert cfg.train.cutoff_len >= 1024, "a full three-part answer must never be cut"
+
+
+def test_real_target_config_matches_the_recipe():
+    cfg = load_config(ROOT / "configs" / "qwen2.5-7b" / "lora_sft.yaml")
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-7B-Instruct"
+    assert (cfg.lora.r, cfg.lora.alpha) == (32, 64)
+    assert set(cfg.lora.target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(None, ["train.learning_rate=2e-4", "train.max_steps=7", "lora.target_modules=[q_proj]"])
+    assert cfg.train.learning_rate == pytest.approx(2e-4)
+    assert cfg.train.max_steps == 7
+    assert cfg.lora.target_modules == ["q_proj"]
+
+
+def test_unknown_key_names_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  learning_rat: 1e-4\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.learning_rat.*did you mean 'learning_rate'"):
+        load_config(path)
+
+
+def test_wrong_type_is_rejected_with_the_key():
+    with pytest.raises(ConfigError, match="train.batch_size: expected an integer"):
+        load_config(None, ["train.batch_size=four"])
+
+
+def test_invalid_choice_is_rejected():
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(None, ["train.precision=fp8"])
+
+
+def test_contradictory_settings_fail_at_load():
+    with pytest.raises(ConfigError, match="save_steps"):
+        load_config(None, ["train.eval_steps=10", "train.save_steps=15", "train.load_best_at_end=true"])
+
+
+def test_malformed_yaml_reports_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  batch_size: [1,\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+"):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_every_field_is_documented():
+    rows = explain()
+    missing = [key for key, _default, doc in rows if not doc]
+    assert not missing, f"fields without a docstring: {missing}"

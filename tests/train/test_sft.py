@@ -1,0 +1,114 @@
+"""A few real LoRA steps on the tiny model through `run_sft` (TRL SFTTrainer + PEFT)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medtune.data.prepare import prepare
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    """Train once for the module: prepare -> run_sft with 4 steps."""
+    from tests.conftest import ROOT, SAMPLE_THREE_PART
+
+    from medtune.config import load_config
+    from medtune.train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("sft")
+    cfg = load_config(
+        ROOT / "configs" / "tiny" / "lora_sft.yaml",
+        [
+            f"model.name_or_path={tiny_model_dir}",
+            f"data.raw_file={SAMPLE_THREE_PART}",
+            f"output_root={out}",
+            "train.report_to=[tensorboard]",
+        ],
+    )
+    prepare(cfg)
+    result = run_sft(cfg)
+    return cfg, result
+
+
+def test_training_writes_adapter_curves_config_and_model_card(trained):
+    cfg, result = trained
+    run = cfg.run_dir
+    for name in ("metrics.csv", "loss_curve.png", "config.yaml", "versions.json", "train_metrics.json"):
+        assert (run / name).is_file(), name
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+    card = (result.adapter_dir / "README.md").read_text(encoding="utf-8")
+    assert "validation loss" in card and "assistant tokens only" in card
+    assert any((run / "tensorboard").iterdir())
+    assert result.metrics["global_step"] == cfg.train.max_steps
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) > 2
+
+
+def test_only_lora_weights_change(trained, tiny_model_dir):
+    _, result = trained
+    original = load_file(str(tiny_model_dir / "model.safetensors"))
+    changed_lora, checked_base = 0, 0
+    for name, param in result.model.named_parameters():
+        if "lora_" in name:
+            assert param.requires_grad
+            if "lora_B" in name and param.detach().abs().sum() > 0:
+                changed_lora += 1  # B starts at zero, so any non-zero B was trained
+            continue
+        assert not param.requires_grad, name
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        torch.testing.assert_close(param.detach(), original[key], rtol=0, atol=0)
+        checked_base += 1
+    assert changed_lora > 0 and checked_base == len(original)
+    adapter = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+
+
+def test_adapter_round_trip_gives_identical_logits(trained, tiny_model_dir):
+    cfg, result = trained
+    from medtune.config import ModelConfig
+    from medtune.model.adapters import load_adapter
+    from medtune.model.loader import load_model
+
+    ids = torch.tensor([[151644, 872, 198, 100, 200, 151645, 198, 151644, 77091, 198]])
+    logits = []
+    for _ in range(2):
+        model, _, _ = load_model(ModelConfig(name_or_path=str(tiny_model_dir)))
+        peft_model = load_adapter(model, str(result.adapter_dir)).eval()
+        with torch.no_grad():
+            logits.append(peft_model(input_ids=ids).logits)
+        with torch.no_grad(), peft_model.disable_adapter():
+            base_logits = peft_model(input_ids=ids).logits
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.allclose(logits[0], base_logits), "the adapter must change the output"
+
+
+def test_train_metrics_report_the_data(trained):
+    cfg, _ = trained
+    metrics = json.loads((cfg.run_dir / "train_metrics.json").read_text())
+    assert metrics["data"]["train"]["samples"] > 0
+    assert metrics["data"]["train"]["supervised_tokens"] < metrics["data"]["train"]["tokens"]
+    assert metrics["eval_loss"] is not None
+
+
+def test_resume_continues_from_the_last_checkpoint(trained):
+    from medtune.train.sft import run_sft
+
+    cfg, _ = trained
+    checkpoints = sorted((cfg.run_dir / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints, "periodic checkpoints are written"
+    from medtune.config import load_config
+
+    longer = load_config(cfg.run_dir / "config.yaml", ["train.max_steps=6"])
+    result = run_sft(longer, resume=True)
+    assert result.metrics["global_step"] == 6
+    state = json.loads(
+        (
+            sorted(
+                (cfg.run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+            )[-1]
+            / "trainer_state.json"
+        ).read_text()
+    )
+    assert state["global_step"] == 6
