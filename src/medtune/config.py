@@ -62,6 +62,18 @@ class DataConfig:
 
 
 @dataclass
+class RestructureConfig:
+    """Teacher-LLM rewriting into the three-part form (``medtune data restructure``)."""
+
+    base_url: str = "https://api.deepseek.com/v1"
+    """OpenAI-compatible endpoint of the teacher model (DeepSeek, Qwen API, a local vLLM, medtune serve --api)."""
+    model: str = "deepseek-chat"
+    """Teacher model name at that endpoint."""
+    api_key_env: str = "MEDTUNE_TEACHER_API_KEY"
+    """Name of the environment variable holding the key; the key itself never goes in a config or a flag."""
+
+
+@dataclass
 class LoraConfig:
     r: int = 16
     """LoRA rank: higher can fit more, at more memory and compute."""
@@ -202,6 +214,7 @@ class Config:
     """Override the built-in medical system prompt (one source of truth for train, eval, chat, serve)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    restructure: RestructureConfig = field(default_factory=RestructureConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
