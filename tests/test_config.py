@@ -81,3 +81,18 @@ def test_every_field_is_documented():
     rows = explain()
     missing = [key for key, _default, doc in rows if not doc]
     assert not missing, f"fields without a docstring: {missing}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_accelerate_configs_are_valid_launch_configs(path):
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    assert data["distributed_type"] in {"MULTI_GPU", "DEEPSPEED", "FSDP"}
+    assert data["num_processes"] >= 2
+    ds = data.get("deepspeed_config")
+    if ds:
+        qwen = load_config(ROOT / "configs" / "qwen2.5-7b" / "lora_sft.yaml")
+        assert ds["gradient_accumulation_steps"] == qwen.train.grad_accum

@@ -133,6 +133,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from medtune.model.export import export_merged
+
+    cfg = _config(args)
+    result = export_merged(cfg, args.out)
+    print(f"merged model written to {result.out_dir}")
+    print(
+        f"max |logit difference| merged vs adapter: {result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
+    )
+    print(f"load it with transformers or serve it with: vllm serve {result.out_dir}")
+    return 0
+
+
 def cmd_safety_check(args: argparse.Namespace) -> int:
     from medtune.safety.cli import main as safety_main
 
@@ -173,6 +186,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     "run": (cmd_run, "the whole pipeline: prepare, train, eval", "config"),
     "chat": (cmd_chat, "terminal chat with streaming", "config"),
     "serve": (cmd_serve, "Gradio web chat on port 7860 (or --api for the OpenAI-compatible API)", "config"),
+    "export": (cmd_export, "merge the adapter into the base weights and verify the logits", "config"),
     "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
     "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
     "config explain": (cmd_config_explain, "every config key with its default and meaning", "none"),
@@ -204,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (see its --help)")
         if name in ("train", "run"):
             p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+        if name == "export":
+            p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
         if name == "chat":
             p.add_argument("--base", action="store_true", help="chat with the base model (adapter off)")
         if name == "serve":
@@ -226,8 +242,15 @@ def _setup_logging(verbose: bool) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from medtune.data.schema import DataError
     from medtune.model.demo_model import ModelSourceError
+    from medtune.model.export import ExportError
 
-    errors: list[type[BaseException]] = [ConfigError, DataError, ModelSourceError, FileNotFoundError]
+    errors: list[type[BaseException]] = [
+        ConfigError,
+        DataError,
+        ModelSourceError,
+        FileNotFoundError,
+        ExportError,
+    ]
     try:
         from medtune.data.template import TemplateError
 

@@ -40,9 +40,24 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     raw_file: str = "data/sample/medqa_three_part.jsonl"
-    """Raw Q&A file (JSON/JSONL in alpaca, messages/ShareGPT or question/answer form)."""
+    """Raw Q&A source: a JSON/JSONL/CSV/TSV/Parquet/Arrow file, a Hugging Face ``datasets`` folder
+    (``save_to_disk``), a folder of such files, or a glob such as ``dumps/*.csv``."""
+    extra_files: list[str] = field(default_factory=list)
+    """More sources, read after raw_file (same forms); every record keeps its own file:line."""
     format: Literal["auto", "alpaca", "messages", "qa"] = "auto"
-    """Record layout; ``auto`` detects it from the first record."""
+    """Record layout; ``auto`` detects it per record (alpaca, messages/ShareGPT, question/answer)."""
+    question_fields: list[str] = field(default_factory=list)
+    """Columns (or JSON keys) joined line by line into the question, e.g. [title, ask]; empty: by layout."""
+    answer_fields: list[str] = field(default_factory=list)
+    """Columns (or JSON keys) joined into the answer, e.g. [answer]; needed when question_fields is set."""
+    department_field: str | None = None
+    """Column holding the department; None: ``department`` when the record has one."""
+    id_field: str | None = None
+    """Column holding a stable record id; None: ``id`` when present, else derived from file and line."""
+    encoding: str = "auto"
+    """Text encoding of CSV/TSV/JSON sources; ``auto`` detects UTF-8 (with or without BOM) and GB18030/GBK."""
+    csv_delimiter: str | None = None
+    """Field separator of CSV files; None: tab for .tsv/.tab, comma otherwise."""
     val_ratio: float = 0.1
     """Fraction held out for validation (and for the base-vs-tuned evaluation)."""
     seed: int = 42
@@ -51,26 +66,206 @@ class DataConfig:
     """Questions shorter than this (after cleaning) are dropped."""
     min_answer_chars: int = 10
     """Answers shorter than this (after cleaning) are dropped."""
+    max_question_chars: int | None = 2000
+    """Questions longer than this are dropped (scraped dumps hold pasted pages); None: no limit."""
+    max_answer_chars: int | None = 6000
+    """Answers longer than this are dropped; None: no limit. Training still reports over-long samples."""
+    min_chinese_ratio_question: float = 0.3
+    """Questions whose share of Chinese characters among letters (Chinese and other scripts; digits and
+    punctuation don't count) is lower are dropped; 0: off."""
+    min_chinese_ratio_answer: float = 0.3
+    """The same for answers; 0 turns the rule off."""
+    normalize_whitespace: bool = True
+    """Unify spaces and line breaks (NFC, no blank-line runs, trimmed lines)."""
+    normalize_unicode: bool = True
+    """NFKC (full-width letters and digits to ASCII) while Chinese full-width punctuation stays full-width."""
+    strip_html: bool = True
+    """Remove HTML tags and decode entities (&nbsp; &lt; ...) left by scrapers."""
+    strip_urls: bool = True
+    """Remove URLs; when off, the personal-data scrubber replaces them with <URL> (if ``url`` is a pii kind)."""
+    strip_boilerplate: bool = True
+    """Remove Q&A-site formulas from answers (感谢您的咨询, 希望我的回答对您有帮助, 祝您身体健康 ...)."""
+    boilerplate_patterns: list[str] | None = None
+    """Regexes removed by strip_boilerplate; None: the built-in list (medtune.data.clean.BOILERPLATE_PATTERNS)."""
+    drop_mojibake: bool = True
+    """Drop records with garbled text (U+FFFD, 锟斤拷, or text decoded with the wrong encoding)."""
+    mojibake_ratio: float = 0.3
+    """A text is garbled when this share of its non-ASCII characters lies outside common Chinese (GB2312)."""
+    drop_referral_only: bool = True
+    """Drop answers that only refer the patient on (建议去医院就诊) with nothing else to learn from."""
+    referral_patterns: list[str] | None = None
+    """Regexes of referral phrases; None: the built-in list (medtune.data.clean.REFERRAL_PATTERNS)."""
+    referral_min_content_chars: int = 8
+    """An answer is referral-only when fewer Chinese characters than this remain without those phrases."""
+    scrub_pii: bool = True
+    """Replace personal data with typed placeholders (<PHONE>, <ID>, <EMAIL>, <QQ>, <WECHAT>, <URL>, <NAME>)."""
+    pii_kinds: list[str] = field(
+        default_factory=lambda: ["phone", "id_card", "email", "qq", "wechat", "url", "name"]
+    )
+    """Kinds of personal data scrubbed; each is counted in the report."""
+    dedup_exact: bool = True
+    """Drop records whose normalised text repeats an earlier record exactly."""
+    dedup_near: bool = True
+    """Drop near-duplicates found with MinHash LSH over character n-grams (clusters listed in the report)."""
+    dedup_on: Literal["question_answer", "question"] = "question_answer"
+    """Text compared by both dedup rules: question and answer together, or the question alone."""
+    near_dup_threshold: float = 0.8
+    """Character n-gram Jaccard similarity at or above which two records are near-duplicates."""
+    minhash_ngram: int = 3
+    """Character n-gram size of the MinHash shingles (punctuation and spaces ignored)."""
+    minhash_num_perm: int = 128
+    """MinHash signature length: more is more exact and costs memory (4 bytes per record each)."""
+    leakage_threshold: float | None = 0.8
+    """Questions at least this similar stay on one side of the split, so no validation question is a
+    near-duplicate of a training question; None: plain per-record split."""
+    eval_sets: list[str] = field(default_factory=list)
+    """Evaluation files (e.g. exam questions, JSON/JSONL/CSV with a question field) that no kept record may
+    near-duplicate: matching records are dropped as contamination."""
+    contamination_threshold: float = 0.8
+    """Question similarity at or above which a record counts as contaminated by an evaluation question."""
     max_records: int | None = None
     """Keep at most this many records after cleaning (before the split); None keeps all."""
     on_error: Literal["fail", "skip"] = "fail"
     """``fail`` stops at the first malformed record with file:line; ``skip`` quarantines it and goes on."""
+    report_examples: int = 5
+    """Examples kept per rule in data_report.json and the summary (every drop is in dropped.jsonl)."""
 
     def __post_init__(self) -> None:
+        import re
+
         if not 0.0 < self.val_ratio < 0.5:
             raise ConfigError(f"data.val_ratio must be in (0, 0.5), got {self.val_ratio}")
+        if bool(self.question_fields) != bool(self.answer_fields):
+            raise ConfigError("data.question_fields and data.answer_fields must be set together")
+        for name in ("near_dup_threshold", "contamination_threshold", "leakage_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ConfigError(f"data.{name} must be in (0, 1], got {value}")
+        for name in ("min_chinese_ratio_question", "min_chinese_ratio_answer", "mojibake_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name} must be in [0, 1], got {getattr(self, name)}")
+        for lo, hi in (
+            ("min_question_chars", "max_question_chars"),
+            ("min_answer_chars", "max_answer_chars"),
+        ):
+            if getattr(self, hi) is not None and getattr(self, hi) < getattr(self, lo):
+                raise ConfigError(f"data.{hi}={getattr(self, hi)} is below data.{lo}={getattr(self, lo)}")
+        if not 1 <= self.minhash_ngram <= 16:
+            raise ConfigError(f"data.minhash_ngram must be in [1, 16], got {self.minhash_ngram}")
+        if not 16 <= self.minhash_num_perm <= 1024:
+            raise ConfigError(f"data.minhash_num_perm must be in [16, 1024], got {self.minhash_num_perm}")
+        unknown = set(self.pii_kinds) - {"phone", "id_card", "email", "qq", "wechat", "url", "name"}
+        if unknown:
+            raise ConfigError(
+                f"data.pii_kinds: unknown {sorted(unknown)}; known: phone, id_card, email, qq, wechat, url, name"
+            )
+        if self.csv_delimiter is not None and len(self.csv_delimiter) != 1:
+            raise ConfigError(f"data.csv_delimiter must be one character, got {self.csv_delimiter!r}")
+        if self.encoding != "auto":
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(f"data.encoding: unknown encoding {self.encoding!r}") from None
+        for name in ("boilerplate_patterns", "referral_patterns"):
+            for i, pattern in enumerate(getattr(self, name) or []):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ConfigError(f"data.{name}[{i}]: invalid regex {pattern!r} ({exc})") from None
+        if self.report_examples < 0:
+            raise ConfigError(f"data.report_examples must be >= 0, got {self.report_examples}")
 
 
 @dataclass
 class RestructureConfig:
     """Teacher-LLM rewriting into the three-part form (``medtune data restructure``)."""
 
+    mode: Literal["teacher", "offline"] = "teacher"
+    """``teacher``: rewrite with the LLM at base_url; ``offline``: rule-based rewrite without any endpoint."""
     base_url: str = "https://api.deepseek.com/v1"
     """OpenAI-compatible endpoint of the teacher model (DeepSeek, Qwen API, a local vLLM, medtune serve --api)."""
     model: str = "deepseek-chat"
     """Teacher model name at that endpoint."""
     api_key_env: str = "MEDTUNE_TEACHER_API_KEY"
     """Name of the environment variable holding the key; the key itself never goes in a config or a flag."""
+    input_file: str = "data/sample/medqa_raw.jsonl"
+    """Records to rewrite: JSON/JSONL in any form ``data prepare`` reads (alpaca, messages, question/answer)."""
+    input_format: Literal["auto", "alpaca", "messages", "qa"] = "auto"
+    """Record layout of input_file; ``auto`` detects it per record."""
+    output_dir: str | None = None
+    """Where restructured.jsonl, rejects.jsonl, journal.jsonl and summary.json go; None: <run_dir>/restructure."""
+    max_records: int | None = None
+    """Rewrite only the first N input records (a cheap trial run); None: all."""
+    on_error: Literal["fail", "skip"] = "fail"
+    """An unreadable input record: ``fail`` stops with file:line; ``skip`` lists it in rejects.jsonl."""
+    prompt_file: str | None = None
+    """Prompt template with [[system]], [[user]] and [[retry]] sections; None: the packaged prompt_v1.md.
+    Its hash is recorded with every output, and changing it re-requests every record."""
+    temperature: float = 0.3
+    """Teacher sampling temperature; low keeps rewrites close to the source answer."""
+    max_tokens: int = 1536
+    """Teacher output budget per request; an answer that hits it counts as cut off and is asked again."""
+    concurrency: int = 16
+    """Requests in flight at once."""
+    requests_per_minute: int | None = None
+    """Client-side request rate limit (your plan's RPM); None: no limit."""
+    tokens_per_minute: int | None = None
+    """Client-side token rate limit (prompt + max_tokens up front, settled with real usage); None: no limit."""
+    timeout_s: float = 120.0
+    """Per-request timeout; a request past it is retried."""
+    max_retries: int = 6
+    """Retries of one request on 429, 5xx, timeouts, dropped connections and malformed responses."""
+    backoff_initial_s: float = 1.0
+    """First retry delay; it doubles on every retry, with jitter, up to backoff_max_s. Retry-After wins."""
+    backoff_max_s: float = 60.0
+    """Longest computed delay between retries (a longer Retry-After from the server is still honoured)."""
+    gate_retries: int = 2
+    """Times a record is asked again when its rewrite fails the quality gate, with the reasons fed back."""
+    min_score: float = 0.85
+    """Lowest structure score (0-1, medtune.data.structure) a rewrite needs, besides being compliant."""
+    faithfulness: Literal["reject", "mark"] = "reject"
+    """Drugs, numbers with units or diagnoses in a rewrite but in neither question nor source answer:
+    ``reject`` fails the gate (asked again, then rejects.jsonl); ``mark`` keeps it and lists them in meta.flags."""
+    faithfulness_checks: list[str] = field(default_factory=lambda: ["drug", "measure", "diagnosis"])
+    """What the faithfulness check looks for: ``drug``, ``measure`` (numbers with units), ``diagnosis``."""
+    price_input_per_mtok: float = 0.0
+    """Price per million prompt tokens, for the cost shown live and in summary.json (0: cost not tracked)."""
+    price_output_per_mtok: float = 0.0
+    """Price per million completion tokens."""
+    currency: str = "USD"
+    """Currency of the prices, for display only."""
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError("restructure.base_url must start with https:// (or http:// for a local server)")
+        name = self.api_key_env
+        if not name or not name.isascii() or not name.replace("_", "").isalnum() or name[0].isdigit():
+            # The value is deliberately not echoed: it may be a pasted key.
+            raise ConfigError(
+                "restructure.api_key_env must be the NAME of an environment variable (letters, digits, _), "
+                "not the key itself"
+            )
+        positive = ("concurrency", "timeout_s", "max_tokens", "backoff_initial_s", "max_records")
+        for key in (*positive, "requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"restructure.{key} must be positive, got {value}")
+        for key in ("max_retries", "gate_retries", "price_input_per_mtok", "price_output_per_mtok"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"restructure.{key} must not be negative, got {getattr(self, key)}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("restructure.backoff_max_s must be at least restructure.backoff_initial_s")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"restructure.min_score must be in [0, 1], got {self.min_score}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"restructure.temperature must be in [0, 2], got {self.temperature}")
+        unknown = sorted(set(self.faithfulness_checks) - {"drug", "measure", "diagnosis"})
+        if unknown:
+            raise ConfigError(
+                f"restructure.faithfulness_checks: unknown {unknown}; choose from drug, measure, diagnosis"
+            )
 
 
 @dataclass
@@ -149,6 +344,8 @@ class TrainConfig:
     """Keep only the newest N checkpoints."""
     eval_steps: int | None = None
     """Validation loss every N steps; None evaluates once per epoch."""
+    max_eval_samples: int | None = None
+    """Compute the validation loss during training on at most this many validation samples (None: all)."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without a better validation loss (None: never stop early)."""
     load_best_at_end: bool = True
@@ -202,6 +399,10 @@ class ServeConfig:
     """Sampling temperature for chat (0 = greedy)."""
     top_p: float = 0.9
     """Nucleus sampling for chat."""
+    safety: bool = True
+    """Emergency banner for red-flag questions, safety notes on answers and the disclaimer (chat, UI, API)."""
+    safety_policy: Literal["annotate", "block"] = "annotate"
+    """``annotate`` adds a warning under a flagged answer; ``block`` replaces an answer with a blocking finding."""
 
 
 @dataclass

@@ -109,3 +109,59 @@ def test_api_rejects_a_conversation_not_ending_with_the_user(api_url):
 
     r = httpx.post(f"{api_url}/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
     assert r.status_code == 400 and "end with a user message" in r.text
+
+
+@pytest.fixture
+def safe_engine(engine):
+    from medtune.safety import default_engine
+    from medtune.serve.engine import ChatEngine
+
+    return ChatEngine(engine.model, engine.tokenizer, name="tiny", safety=default_engine())
+
+
+def test_red_flag_question_gets_the_emergency_banner_first(safe_engine):
+    pieces = list(safe_engine.reply_stream("我爸突然胸口剧痛，满头大汗，左胳膊也疼", settings=settings(4)))
+    assert pieces[0].startswith("【紧急提示】") and "120" in pieces[0]
+    from medtune.safety import DISCLAIMER
+
+    assert "".join(pieces).rstrip().endswith(DISCLAIMER)
+
+
+def test_ordinary_question_has_no_banner_but_a_disclaimer(safe_engine):
+    from medtune.safety import DISCLAIMER
+
+    text = safe_engine.reply("最近有点失眠，入睡困难", settings=settings(4))
+    assert "【紧急提示】" not in text and text.rstrip().endswith(DISCLAIMER)
+
+
+def test_block_policy_replaces_dangerous_answers(safe_engine, monkeypatch):
+    from medtune.safety import BLOCKED_TEXT
+
+    safe_engine.safety_policy = "block"
+    monkeypatch.setattr(safe_engine, "stream", lambda *a, **k: iter(["可以给孩子吃阿司匹林退烧。"]))
+    text = safe_engine.reply("孩子3岁发烧39度怎么办", settings=settings(4))
+    assert BLOCKED_TEXT in text and "阿司匹林退烧" not in text
+
+
+def test_annotate_policy_keeps_the_answer_and_adds_a_note(safe_engine, monkeypatch):
+    safe_engine.safety_policy = "annotate"
+    monkeypatch.setattr(safe_engine, "stream", lambda *a, **k: iter(["可以给孩子吃", "阿司匹林退烧。"]))
+    pieces = list(safe_engine.reply_stream("孩子3岁发烧39度怎么办", settings=settings(4)))
+    text = "".join(pieces)
+    assert "可以给孩子吃阿司匹林退烧。" in text and "【安全提示】" in text
+    assert pieces[:2] == ["可以给孩子吃", "阿司匹林退烧。"], "the answer streams as it is generated"
+
+
+def test_history_is_fed_back_without_serving_annotations(safe_engine):
+    from medtune.safety import DISCLAIMER
+
+    history = [
+        {"role": "user", "content": "胸痛出汗"},
+        {
+            "role": "assistant",
+            "content": f"【紧急提示】请立即拨打120。\n\n一、病情分析\n考虑心梗可能\n\n{DISCLAIMER}",
+        },
+    ]
+    prompt = safe_engine.prompt_text("还需要注意什么", history)
+    assert "一、病情分析\n考虑心梗可能" in prompt
+    assert "【紧急提示】" not in prompt and DISCLAIMER not in prompt

@@ -112,3 +112,27 @@ def test_resume_continues_from_the_last_checkpoint(trained):
         ).read_text()
     )
     assert state["global_step"] == 6
+
+
+def test_packed_training_runs_through_the_padding_free_path(tmp_path, tiny_model_dir, small_dataset):
+    from tests.conftest import ROOT
+
+    from medtune.config import load_config
+    from medtune.train.sft import run_sft
+
+    cfg = load_config(
+        ROOT / "configs" / "tiny" / "lora_sft.yaml",
+        [
+            f"model.name_or_path={tiny_model_dir}",
+            f"data.raw_file={small_dataset}",
+            f"output_root={tmp_path}",
+            "train.packing=true",
+            "train.max_steps=2",
+            "train.eval_steps=2",
+            "train.save_steps=2",
+        ],
+    )
+    prepare(cfg)
+    result = run_sft(cfg)
+    assert result.metrics["global_step"] == 2
+    assert result.metrics["train_loss"] > 0 and result.metrics["eval_loss"] > 0

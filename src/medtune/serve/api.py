@@ -81,7 +81,7 @@ def create_app(engine: ChatEngine, cfg: Config):
                 head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model}
                 first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
                 yield f"data: {json.dumps(head | {'choices': [first]}, ensure_ascii=False)}\n\n"
-                for piece in engine.stream(question, history, settings, use_adapter):
+                for piece in engine.reply_stream(question, history, settings, use_adapter):
                     chunk = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                     yield f"data: {json.dumps(head | {'choices': [chunk]}, ensure_ascii=False)}\n\n"
                 last = {"index": 0, "delta": {}, "finish_reason": "stop"}
@@ -89,7 +89,7 @@ def create_app(engine: ChatEngine, cfg: Config):
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        text = "".join(engine.stream(question, history, settings, use_adapter))
+        text = engine.reply(question, history, settings, use_adapter)
         prompt_tokens = len(
             engine.tokenizer(engine.prompt_text(question, history), add_special_tokens=False)["input_ids"]
         )

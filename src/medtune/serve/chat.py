@@ -27,7 +27,7 @@ def chat_loop(cfg: Config, use_adapter: bool = True, engine: ChatEngine | None =
             continue
         print("医生> ", end="", flush=True)
         parts = []
-        for piece in engine.stream(question, history, settings, use_adapter=use_adapter):
+        for piece in engine.reply_stream(question, history, settings, use_adapter=use_adapter):
             parts.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from medtune.data.template import render, stop_token_ids
 from medtune.prompts import build_messages
+from medtune.serve.cpu_kernels import skinny_cpu_linears
 
 if TYPE_CHECKING:
     from medtune.config import Config
+    from medtune.safety import SafetyEngine
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,21 @@ class GenerationSettings:
         return kw
 
 
+_SAFETY_MARKERS = ("【紧急提示】", "【安全提示】", "【温馨提示】")
+
+
+def strip_safety_text(message: dict) -> dict:
+    """An earlier assistant turn without the banner, notes and disclaimer that serving added to it.
+
+    The model never produced (or trained on) those paragraphs; feeding them back as its own words would
+    be a prompt it has never seen.
+    """
+    if message.get("role") != "assistant":
+        return message
+    paragraphs = [p for p in message["content"].split("\n\n") if not p.lstrip().startswith(_SAFETY_MARKERS)]
+    return {**message, "content": "\n\n".join(paragraphs).strip()}
+
+
 @dataclass
 class Answer:
     text: str
@@ -52,8 +69,19 @@ class Answer:
 
 
 class ChatEngine:
-    def __init__(self, model, tokenizer, system_prompt: str | None = None, name: str = "model"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        system_prompt: str | None = None,
+        name: str = "model",
+        safety: SafetyEngine | None = None,
+        safety_policy: str = "annotate",
+    ):
         self.model = model.eval()
+        self.safety = safety
+        """Applied to what users see (chat, UI, API); evaluation reads the raw model output instead."""
+        self.safety_policy = safety_policy
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         self.system_prompt = system_prompt
@@ -81,7 +109,12 @@ class ChatEngine:
         if adapter is not None:
             model = load_adapter(model, str(adapter))
             name = f"{name} + {Path(adapter).name}"
-        return cls(model, tokenizer, cfg.system_prompt, name)
+        safety = None
+        if cfg.serve.safety:
+            from medtune.safety import default_engine
+
+            safety = default_engine()
+        return cls(model, tokenizer, cfg.system_prompt, name, safety, cfg.serve.safety_policy)
 
     @contextmanager
     def _adapter(self, enabled: bool):
@@ -92,6 +125,7 @@ class ChatEngine:
             yield
 
     def prompt_text(self, question: str, history: list[dict] | None = None) -> str:
+        history = [strip_safety_text(m) for m in history] if history else history
         return render(
             self.tokenizer,
             build_messages(question, None, self.system_prompt, history),
@@ -163,7 +197,7 @@ class ChatEngine:
                 ctx = self._adapter(True)
             else:
                 ctx = self._adapter(flags.pop())
-            with self._lock, ctx, torch.inference_mode():
+            with self._lock, ctx, skinny_cpu_linears(self.model), torch.inference_mode():
                 out = self.model.generate(
                     **enc,
                     **settings.kwargs(),
@@ -202,7 +236,12 @@ class ChatEngine:
 
         def work() -> None:
             try:
-                with self._lock, self._adapter(use_adapter), torch.inference_mode():
+                with (
+                    self._lock,
+                    self._adapter(use_adapter),
+                    skinny_cpu_linears(self.model),
+                    torch.inference_mode(),
+                ):
                     self.model.generate(
                         **enc,
                         **settings.kwargs(),
@@ -220,6 +259,48 @@ class ChatEngine:
         thread.join()
         if errors:
             raise errors[0]
+
+    def reply_stream(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        settings: GenerationSettings | None = None,
+        use_adapter: bool = True,
+    ) -> Iterator[str]:
+        """The reply as a user sees it, piece by piece.
+
+        A red-flag question gets the emergency banner before the model says anything; the answer streams;
+        then come the safety notes on the answer and the disclaimer. Under the ``block`` policy the answer
+        is held back until it has been checked, since streamed text cannot be taken back.
+        """
+        if self.safety is None:
+            yield from self.stream(question, history, settings, use_adapter)
+            return
+        banner = self.safety.emergency_banner(self.safety.triage(question))
+        shown = f"{banner}\n\n" if banner else ""
+        if shown:
+            yield shown
+        hold = self.safety_policy == "block"
+        answer = ""
+        for piece in self.stream(question, history, settings, use_adapter):
+            answer += piece
+            if not hold:
+                yield piece
+        guarded = self.safety.guard(question, answer, self.safety_policy)
+        already = shown if hold else (shown + answer).rstrip()
+        if guarded.text.startswith(already):
+            yield guarded.text[len(already) :]
+        else:  # the guard rewrote what was shown (cannot happen under annotate); show its full verdict
+            yield "\n\n" + guarded.text
+
+    def reply(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        settings: GenerationSettings | None = None,
+        use_adapter: bool = True,
+    ) -> str:
+        return "".join(self.reply_stream(question, history, settings, use_adapter))
 
     def loss(
         self, records, use_adapter: bool = True, cutoff_len: int | None = None, batch_size: int = 4

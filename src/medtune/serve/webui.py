@@ -34,7 +34,9 @@ def build_ui(engine: ChatEngine, cfg: Config):
 
     def respond(message: str, history: list, use_tuned: bool) -> Iterator[str]:
         text = ""
-        for piece in engine.stream(message, _history_messages(history), settings, use_adapter=use_tuned):
+        for piece in engine.reply_stream(
+            message, _history_messages(history), settings, use_adapter=use_tuned
+        ):
             text += piece
             yield text
 

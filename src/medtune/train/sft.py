@@ -97,6 +97,24 @@ def _library_versions() -> dict[str, str]:
     }
 
 
+def _rank_checksums(trainer) -> list[float]:
+    """A checksum of the trainable weights from every process: data-parallel ranks must end identical.
+
+    A custom loss that bypassed DDP's gradient synchronisation would let ranks drift apart silently;
+    this makes such a bug fail the run instead.
+    """
+    import torch
+
+    total = torch.zeros(1, dtype=torch.float64, device=trainer.accelerator.device)
+    for p in trainer.model.parameters():
+        if p.requires_grad:
+            total += p.detach().double().abs().sum() + p.detach().double().sum()
+    gathered = trainer.accelerator.gather(total).tolist()
+    if max(gathered) - min(gathered) > 1e-6 * max(1.0, abs(gathered[0])):
+        raise RuntimeError(f"data-parallel ranks ended with different adapters (checksums {gathered})")
+    return gathered
+
+
 def make_trainer_class():
     """SFTTrainer whose loss is computed by the selective LM head (see lean_loss)."""
     from trl import SFTTrainer
@@ -157,6 +175,8 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     model, tokenizer, resolved = load_model(cfg.model, quantization_config=quantization_config)
     template_check = preflight(tokenizer, cfg.system_prompt)
     train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
+    if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
+        val_ds = val_ds.select(range(cfg.train.max_eval_samples))
     logger.info("train data: %s", data_stats)
 
     if quantization_config is not None:
@@ -256,7 +276,10 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     ]
     eval_metrics = final_eval[-1] if final_eval and not cfg.train.load_best_at_end else trainer.evaluate()
 
+    rank_checksums = _rank_checksums(trainer)
     metrics = {
+        "world_size": trainer.accelerator.num_processes,
+        "rank_checksums": rank_checksums,
         "train_loss": train_output.training_loss,
         "eval_loss": eval_metrics.get("eval_loss"),
         "global_step": trainer.state.global_step,
