@@ -66,3 +66,11 @@ def test_data_prepare_runs_from_the_cli(small_dataset, tmp_path, capsys):
 def test_config_explain_prints_documented_keys(argv, capsys):
     assert main(argv) == 0
     assert "train.learning_rate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("words", [["data", "restructure"], ["safety", "check"]])
+def test_pass_through_commands_show_their_own_help(words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*words, "--help"])
+    assert exc.value.code == 0
+    assert f"usage: medtune {' '.join(words)}" in capsys.readouterr().out

@@ -262,8 +262,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     # The config's own argument parsing (overrides may contain '='), so parse_known is not needed.
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Pass-through commands get every word after their name untouched (argparse would eat --help).
+    for name, (_func, _help, kind) in COMMANDS.items():
+        words = name.split()
+        if kind == "rest" and argv[: len(words)] == words:
+            args = parser.parse_args([*words])
+            args.rest = argv[len(words) :]
+            break
+    else:
+        args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

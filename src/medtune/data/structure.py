@@ -13,10 +13,23 @@ from dataclasses import dataclass, field
 
 from medtune.prompts import SECTION_TITLES, SUBSECTIONS
 
+# Heading spellings only: words that also serve as sub-labels (可能疾病, 主要病因, 就医指导) must not appear here,
+# or a sub-label line would read as a second section.
 SECTION_ALIASES: dict[str, tuple[str, ...]] = {
-    "病情分析": ("病情分析", "病情评估", "病情概述", "症状分析"),
-    "原因分析": ("原因分析", "病因分析", "病因与鉴别"),
-    "治疗建议": ("治疗建议", "治病建议", "就医建议", "处理建议", "诊疗建议", "治疗与建议"),
+    "病情分析": ("病情分析", "病情评估", "病情概述", "症状分析", "病情解读"),
+    "原因分析": ("原因分析", "病因分析", "病因与鉴别", "原因解析"),
+    "治疗建议": (
+        "治疗建议",
+        "治病建议",
+        "就医建议",
+        "处理建议",
+        "诊疗建议",
+        "治疗与建议",
+        "就诊建议",
+        "诊治建议",
+        "处理意见",
+        "治疗意见",
+    ),
 }
 _ALIAS_TO_CANON = {alias: canon for canon, aliases in SECTION_ALIASES.items() for alias in aliases}
 _NUMBERING = r"(?:[一二三四五六七八九十]+\s*[、.．:：]|\(?[（(]?[一二三四五六七八九十1-9][)）]|[1-9]\s*[、.．:：)]|第[一二三四五六七八九十]部分[、:：]?)"
@@ -115,3 +128,17 @@ def compliance_rate(answers: list[str]) -> float:
     if not answers:
         return 0.0
     return sum(parse_answer(a).compliant for a in answers) / len(answers)
+
+
+def canonical_text(parsed: ParsedAnswer) -> str:
+    """The answer rewritten with the canonical headings 一、病情分析 / 二、原因分析 / 三、治疗建议.
+
+    Only the headings change (``### 1. **病情分析**`` and ``【病因分析】`` become one spelling), so training
+    data teaches a single form; section bodies are kept as written. Needs all three sections.
+    """
+    missing = [t for t in SECTION_TITLES if t not in parsed.sections]
+    if missing:
+        raise ValueError(f"cannot write the canonical form without {', '.join(missing)}")
+    return "\n\n".join(
+        f"{n}、{title}\n{parsed.sections[title].strip()}" for n, title in zip("一二三", SECTION_TITLES)
+    )
