@@ -1,8 +1,14 @@
-"""``medtune serve``: the Gradio web chat on port 7860, streaming, on the shared ChatEngine."""
+"""``medtune serve``: the Gradio web chat on port 7860, on the shared ChatEngine.
+
+Two tabs: a streaming chat (tuned model by default, base at a click) whose answers are rendered with
+their three sections as headings, and a side-by-side view where base and tuned answer the same question.
+Every reply goes through the safety layer (emergency banner first, notes, disclaimer).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 from medtune.config import Config
@@ -16,6 +22,17 @@ EXAMPLES = [
     "我爸65岁，早上起来说话不清楚，右手拿不住筷子",
 ]
 
+_HEADING = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?([一二三]、\s*(?:病情分析|原因分析|治疗建议)[^\n]*?)(?:\*\*)?\s*$", re.M)
+_LABEL = re.compile(r"^(\s*)(症状评估|可能疾病|主要病因|鉴别要点|就医指导|治疗与生活建议)[:：]", re.M)
+_NOTICE = re.compile(r"^(【(?:紧急提示|安全提示|温馨提示)】.*)$", re.M)
+
+
+def render_sections(text: str) -> str:
+    """Markdown for the chat window: section headings, bold sub-labels, notices as quotes."""
+    text = _HEADING.sub(lambda m: f"#### {m.group(1).strip()}", text)
+    text = _LABEL.sub(lambda m: f"{m.group(1)}**{m.group(2)}**：", text)
+    return _NOTICE.sub(lambda m: f"> {m.group(1)}", text)
+
 
 def _history_messages(history: list) -> list[dict[str, str]]:
     out = []
@@ -27,29 +44,60 @@ def _history_messages(history: list) -> list[dict[str, str]]:
     return out
 
 
+def chat_handler(engine: ChatEngine, settings: GenerationSettings):
+    def respond(message: str, history: list, use_tuned: bool) -> Iterator[str]:
+        text = ""
+        for piece in engine.reply_stream(message, _history_messages(history), settings, use_adapter=use_tuned):
+            text += piece
+            yield render_sections(text)
+
+    return respond
+
+
+def compare_handler(engine: ChatEngine, settings: GenerationSettings):
+    def compare(question: str) -> Iterator[tuple[str, str]]:
+        question = (question or "").strip()
+        if not question:
+            yield "", ""
+            return
+        base = ""
+        for piece in engine.reply_stream(question, None, settings, use_adapter=False):
+            base += piece
+            yield render_sections(base), ""
+        tuned = ""
+        for piece in engine.reply_stream(question, None, settings, use_adapter=True):
+            tuned += piece
+            yield render_sections(base), render_sections(tuned)
+
+    return compare
+
+
 def build_ui(engine: ChatEngine, cfg: Config):
     import gradio as gr
 
     settings = GenerationSettings(cfg.serve.max_new_tokens, cfg.serve.temperature, cfg.serve.top_p)
-
-    def respond(message: str, history: list, use_tuned: bool) -> Iterator[str]:
-        text = ""
-        for piece in engine.reply_stream(
-            message, _history_messages(history), settings, use_adapter=use_tuned
-        ):
-            text += piece
-            yield text
-
     with gr.Blocks(title="medtune 医疗问答") as demo:
         gr.Markdown(
             f"## medtune 医疗问答助手\n模型：{engine.name}。内容仅供健康科普参考，不能替代医生面诊；急症请立即拨打120。"
         )
-        use_tuned = gr.Checkbox(
-            value=engine.has_adapter, label="使用微调后的模型 (tuned)", interactive=engine.has_adapter
-        )
-        gr.ChatInterface(
-            respond, additional_inputs=[use_tuned], examples=[[e, engine.has_adapter] for e in EXAMPLES]
-        )
+        with gr.Tab("问诊"):
+            use_tuned = gr.Checkbox(
+                value=engine.has_adapter, label="使用微调后的模型 (tuned)", interactive=engine.has_adapter
+            )
+            gr.ChatInterface(
+                chat_handler(engine, settings),
+                additional_inputs=[use_tuned],
+                examples=[[e, engine.has_adapter] for e in EXAMPLES],
+                cache_examples=False,
+            )
+        with gr.Tab("对比 base vs tuned", visible=engine.has_adapter):
+            question = gr.Textbox(label="问题", placeholder=EXAMPLES[0], lines=2)
+            ask = gr.Button("同时询问两个模型", variant="primary")
+            with gr.Row():
+                base_out = gr.Markdown(label="base", elem_id="base-answer")
+                tuned_out = gr.Markdown(label="tuned", elem_id="tuned-answer")
+            ask.click(compare_handler(engine, settings), inputs=question, outputs=[base_out, tuned_out])
+            gr.Examples(EXAMPLES, inputs=question)
     return demo
 
 
