@@ -1,7 +1,7 @@
 import pytest
-from tests.conftest import THREE_PART_ANSWER
 
 from medtune.data.structure import compliance_rate, parse_answer
+from tests.conftest import THREE_PART_ANSWER
 
 
 def test_the_canonical_form_is_fully_compliant():

@@ -7,12 +7,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, tiny_model_dir):
-    from tests.conftest import ROOT, SAMPLE_THREE_PART
-
     from medtune.config import load_config
     from medtune.data.prepare import prepare
     from medtune.eval.run import run_eval
     from medtune.train.sft import run_sft
+    from tests.conftest import ROOT, SAMPLE_THREE_PART
 
     out = tmp_path_factory.mktemp("eval")
     cfg = load_config(

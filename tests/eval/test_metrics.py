@@ -1,7 +1,7 @@
 import pytest
-from tests.conftest import THREE_PART_ANSWER
 
 from medtune.eval.metrics import bleu4, rouge_l, structure_metrics
+from tests.conftest import THREE_PART_ANSWER
 
 
 def test_rouge_l_is_one_for_identical_and_zero_for_disjoint_text():

@@ -12,10 +12,9 @@ from medtune.data.prepare import prepare
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     """Train once for the module: prepare -> run_sft with 4 steps."""
-    from tests.conftest import ROOT, SAMPLE_THREE_PART
-
     from medtune.config import load_config
     from medtune.train.sft import run_sft
+    from tests.conftest import ROOT, SAMPLE_THREE_PART
 
     out = tmp_path_factory.mktemp("sft")
     cfg = load_config(
@@ -115,10 +114,9 @@ def test_resume_continues_from_the_last_checkpoint(trained):
 
 
 def test_packed_training_runs_through_the_padding_free_path(tmp_path, tiny_model_dir, small_dataset):
-    from tests.conftest import ROOT
-
     from medtune.config import load_config
     from medtune.train.sft import run_sft
+    from tests.conftest import ROOT
 
     cfg = load_config(
         ROOT / "configs" / "tiny" / "lora_sft.yaml",

@@ -8,7 +8,6 @@ import random
 import time
 
 import pytest
-from tests.data.restructure.conftest import SECRET
 
 from medtune.data.restructure.client import (
     FatalTeacherError,
@@ -17,6 +16,7 @@ from medtune.data.restructure.client import (
     backoff_delay,
     retry_after_seconds,
 )
+from tests.data.restructure.conftest import SECRET
 
 MESSAGES = [
     {"role": "user", "content": "<question>\n咳嗽三天\n</question>\n<answer>\n多喝水，注意休息。\n</answer>"}

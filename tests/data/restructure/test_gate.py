@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.data.restructure.conftest import sample_rows
 
 from medtune.data.restructure.faithfulness import measures, unsupported
 from medtune.data.restructure.gate import Gate
+from tests.data.restructure.conftest import sample_rows
 
 QUESTION = "宝宝2岁半，发烧39度8，咳嗽三天了，能吃扑热息痛吗"
 SOURCE = "考虑急性支气管炎可能，多由病毒感染引起。体温超过38.5度可以用对乙酰氨基酚退热，多喝水。如果出现气促请及时就医。"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
-from tests.data.restructure.conftest import sample_rows
-
 from medtune.data.restructure.faithfulness import unsupported
 from medtune.data.restructure.gate import Gate
 from medtune.data.restructure.offline import restructure_answer, rules_hash
 from medtune.data.structure import parse_answer
+from tests.data.restructure.conftest import sample_rows
 
 LABEL_RE = re.compile(
     r"^(?:[一二三]、\S+|症状评估：|可能疾病：|主要病因：|鉴别要点：|就医指导：|治疗与生活建议：)", re.M

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.data.restructure.conftest import sample_rows
 
 from medtune.data.restructure.journal import Journal
+from tests.data.restructure.conftest import sample_rows
 
 N = 60
 CONCURRENCY = 4

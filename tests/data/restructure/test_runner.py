@@ -6,13 +6,13 @@ import json
 import logging
 
 import pytest
-from tests.data.restructure.conftest import SECRET, sample_rows
 
 from medtune.data.readers import iter_records
 from medtune.data.restructure.cli import main
 from medtune.data.restructure.prompt import PromptTemplate
 from medtune.data.restructure.runner import output_dir, run_restructure
 from medtune.data.schema import DataError, QARecord
+from tests.data.restructure.conftest import SECRET, sample_rows
 
 
 def _rows(path):
