@@ -89,6 +89,29 @@ def test_train_metrics_report_the_data(trained):
     assert metrics["data"]["train"]["samples"] > 0
     assert metrics["data"]["train"]["supervised_tokens"] < metrics["data"]["train"]["tokens"]
     assert metrics["eval_loss"] is not None
+    # load_best_at_end with evaluation every 2 steps: the best checkpoint by validation loss is kept.
+    assert metrics["best_checkpoint"] and "checkpoint-" in metrics["best_checkpoint"]
+
+
+def test_overlong_samples_are_counted_and_warned_about(tiny_config, qwen_tokenizer, small_dataset, caplog):
+    import logging
+
+    from medtune.train.sft import build_datasets
+
+    with small_dataset.open("a", encoding="utf-8") as f:
+        for i in range(3):
+            long_answer = f"一、病情分析\n第{i}个很长的回答。" + "多喝水，注意休息，观察病情变化。" * 150
+            f.write(
+                json.dumps({"instruction": f"很长的问题{i}", "output": long_answer}, ensure_ascii=False)
+                + "\n"
+            )
+    cfg = tiny_config("train.cutoff_len=1024")
+    prepare(cfg)
+    with caplog.at_level(logging.WARNING, logger="medtune.train.sft"):
+        train_ds, val_ds, stats = build_datasets(cfg, qwen_tokenizer)
+    assert stats["train"]["dropped_overlong"] + stats["val"]["dropped_overlong"] == 3
+    assert max(len(x) for ds in (train_ds, val_ds) for x in ds["input_ids"]) <= 1024
+    assert any("over cutoff_len=1024 were dropped" in r.message for r in caplog.records)
 
 
 def test_resume_continues_from_the_last_checkpoint(trained):
