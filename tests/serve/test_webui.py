@@ -1,5 +1,7 @@
 """The Gradio UI: section rendering, the chat and compare handlers, and a real server answering HTTP."""
 
+import shutil
+
 import pytest
 
 from medtune.serve.webui import render_sections
@@ -67,3 +69,31 @@ def test_ui_serves_http(engine):
         assert "使用微调后的模型 (tuned)" in labels and "问题" in labels
     finally:
         demo.close()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)")
+def test_a_real_browser_renders_the_ui(engine, tmp_path):
+    """Headless Chromium loads the page and runs Gradio's front end: the components appear in the DOM."""
+    import subprocess
+
+    from medtune.config import Config
+    from medtune.serve.webui import build_ui
+
+    demo = build_ui(engine, Config())
+    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+    ]  # fmt: skip
+    try:
+        dom = subprocess.run(
+            [CHROMIUM, *flags, "--dump-dom", demo.local_url], capture_output=True, text=True, timeout=120
+        ).stdout
+    finally:
+        demo.close()
+    assert "使用微调后的模型 (tuned)" in dom, "the front end did not render the chat tab"
+    assert "对比 base vs tuned" in dom and "示例问题" in dom

@@ -22,7 +22,9 @@ EXAMPLES = [
     "我爸65岁，早上起来说话不清楚，右手拿不住筷子",
 ]
 
-_HEADING = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?([一二三]、\s*(?:病情分析|原因分析|治疗建议)[^\n]*?)(?:\*\*)?\s*$", re.M)
+_HEADING = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?([一二三]、\s*(?:病情分析|原因分析|治疗建议)[^\n]*?)(?:\*\*)?\s*$", re.M
+)
 _LABEL = re.compile(r"^(\s*)(症状评估|可能疾病|主要病因|鉴别要点|就医指导|治疗与生活建议)[:：]", re.M)
 _NOTICE = re.compile(r"^(【(?:紧急提示|安全提示|温馨提示)】.*)$", re.M)
 
@@ -47,7 +49,9 @@ def _history_messages(history: list) -> list[dict[str, str]]:
 def chat_handler(engine: ChatEngine, settings: GenerationSettings):
     def respond(message: str, history: list, use_tuned: bool) -> Iterator[str]:
         text = ""
-        for piece in engine.reply_stream(message, _history_messages(history), settings, use_adapter=use_tuned):
+        for piece in engine.reply_stream(
+            message, _history_messages(history), settings, use_adapter=use_tuned
+        ):
             text += piece
             yield render_sections(text)
 
@@ -84,12 +88,8 @@ def build_ui(engine: ChatEngine, cfg: Config):
             use_tuned = gr.Checkbox(
                 value=engine.has_adapter, label="使用微调后的模型 (tuned)", interactive=engine.has_adapter
             )
-            gr.ChatInterface(
-                chat_handler(engine, settings),
-                additional_inputs=[use_tuned],
-                examples=[[e, engine.has_adapter] for e in EXAMPLES],
-                cache_examples=False,
-            )
+            chat = gr.ChatInterface(chat_handler(engine, settings), additional_inputs=[use_tuned])
+            gr.Examples(EXAMPLES, inputs=chat.textbox, label="示例问题")
         with gr.Tab("对比 base vs tuned", visible=engine.has_adapter):
             question = gr.Textbox(label="问题", placeholder=EXAMPLES[0], lines=2)
             ask = gr.Button("同时询问两个模型", variant="primary")
