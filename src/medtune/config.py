@@ -95,7 +95,7 @@ class DataConfig:
     """Drop answers that only refer the patient on (建议去医院就诊) with nothing else to learn from."""
     referral_patterns: list[str] | None = None
     """Regexes of referral phrases; None: the built-in list (medtune.data.clean.REFERRAL_PATTERNS)."""
-    referral_min_content_chars: int = 8
+    referral_min_content_chars: int = 5
     """An answer is referral-only when fewer Chinese characters than this remain without those phrases."""
     scrub_pii: bool = True
     """Replace personal data with typed placeholders (<PHONE>, <ID>, <EMAIL>, <QQ>, <WECHAT>, <URL>, <NAME>)."""

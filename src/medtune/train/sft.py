@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,12 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
 
     checkpoint = None
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*")) and trainer.is_world_process_zero():
+        # A fresh run must not leave older checkpoints where a later --resume would pick them up.
+        previous = ckpt_dir.with_name("checkpoints.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        ckpt_dir.rename(previous)
+        logger.warning("starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous)
     if resume:
         checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
         if checkpoint is None:
