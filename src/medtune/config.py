@@ -326,8 +326,9 @@ class TrainConfig:
     lm_head_chunk: int = 1024
     """The LM head and loss run only on supervised tokens, this many at a time: with a 152k vocabulary
     the full logits of one batch would otherwise take gigabytes."""
-    gradient_checkpointing: bool = True
-    """Recompute activations in backward: less memory, about a third more compute."""
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute activations in backward: less memory, about a third more compute. ``auto`` turns it on only
+    when the estimated activations of one batch would take over 40% of the free memory."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """``auto``: bf16 where the hardware supports it natively, else fp32."""
     weight_decay: float = 0.0

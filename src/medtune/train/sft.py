@@ -43,6 +43,39 @@ def resolve_precision(name: str) -> str:
     return name
 
 
+def activation_bytes(model_config, tokens: int, adapted_layers: int, bytes_per_value: int) -> int:
+    """Rough size of the activations autograd keeps for one batch without checkpointing.
+
+    Per token and adapted layer: ~6 hidden-sized tensors around attention and ~4 intermediate-sized ones in
+    the MLP. Frozen layers below the lowest adapter keep nothing, since nothing there needs a gradient.
+    """
+    per_token_layer = 6 * model_config.hidden_size + 4 * model_config.intermediate_size
+    return tokens * adapted_layers * per_token_layer * bytes_per_value
+
+
+def resolve_checkpointing(cfg: Config, model_config, precision: str) -> bool:
+    setting = cfg.train.gradient_checkpointing
+    if isinstance(setting, bool):
+        return setting
+    import torch
+
+    layers = cfg.lora.top_layers or model_config.num_hidden_layers
+    tokens = cfg.train.batch_size * cfg.train.cutoff_len
+    need = activation_bytes(model_config, tokens, layers, 4 if precision == "fp32" else 2)
+    if torch.cuda.is_available():
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    use = need > 0.4 * free
+    logger.info(
+        "gradient checkpointing %s: activations of a full batch ~%.1f GB, free memory %.1f GB",
+        "on" if use else "off", need / 1e9, free / 1e9,
+    )  # fmt: skip
+    return use
+
+
 def build_datasets(cfg: Config, tokenizer) -> tuple[Any, Any, dict[str, Any]]:
     """Encode train and validation splits; count over-long samples and warn about them."""
     from datasets import Dataset
@@ -175,6 +208,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         )
     model, tokenizer, resolved = load_model(cfg.model, quantization_config=quantization_config)
     template_check = preflight(tokenizer, cfg.system_prompt)
+    checkpointing = resolve_checkpointing(cfg, model.config, precision)
     train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
     if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
         val_ds = val_ds.select(range(cfg.train.max_eval_samples))
@@ -183,12 +217,10 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     if quantization_config is not None:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
-        )
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     add_selective_lm_head(model, cfg.train.lm_head_chunk)
     model = attach_lora(model, cfg.lora)
-    if cfg.train.gradient_checkpointing:
+    if checkpointing:
         # LoRA freezes the embeddings; checkpointed blocks need an input that requires grad.
         model.enable_input_require_grads()
 
@@ -203,7 +235,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         per_device_train_batch_size=cfg.train.batch_size,
         per_device_eval_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=cfg.train.grad_accum,
-        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -263,12 +295,19 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
 
     checkpoint = None
-    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*")) and trainer.is_world_process_zero():
+    if (
+        not resume
+        and ckpt_dir.is_dir()
+        and any(ckpt_dir.glob("checkpoint-*"))
+        and trainer.is_world_process_zero()
+    ):
         # A fresh run must not leave older checkpoints where a later --resume would pick them up.
         previous = ckpt_dir.with_name("checkpoints.previous")
         shutil.rmtree(previous, ignore_errors=True)
         ckpt_dir.rename(previous)
-        logger.warning("starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous)
+        logger.warning(
+            "starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous
+        )
     if resume:
         checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
         if checkpoint is None:
@@ -293,6 +332,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "precision": precision,
+        "gradient_checkpointing": checkpointing,
         "data": data_stats,
     }
     adapter_dir = cfg.adapter_dir
