@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 class DataError(ValueError):
-    """Bad input data; the message starts with ``file:line:`` and says what to fix.
-
-    ``where`` is that ``file:line`` on its own and ``raw`` a prefix of the offending input, so a
-    quarantine entry can show what was skipped.
-    """
-
-    def __init__(self, message: str, where: str | None = None, raw: str | None = None) -> None:
-        super().__init__(message)
-        self.where = where
-        self.raw = raw
+    """Bad input data; the message starts with ``file:line:`` and says what to fix."""
 
 
 @dataclass
@@ -34,18 +24,11 @@ class QARecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        # Built by hand: dataclasses.asdict deep-copies recursively and dominated writing a million rows.
-        d: dict[str, Any] = {
-            "id": self.id,
-            "question": self.question,
-            "answer": self.answer,
-            "department": self.department,
-            "source": self.source,
-        }
-        if self.history:
-            d["history"] = [dict(turn) for turn in self.history]
-        if self.meta:
-            d["meta"] = copy.deepcopy(self.meta)
+        d = asdict(self)
+        if not d["history"]:
+            d.pop("history")
+        if not d["meta"]:
+            d.pop("meta")
         return d
 
     @classmethod
