@@ -1,12 +1,12 @@
 import json
 
 import pytest
-from tests.conftest import SAMPLE_THREE_PART, write_jsonl
 
 from medtune.config import load_config
 from medtune.data.prepare import load_split, normalize_text, prepare, strip_boilerplate
 from medtune.data.readers import iter_records
 from medtune.data.schema import DataError
+from tests.conftest import SAMPLE_THREE_PART, write_jsonl
 
 
 def _records(path, fmt="auto"):

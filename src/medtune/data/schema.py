@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 
 class DataError(ValueError):
-    """Bad input data; the message starts with ``file:line:`` and says what to fix."""
+    """Bad input data; the message starts with ``file:line:`` and says what to fix.
+
+    ``where`` is that ``file:line`` on its own and ``raw`` a prefix of the offending input, so a
+    quarantine entry can show what was skipped.
+    """
+
+    def __init__(self, message: str, where: str | None = None, raw: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+        self.raw = raw
 
 
-@dataclass
+@dataclass(slots=True)  # a million records in memory at once during `data prepare`: no per-record __dict__
 class QARecord:
     id: str
     """Stable id: from the source when it has one, else derived from file and line."""
@@ -24,11 +34,18 @@ class QARecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not d["history"]:
-            d.pop("history")
-        if not d["meta"]:
-            d.pop("meta")
+        # Built by hand: dataclasses.asdict deep-copies recursively and dominated writing a million rows.
+        d: dict[str, Any] = {
+            "id": self.id,
+            "question": self.question,
+            "answer": self.answer,
+            "department": self.department,
+            "source": self.source,
+        }
+        if self.history:
+            d["history"] = [dict(turn) for turn in self.history]
+        if self.meta:
+            d["meta"] = copy.deepcopy(self.meta)
         return d
 
     @classmethod
