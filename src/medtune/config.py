@@ -125,6 +125,10 @@ class DataConfig:
     """Question similarity at or above which a record counts as contaminated by an evaluation question."""
     max_records: int | None = None
     """Keep at most this many records after cleaning (before the split); None keeps all."""
+    safety_screen: Literal["off", "count", "exclude"] = "count"
+    """Check every training answer with the safety rules: ``count`` reports flagged answers per finding kind;
+    ``exclude`` also drops answers with a blocking finding (e.g. aspirin for a child) so the model is not
+    taught them."""
     on_error: Literal["fail", "skip"] = "fail"
     """``fail`` stops at the first malformed record with file:line; ``skip`` quarantines it and goes on."""
     report_examples: int = 5

@@ -205,3 +205,37 @@ def test_max_records_drops_are_logged(tmp_path, planted):
 def test_bad_data_settings_fail_at_load(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_safety_screen_counts_and_optionally_excludes_dangerous_answers(tmp_path):
+    import json as _json
+
+    from medtune.config import load_config as _load
+    from medtune.data.prepare import prepare as _prepare
+
+    rows = [
+        {
+            "question": f"孩子{i}岁发烧39度怎么办啊",
+            "answer": "可以给孩子吃阿司匹林退烧，多喝水，注意观察体温变化。",
+        }
+        for i in (2, 3)
+    ]
+    rows += [
+        {
+            "question": f"大人头疼第{i}天了怎么办",
+            "answer": f"建议多休息，保证睡眠，第{i}天仍不缓解请到神经内科就诊。",
+        }
+        for i in range(8)
+    ]
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(_json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    base = [f"data.raw_file={raw}", f"output_root={tmp_path}", "data.dedup_near=false"]
+    counted = _prepare(_load(None, [*base, "run_name=count"]))
+    assert len(counted.train) + len(counted.val) == 10
+    report = _json.loads((tmp_path / "count" / "data" / "data_report.json").read_text(encoding="utf-8"))
+    table = {r["rule"]: r for r in report["rules"]}
+    assert table["safety_screen"]["counts"]["flagged_blocking"] == 2
+    assert table["safety_screen"]["dropped"] == 0
+    excluded = _prepare(_load(None, [*base, "run_name=exclude", "data.safety_screen=exclude"]))
+    assert len(excluded.train) + len(excluded.val) == 8
+    assert excluded.stats["counts"]["dropped_safety_screen"] == 2

@@ -448,10 +448,32 @@ class _Run:
         return report, stats
 
 
+def safety_screen_rule(exclude: bool) -> Rule:
+    """The safety layer as a cleaning rule: flagged answers are counted per kind, blocking ones optionally dropped."""
+    from medtune.safety import default_engine
+
+    engine = default_engine()
+
+    def screen(rec: QARecord, counts: Counter) -> str | None:
+        findings = engine.check_answer(rec.answer, rec.question)
+        for kind in {f.kind for f in findings}:
+            counts[f"flagged_{kind}"] += 1
+        blocking = [f for f in findings if f.severity == "block"]
+        if blocking:
+            counts["flagged_blocking"] += 1
+            if exclude:
+                return "; ".join(f"{f.rule_id}: {f.matched}" for f in blocking)
+        return None
+
+    return Rule("safety_screen", screen, "safety rules on training answers (medtune.safety)")
+
+
 def prepare(cfg: Config, extra_rules: Sequence[Rule] = ()) -> PrepareResult:
     """Run the whole data stage for ``cfg``; ``extra_rules`` run after the built-in cleaning rules and
     before deduplication (each is counted and reported like a built-in rule)."""
     dcfg = cfg.data
+    if dcfg.safety_screen != "off" and all(r.name != "safety_screen" for r in extra_rules):
+        extra_rules = [*extra_rules, safety_screen_rule(exclude=dcfg.safety_screen == "exclude")]
     run = _Run(dcfg, extra_rules)
     run.read_and_clean()
     run.drop_near_duplicates()
