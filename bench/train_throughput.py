@@ -12,7 +12,9 @@ samples for one pass, at the same batch size and maximum length:
     ``DataCollatorForSeq2Seq`` padding to the longest in the batch, labels equal to the input ids (loss on
     every real token, prompt included), gradient checkpointing, fp32, full logits over the vocabulary;
 (b) ``medtune train`` with its defaults: ``prepare(cfg)`` then ``run_sft(cfg)``, untouched except that the
-    trainer class is subclassed to count the tokens of every training batch and time the loop.
+    trainer class is subclassed to count the tokens of every training batch and time the loop. Its
+    batches are medtune's length buckets (``medtune.train.sampler``), so the two arms train on the same
+    samples, grouped into batches differently.
 
 The data are synthetic Chinese Q&A records, seeded, long-tailed (log-normal lengths: questions 20-300
 characters, answers 100-1500, in the three-part form), assembled from clauses of the shipped sample data.
@@ -484,8 +486,12 @@ def report(results: list[dict], peaks: dict[str, float]) -> None:
     if len(results[0].get("rounds_s", [])) > 1:
         print("loop seconds of every round (the fastest is reported): ", end="")
         print("; ".join(f"{r['label']} {r['rounds_s']}" for r in results))
-    same = [x["real"] for x in a["batches"]] == [x["real"] for x in b["batches"]]
-    print(f"a and b trained on the same batches (real tokens per step): {'yes' if same else 'NO'}")
+    same = sorted(x["real"] for x in a["batches"]) == sorted(x["real"] for x in b["batches"])
+    print(
+        f"a and b trained on the same samples: {a['real']} vs {b['real']} real tokens "
+        f"({'same' if a['real'] == b['real'] else 'DIFFERENT'}); same batches: {'yes' if same else 'no'} "
+        "(b groups samples into batches by length more tightly)"
+    )
     speed = b["real_tok_s"] / a["real_tok_s"]
     mem = b["mem"] / a["mem"]
     print(

@@ -96,3 +96,12 @@ def test_accelerate_configs_are_valid_launch_configs(path):
     if ds:
         qwen = load_config(ROOT / "configs" / "qwen2.5-7b" / "lora_sft.yaml")
         assert ds["gradient_accumulation_steps"] == qwen.train.grad_accum
+
+
+def test_validation_off_needs_no_best_checkpoint():
+    cfg = load_config(None, ["train.eval_steps=0", "train.load_best_at_end=false"])
+    assert cfg.train.eval_steps == 0
+    with pytest.raises(ConfigError, match="eval_steps=0"):
+        load_config(None, ["train.eval_steps=0", "train.load_best_at_end=true"])
+    with pytest.raises(ConfigError, match="eval_steps"):
+        load_config(None, ["train.eval_steps=-5", "train.load_best_at_end=false"])

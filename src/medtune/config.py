@@ -326,7 +326,8 @@ class TrainConfig:
     packing: bool = False
     """Padding-free packing with per-sample position ids (no attention across samples)."""
     group_by_length: bool = True
-    """Batch samples of similar length together so little compute is spent on padding."""
+    """Batch samples of similar length together (sorted buckets of 64 batches, batch order shuffled) so
+    little compute is spent on padding; the order depends only on train.seed and the epoch."""
     lm_head_chunk: int = 1024
     """The LM head and loss run only on supervised tokens, this many at a time: with a 152k vocabulary
     the full logits of one batch would otherwise take gigabytes."""
@@ -348,7 +349,7 @@ class TrainConfig:
     save_total_limit: int = 3
     """Keep only the newest N checkpoints."""
     eval_steps: int | None = None
-    """Validation loss every N steps; None evaluates once per epoch."""
+    """Validation loss every N steps; None evaluates once per epoch (and at the end); 0 never during training."""
     max_eval_samples: int | None = None
     """Compute the validation loss during training on at most this many validation samples (None: all)."""
     early_stopping_patience: int | None = None
@@ -369,6 +370,15 @@ class TrainConfig:
             raise ConfigError(f"train.cutoff_len={self.cutoff_len} is too short for any three-part answer")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
             raise ConfigError("set train.max_steps > 0 or train.num_epochs > 0")
+        if self.eval_steps is not None and self.eval_steps < 0:
+            raise ConfigError(
+                f"train.eval_steps must be positive, 0 (no evaluation) or null, got {self.eval_steps}"
+            )
+        if self.eval_steps == 0 and (self.load_best_at_end or self.early_stopping_patience):
+            raise ConfigError(
+                "train.eval_steps=0 turns validation off, but train.load_best_at_end and "
+                "train.early_stopping_patience need it: set load_best_at_end: false and early_stopping_patience: null"
+            )
         if self.load_best_at_end and self.eval_steps and self.save_steps % self.eval_steps:
             raise ConfigError(
                 f"train.load_best_at_end needs a checkpoint at every evaluation: train.save_steps={self.save_steps} "

@@ -172,3 +172,15 @@ def test_auto_checkpointing_turns_on_only_when_activations_would_not_fit(tiny_co
     huge = SimpleNamespace(hidden_size=1 << 20, intermediate_size=1 << 22, num_hidden_layers=80)
     assert resolve_checkpointing(tiny_config("train.gradient_checkpointing=auto"), huge, "fp32") is True
     assert resolve_checkpointing(tiny_config("train.gradient_checkpointing=true"), tiny, "fp32") is True
+
+
+def test_validation_off_runs_no_evaluation(tiny_config):
+    from medtune.train.sft import run_sft
+
+    cfg = tiny_config("train.eval_steps=0", "train.load_best_at_end=false", "train.max_steps=2")
+    prepare(cfg)
+    result = run_sft(cfg)
+    assert result.metrics["eval_loss"] is None
+    state = next((cfg.run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    assert not any("eval_loss" in h for h in json.loads(state.read_text())["log_history"])
+    assert "not measured during training" in (cfg.adapter_dir / "README.md").read_text(encoding="utf-8")

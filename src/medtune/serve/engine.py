@@ -314,7 +314,8 @@ class ChatEngine:
         causal_lm = self.model.get_base_model() if self.has_adapter else self.model
         backbone = getattr(causal_lm, causal_lm.base_model_prefix)  # LoRA layers live inside it
         samples = [encode_record(self.tokenizer, r, self.system_prompt, cutoff_len, "drop") for r in records]
-        samples = [s for s in samples if s is not None]
+        # Similar lengths side by side: right padding then costs little.
+        samples = sorted((s for s in samples if s is not None), key=lambda s: len(s.input_ids))
         total, count = 0.0, 0
         with self._lock, self._adapter(use_adapter), torch.inference_mode():
             for start in range(0, len(samples), batch_size):

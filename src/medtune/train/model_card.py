@@ -36,7 +36,12 @@ def write_model_card(adapter_dir: Path, cfg: Config, base_name: str, metrics: di
         "",
         "## Metrics",
         f"- final train loss: {metrics.get('train_loss')}",
-        f"- validation loss: {metrics.get('eval_loss')}",
+        "- validation loss: "
+        + (
+            f"{metrics['eval_loss']}"
+            if metrics.get("eval_loss") is not None
+            else "not measured during training (train.eval_steps=0); see the eval report"
+        ),
         f"- optimizer steps: {metrics.get('global_step')}",
         "",
         "## Use",

@@ -154,6 +154,18 @@ def make_trainer_class():
     from trl import SFTTrainer
 
     class MedtuneSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in getattr(
+                dataset, "column_names", ()
+            ):
+                return super()._get_train_sampler(train_dataset)
+            from medtune.train.sampler import LengthBucketSampler
+
+            # Tighter length buckets than transformers' mega-batches: see medtune.train.sampler.
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            return LengthBucketSampler(lengths, self.args.train_batch_size, seed=self.args.seed)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             labels = inputs.pop("labels")
@@ -224,7 +236,11 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         # LoRA freezes the embeddings; checkpointed blocks need an input that requires grad.
         model.enable_input_require_grads()
 
-    evaluate_by_steps = cfg.train.eval_steps is not None
+    evaluate_by_steps = bool(cfg.train.eval_steps)
+    if cfg.train.eval_steps == 0:
+        eval_strategy = "no"
+    else:
+        eval_strategy = "steps" if evaluate_by_steps else "epoch"
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         learning_rate=cfg.train.learning_rate,
@@ -246,8 +262,8 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         # Best-checkpoint selection needs a checkpoint at every evaluation, so saving follows evaluation then.
         save_strategy="steps" if evaluate_by_steps or not cfg.train.load_best_at_end else "epoch",
         save_steps=cfg.train.save_steps,
-        eval_strategy="steps" if evaluate_by_steps else "epoch",
-        eval_steps=cfg.train.eval_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.train.eval_steps or None,
         save_total_limit=cfg.train.save_total_limit,
         load_best_model_at_end=cfg.train.load_best_at_end,
         metric_for_best_model="eval_loss",
@@ -320,7 +336,12 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         for h in trainer.state.log_history
         if "eval_loss" in h and h.get("step") == trainer.state.global_step
     ]
-    eval_metrics = final_eval[-1] if final_eval and not cfg.train.load_best_at_end else trainer.evaluate()
+    if cfg.train.eval_steps == 0:
+        eval_metrics: dict = {}  # validation is off: the eval stage scores the held-out questions instead
+    elif final_eval and not cfg.train.load_best_at_end:
+        eval_metrics = final_eval[-1]
+    else:
+        eval_metrics = trainer.evaluate()
 
     rank_checksums = _rank_checksums(trainer)
     metrics = {
