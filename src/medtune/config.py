@@ -332,8 +332,12 @@ class TrainConfig:
     """The LM head and loss run only on supervised tokens, this many at a time: with a 152k vocabulary
     the full logits of one batch would otherwise take gigabytes."""
     gradient_checkpointing: bool | Literal["auto"] = "auto"
-    """Recompute activations in backward: less memory, about a third more compute. ``auto`` turns it on only
-    when the estimated activations of one batch would take over 40% of the free memory."""
+    """Recompute activations in backward: less memory, about a third more compute. ``auto`` decides per
+    batch and layer: short batches keep all activations, wide ones checkpoint just enough adapted layers to
+    stay within ``activation_budget_gb`` (see medtune.train.checkpointing)."""
+    activation_budget_gb: float | None = None
+    """Memory for kept activations under ``gradient_checkpointing: auto``; None: the smaller of 40% of the
+    free memory and twice the model's weights."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """``auto``: bf16 where the hardware supports it natively, else fp32."""
     weight_decay: float = 0.0
@@ -370,6 +374,8 @@ class TrainConfig:
             raise ConfigError(f"train.cutoff_len={self.cutoff_len} is too short for any three-part answer")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
             raise ConfigError("set train.max_steps > 0 or train.num_epochs > 0")
+        if self.activation_budget_gb is not None and self.activation_budget_gb < 0:
+            raise ConfigError(f"train.activation_budget_gb must be >= 0, got {self.activation_budget_gb}")
         if self.eval_steps is not None and self.eval_steps < 0:
             raise ConfigError(
                 f"train.eval_steps must be positive, 0 (no evaluation) or null, got {self.eval_steps}"

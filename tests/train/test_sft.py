@@ -159,21 +159,6 @@ def test_packed_training_runs_through_the_padding_free_path(tmp_path, tiny_model
     assert result.metrics["train_loss"] > 0 and result.metrics["eval_loss"] > 0
 
 
-def test_auto_checkpointing_turns_on_only_when_activations_would_not_fit(tiny_config):
-    from types import SimpleNamespace
-
-    from medtune.train.sft import activation_bytes, resolve_checkpointing
-
-    qwen7b = SimpleNamespace(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28)
-    # Qwen2.5-7B, batch 2 x 2048 in bf16: ~22 GB of activations.
-    assert 20e9 < activation_bytes(qwen7b, 2 * 2048, 28, 2) < 25e9
-    tiny = SimpleNamespace(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
-    assert resolve_checkpointing(tiny_config("train.gradient_checkpointing=auto"), tiny, "fp32") is False
-    huge = SimpleNamespace(hidden_size=1 << 20, intermediate_size=1 << 22, num_hidden_layers=80)
-    assert resolve_checkpointing(tiny_config("train.gradient_checkpointing=auto"), huge, "fp32") is True
-    assert resolve_checkpointing(tiny_config("train.gradient_checkpointing=true"), tiny, "fp32") is True
-
-
 def test_validation_off_runs_no_evaluation(tiny_config):
     from medtune.train.sft import run_sft
 

@@ -19,6 +19,9 @@ from typing import Any
 import yaml
 
 from medtune.config import Config, ConfigError
+from medtune.train.checkpointing import activation_bytes, adapted_layers, resolve_checkpointing, weight_bytes
+
+__all__ = ["TrainResult", "activation_bytes", "resolve_checkpointing", "run_sft", "make_trainer_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,39 +44,6 @@ def resolve_precision(name: str) -> str:
     if name == "fp16" and not torch.cuda.is_available():
         raise ConfigError("train.precision=fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
     return name
-
-
-def activation_bytes(model_config, tokens: int, adapted_layers: int, bytes_per_value: int) -> int:
-    """Rough size of the activations autograd keeps for one batch without checkpointing.
-
-    Per token and adapted layer: ~6 hidden-sized tensors around attention and ~4 intermediate-sized ones in
-    the MLP. Frozen layers below the lowest adapter keep nothing, since nothing there needs a gradient.
-    """
-    per_token_layer = 6 * model_config.hidden_size + 4 * model_config.intermediate_size
-    return tokens * adapted_layers * per_token_layer * bytes_per_value
-
-
-def resolve_checkpointing(cfg: Config, model_config, precision: str) -> bool:
-    setting = cfg.train.gradient_checkpointing
-    if isinstance(setting, bool):
-        return setting
-    import torch
-
-    layers = cfg.lora.top_layers or model_config.num_hidden_layers
-    tokens = cfg.train.batch_size * cfg.train.cutoff_len
-    need = activation_bytes(model_config, tokens, layers, 4 if precision == "fp32" else 2)
-    if torch.cuda.is_available():
-        free = torch.cuda.mem_get_info()[0]
-    else:
-        import psutil
-
-        free = psutil.virtual_memory().available
-    use = need > 0.4 * free
-    logger.info(
-        "gradient checkpointing %s: activations of a full batch ~%.1f GB, free memory %.1f GB",
-        "on" if use else "off", need / 1e9, free / 1e9,
-    )  # fmt: skip
-    return use
 
 
 def build_datasets(cfg: Config, tokenizer) -> tuple[Any, Any, dict[str, Any]]:
@@ -166,6 +136,18 @@ def make_trainer_class():
             lengths = [len(ids) for ids in dataset["input_ids"]]
             return LengthBucketSampler(lengths, self.args.train_batch_size, seed=self.args.seed)
 
+        medtune_checkpoint_plan = (
+            None  # set by run_sft; per-batch checkpointing under train.gradient_checkpointing=auto
+        )
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            plan = self.medtune_checkpoint_plan
+            if plan is not None and plan.mode == "budget":
+                if not hasattr(self, "_medtune_layers"):
+                    self._medtune_layers = adapted_layers(model)
+                plan.apply(self._medtune_layers, int(inputs["input_ids"].numel()))
+            return super().training_step(model, inputs, num_items_in_batch)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             labels = inputs.pop("labels")
@@ -220,7 +202,8 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         )
     model, tokenizer, resolved = load_model(cfg.model, quantization_config=quantization_config)
     template_check = preflight(tokenizer, cfg.system_prompt)
-    checkpointing = resolve_checkpointing(cfg, model.config, precision)
+    checkpoint_plan = resolve_checkpointing(cfg, model.config, precision, weight_bytes(model))
+    checkpointing = checkpoint_plan.enabled
     train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
     if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
         val_ds = val_ds.select(range(cfg.train.max_eval_samples))
@@ -301,6 +284,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    trainer.medtune_checkpoint_plan = checkpoint_plan
 
     if trainer.is_world_process_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -353,7 +337,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "precision": precision,
-        "gradient_checkpointing": checkpointing,
+        "gradient_checkpointing": checkpoint_plan.summary(),
         "data": data_stats,
     }
     adapter_dir = cfg.adapter_dir
