@@ -1,20 +1,37 @@
-"""Helpers shared by the training benchmarks: matmul peak, FLOP counts, peak memory, load, tables.
+"""Helpers shared by the training benchmarks: sample pairs, matmul peak, FLOP counts, peak memory, load, tables.
 
 Not a benchmark itself: ``python bench/_common.py`` only prints this machine's matmul peak.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "medqa_three_part.jsonl"
 
 # Shapes of the 0.5B model's MLP at batch 4 x 1024 tokens: (tokens x hidden) @ (hidden x intermediate)
 # and back. A square matmul is added because some BLAS kernels prefer it; the best of all is the peak.
 PEAK_SHAPES_FP32 = ((4096, 896, 4864), (4096, 4864, 896), (2048, 2048, 2048))
 # bf16 is measured small: without AVX-512 BF16/AMX the CPU path is a slow fallback (seconds per GFLOP).
 PEAK_SHAPES_BF16 = ((512, 512, 512),)
+
+
+def sample_pairs() -> list[tuple[str, str]]:
+    """(question, three-part answer) of every record of the shipped sample, or exit naming the bad line."""
+    pairs = []
+    for n, line in enumerate(SAMPLE.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append((row["instruction"], row["output"]))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise SystemExit(f"{SAMPLE}:{n}: not a sample record with instruction/output ({exc})") from None
+    return pairs
 
 
 def matmul_gflops(dtype_name: str = "float32", repeat: int = 5, shapes=None) -> float:

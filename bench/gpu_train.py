@@ -39,10 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import matmul_params_from_config, table
+from _common import SAMPLE, matmul_params_from_config, sample_pairs, table
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample" / "medqa_three_part.jsonl"
 TARGET_QLORA_GB = 10.0
 TARGET_MFU = 0.40
 
@@ -86,14 +85,7 @@ def packed_rows(tokenizer, seq: int, rows: int) -> dict[str, list[list[int]]]:
     from medtune.prompts import build_messages
 
     samples = []
-    for n, line in enumerate(SAMPLE.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            question, answer = row["instruction"], row["output"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise SystemExit(f"{SAMPLE}:{n}: not a sample record with instruction/output ({exc})") from None
+    for question, answer in sample_pairs():
         enc = encode_messages(tokenizer, build_messages(question, answer))
         if enc is not None:
             samples.append(enc)

@@ -55,10 +55,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_summary, loadavg, matmul_gflops, matmul_params, peak_rss_mb, reset_peak_rss, table
+from _common import (
+    cpu_summary,
+    loadavg,
+    matmul_gflops,
+    matmul_params,
+    peak_rss_mb,
+    reset_peak_rss,
+    sample_pairs,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample" / "medqa_three_part.jsonl"
 SECTIONS = ("一、病情分析", "二、原因分析", "三、治疗建议")
 TARGET_SPEEDUP = 2.5
 TARGET_MEMORY = 0.6
@@ -73,14 +81,7 @@ def _pools() -> tuple[list[str], list[str]]:
     """Question clauses and answer sentences of the shipped sample, section titles removed."""
     q_pool: list[str] = []
     a_pool: list[str] = []
-    for n, line in enumerate(SAMPLE.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            question, answer = row["instruction"], row["output"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise SystemExit(f"{SAMPLE}:{n}: not a sample record with instruction/output ({exc})") from None
+    for question, answer in sample_pairs():
         q_pool += [c for c in re.split(r"[，,。？?！!\s]+", question) if len(c) >= 4]
         for text_line in answer.splitlines():
             if any(text_line.startswith(t) for t in SECTIONS):

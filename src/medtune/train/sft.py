@@ -19,9 +19,7 @@ from typing import Any
 import yaml
 
 from medtune.config import Config, ConfigError
-from medtune.train.checkpointing import activation_bytes, adapted_layers, resolve_checkpointing, weight_bytes
-
-__all__ = ["TrainResult", "activation_bytes", "resolve_checkpointing", "run_sft", "make_trainer_class"]
+from medtune.train.checkpointing import adapted_layers, resolve_checkpointing, weight_bytes
 
 logger = logging.getLogger(__name__)
 
