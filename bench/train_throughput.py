@@ -13,8 +13,9 @@ samples for one pass, at the same batch size and maximum length:
     every real token, prompt included), gradient checkpointing, fp32, full logits over the vocabulary;
 (b) ``medtune train`` with its defaults: ``prepare(cfg)`` then ``run_sft(cfg)``, untouched except that the
     trainer class is subclassed to count the tokens of every training batch and time the loop. Its
-    batches are medtune's length buckets (``medtune.train.sampler``), so the two arms train on the same
-    samples, grouped into batches differently.
+    batches are padding-free (each batch's samples end to end in one row, per-sample attention:
+    ``medtune.train.varlen``), its LoRA linears and MLPs fused (``medtune.train.fused_lora``), so the two
+    arms train on the same samples, grouped into batches differently.
 
 The data are synthetic Chinese Q&A records, seeded, long-tailed (log-normal lengths: questions 20-300
 characters, answers 100-1500, in the three-part form), assembled from clauses of the shipped sample data.

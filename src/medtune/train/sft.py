@@ -137,6 +137,7 @@ def make_trainer_class():
         medtune_checkpoint_plan = (
             None  # set by run_sft; per-batch checkpointing under train.gradient_checkpointing=auto
         )
+        medtune_varlen = False  # set by run_sft when the model runs medtune's per-sample attention
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             plan = self.medtune_checkpoint_plan
@@ -149,8 +150,12 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             labels = inputs.pop("labels")
-            # Varlen-kernel hints from TRL's padding-free collator; SDPA reads packing from position_ids.
-            for key in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx"):
+            # Varlen hints from TRL's padding-free collator: medtune's attention reads the sample boundaries;
+            # plain SDPA or eager read packing from position_ids instead.
+            drop = ["cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx"]
+            if not self.medtune_varlen:
+                drop.append("cu_seq_lens_q")
+            for key in drop:
                 inputs.pop(key, None)
             outputs = model(**inputs, medtune_labels=labels, num_items_in_batch=num_items_in_batch)
             loss = outputs.loss
@@ -175,14 +180,20 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     from medtune.io import write_json, write_text
     from medtune.model.adapters import attach_lora
     from medtune.model.loader import load_model
+    from medtune.train.allocator import keep_freed_memory, release_freed_memory
     from medtune.train.callbacks import MetricsCallback
+    from medtune.train.fused_lora import fuse_lora_linears, unfuse_lora_linears
     from medtune.train.lean_loss import add_selective_lm_head
     from medtune.train.model_card import write_model_card
+    from medtune.train.varlen import register as register_varlen
 
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     set_seed(cfg.train.seed)
     precision = resolve_precision(cfg.train.precision)
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu and cfg.train.reuse_freed_memory:
+        keep_freed_memory()
 
     quantization_config = None
     if cfg.train.method == "qlora":
@@ -212,7 +223,13 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     add_selective_lm_head(model, cfg.train.lm_head_chunk)
+    padding_free = cfg.train.padding_free or cfg.train.packing
+    attn_before = model.config._attn_implementation
+    if padding_free and attn_before == "sdpa":
+        model.set_attn_implementation(register_varlen())
     model = attach_lora(model, cfg.lora)
+    if cfg.train.fused_lora:
+        fuse_lora_linears(model)
     if checkpointing:
         # LoRA freezes the embeddings; checkpointed blocks need an input that requires grad.
         model.enable_input_require_grads()
@@ -256,10 +273,12 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         max_length=cfg.train.cutoff_len if cfg.train.packing else None,
         packing=cfg.train.packing,
         packing_strategy="bfd",
-        padding_free=cfg.train.packing,
-        train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
+        padding_free=padding_free,
+        train_sampling_strategy="group_by_length"
+        if cfg.train.group_by_length and not padding_free
+        else "random",
         dataset_num_proc=None,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=on_cpu,
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=False,
@@ -283,6 +302,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         callbacks=callbacks,
     )
     trainer.medtune_checkpoint_plan = checkpoint_plan
+    trainer.medtune_varlen = model.config._attn_implementation != attn_before
 
     if trainer.is_world_process_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,6 +333,10 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         else:
             logger.info("resuming from %s", checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    # Callers (eval, notebooks) get PEFT's modules and the model's own attention back.
+    unfuse_lora_linears(trainer.model)
+    if trainer.medtune_varlen:
+        model.set_attn_implementation(attn_before)
     final_eval = [
         h
         for h in trainer.state.log_history
@@ -345,4 +369,6 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_json(run_dir / "train_metrics.json", metrics)
         write_model_card(adapter_dir, cfg, resolved.display_name, metrics)
         logger.info("adapter saved to %s", adapter_dir)
+    if on_cpu and cfg.train.reuse_freed_memory:
+        release_freed_memory()
     return TrainResult(adapter_dir, json.loads(json.dumps(metrics, default=str)), trainer.model)

@@ -1,0 +1,51 @@
+"""Keep memory freed by one training step for the next (glibc, Linux CPU training).
+
+glibc's malloc serves every block above its mmap threshold (adaptive, at most 32 MB) with a fresh mapping
+and unmaps it on free, so the next tensor of that size has every 4 KB page faulted in and zeroed again. A
+CPU training step allocates and frees hundreds of activation tensors of 10-600 MB. Measured on a 2-core
+EPYC: writing a new 54 MB tensor took 36 ms, of which 32 ms were page faults (3.7 ms in place), and a
+Qwen2.5-0.5B LoRA step at 4 x 500 tokens ran 13% faster (30.7 -> 34.6 tokens/s) with freed memory kept.
+
+``keep_freed_memory`` turns off mmap-backed allocations and heap trimming, so freed blocks stay in the heap
+and are reused by the next step. The price: the process keeps its high-water mark until ``release_freed_memory``
+(``malloc_trim``) is called after training. Elsewhere (macOS, musl, Windows) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import platform
+
+logger = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_INT_MAX = 2**31 - 1  # mallopt takes a C int: a larger value would wrap around
+
+
+def _glibc():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from the heap and never trim it; True if glibc took the settings."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    logger.info("allocator: freed memory kept for reuse (glibc mallopt %s)", "applied" if ok else "refused")
+    return ok
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free memory back to the kernel (after training)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
