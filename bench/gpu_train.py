@@ -10,7 +10,9 @@ quantisation and bf16 compute, then PEFT's ``prepare_model_for_kbit_training`` e
 does), gets medtune's selective LM head (``lean_loss``) and medtune's LoRA adapters (``lora`` defaults:
 r=16 on every linear projection). Batches are rows of exactly ``--seq`` tokens packed padding-free from
 the shipped sample Q&A, encoded with medtune's chat template and loss mask (labels only on answers;
-position ids restart per sample, so no sample attends to another), as ``train.packing: true`` gives.
+position ids restart per sample, so no sample attends to another), as ``train.packing: true`` gives;
+attention runs per sample (``medtune_varlen``, as ``medtune train`` sets up for padding-free batches;
+``--attn sdpa`` gives transformers' block-diagonal SDPA mask instead).
 
 The loop is plain PyTorch (AdamW on the LoRA weights, bf16 autocast as the Trainer's ``bf16=True``):
 ``--warmup`` steps untimed, then ``--steps`` timed between CUDA synchronisations. Peak memory is
@@ -168,7 +170,11 @@ def run_method(args: argparse.Namespace, method: str) -> dict[str, Any]:
         )
     t_load = time.perf_counter()
     model, tokenizer, resolved = load_model(
-        ModelConfig(name_or_path=args.model, dtype="bfloat16", attn_implementation=args.attn),
+        ModelConfig(
+            name_or_path=args.model,
+            dtype="bfloat16",
+            attn_implementation="sdpa" if args.attn == "medtune_varlen" else args.attn,
+        ),
         quantization_config=quantization_config,
         device_map={"": 0},
     )
@@ -185,6 +191,10 @@ def run_method(args: argparse.Namespace, method: str) -> dict[str, Any]:
                 p.requires_grad = False
                 if p.dtype == torch.bfloat16 and "norm" in name:
                     p.data = p.data.float()
+    if args.attn == "medtune_varlen":
+        from medtune.train.varlen import register
+
+        model.set_attn_implementation(register())
     add_selective_lm_head(model, args.head_chunk)
     model = attach_lora(model, LoraConfig(r=args.lora_r, alpha=2 * args.lora_r, dropout=0.0))
     if checkpointing:
@@ -341,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default: 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank, alpha = 2r (default: 16)")
-    parser.add_argument("--head-chunk", type=int, default=1024, help="train.lm_head_chunk (default: 1024)")
+    parser.add_argument("--head-chunk", type=int, default=512, help="train.lm_head_chunk (default: 512)")
     parser.add_argument(
         "--gradient-checkpointing",
         choices=["auto", "on", "off"],
@@ -356,7 +366,10 @@ def main(argv: list[str] | None = None) -> None:
         "lean = bf16 embeddings/LM head, fp32 norms",
     )
     parser.add_argument(
-        "--attn", choices=["sdpa", "flash_attention_2", "eager"], default="sdpa", help="default: sdpa"
+        "--attn",
+        choices=["medtune_varlen", "sdpa", "flash_attention_2", "eager"],
+        default="medtune_varlen",
+        help="default: medtune_varlen (per-sample SDPA)",
     )
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak of this GPU when not in the table")
     parser.add_argument("--seed", type=int, default=42)
