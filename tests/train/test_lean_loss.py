@@ -67,3 +67,17 @@ def test_batch_without_labels_gives_a_connected_zero(tiny_model):
     loss, n, _ = selective_loss(hidden, torch.full_like(labels, IGNORE_INDEX), tiny_model.lm_head, 8)
     assert n.item() == 0 and loss.item() == 0.0
     loss.backward()  # must not raise
+
+
+@pytest.mark.parametrize("chunk", [3, 1024])
+def test_top1_hits_count_the_argmax_of_the_full_logits(tiny_model, chunk):
+    ids, labels, mask = _batch()
+    with torch.no_grad():
+        hidden = tiny_model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        predicted = tiny_model.lm_head(hidden).argmax(-1)
+    # Every other supervised target is the model's own top-1 prediction: some hits, some misses.
+    labels[:, 1::2] = torch.where(labels[:, 1::2] != IGNORE_INDEX, predicted[:, :-1:2], labels[:, 1::2])
+    target = labels[:, 1:]
+    expected = int(((predicted[:, :-1] == target) & (target != IGNORE_INDEX)).sum())
+    _, _, hits = selective_loss(hidden, labels, tiny_model.lm_head, chunk)
+    assert hits.item() == expected > 0
