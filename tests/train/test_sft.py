@@ -169,3 +169,10 @@ def test_validation_off_runs_no_evaluation(tiny_config):
     state = next((cfg.run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
     assert not any("eval_loss" in h for h in json.loads(state.read_text())["log_history"])
     assert "not measured during training" in (cfg.adapter_dir / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_returned_model_has_peft_modules_and_its_own_attention_back(trained):
+    _, result = trained
+    assert result.model.config._attn_implementation == "sdpa"
+    assert not any("forward" in vars(m) for m in result.model.modules() if hasattr(m, "lora_A"))
+    assert not any("forward" in vars(m) for m in result.model.modules() if hasattr(m, "gate_proj"))

@@ -91,3 +91,21 @@ def test_left_padding_and_kv_cache_fall_back_to_a_full_mask(models, qwen_tokeniz
             atol=1e-4,
         )
     assert torch.equal(got, expected)
+
+
+def test_boundaries_are_read_once_per_forward_and_follow_new_inputs(models, monkeypatch):
+    from medtune.train import varlen as module
+
+    _, model = models
+    reads = []
+    real = module._read_boundaries
+    monkeypatch.setattr(module, "_read_boundaries", lambda *a: reads.append(1) or real(*a))
+    ids = torch.randint(0, 150000, (1, 12))
+    position_ids = torch.tensor([list(range(5)) + list(range(7))])
+    with torch.no_grad():
+        model(input_ids=ids, position_ids=position_ids, use_cache=False)
+        assert len(reads) == 1  # not once per layer
+        split_5_7 = module._boundaries({"position_ids": position_ids}, None, 1, 12)
+        position_ids[0, 5:] = torch.arange(5, 12)  # the same tensor changed in place: one sample now
+        assert module._boundaries({"position_ids": position_ids}, None, 1, 12) == [[(0, 12)]]
+    assert split_5_7 == [[(0, 5), (5, 12)]]

@@ -333,10 +333,6 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         else:
             logger.info("resuming from %s", checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    # Callers (eval, notebooks) get PEFT's modules and the model's own attention back.
-    unfuse_lora_linears(trainer.model)
-    if trainer.medtune_varlen:
-        model.set_attn_implementation(attn_before)
     final_eval = [
         h
         for h in trainer.state.log_history
@@ -369,6 +365,11 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_json(run_dir / "train_metrics.json", metrics)
         write_model_card(adapter_dir, cfg, resolved.display_name, metrics)
         logger.info("adapter saved to %s", adapter_dir)
+    # The final evaluation above ran as training did; callers (eval, notebooks) get PEFT's modules and
+    # the model's own attention back.
+    unfuse_lora_linears(trainer.model)
+    if trainer.medtune_varlen:
+        model.set_attn_implementation(attn_before)
     if on_cpu and cfg.train.reuse_freed_memory:
         release_freed_memory()
     return TrainResult(adapter_dir, json.loads(json.dumps(metrics, default=str)), trainer.model)

@@ -16,20 +16,41 @@ receives while it is set.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import repeat_kv
 
 NAME = "medtune_varlen"
 
+# Every layer of one forward pass gets the same boundary tensors: they are read (a device-to-host copy on
+# a GPU) once per pass, and the result kept while those very tensors are alive and unmodified.
+_last_bounds: tuple | None = None
 
-def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
-    if groups == 1:
-        return x
-    b, h, t, d = x.shape
-    return x[:, :, None].expand(b, h, groups, t, d).reshape(b, h * groups, t, d)
+
+def _key(t: torch.Tensor | None):
+    return None if t is None else (weakref.ref(t), t._version)
 
 
 def _boundaries(kwargs: dict, attention_mask: torch.Tensor | None, batch: int, length: int):
+    """``_read_boundaries``, computed once per forward pass rather than once per layer."""
+    global _last_bounds
+    sources = (kwargs.get("cu_seq_lens_q"), attention_mask, kwargs.get("position_ids"))
+    if _last_bounds is not None:
+        shape, keys, bounds = _last_bounds
+        if shape == (batch, length) and all(
+            (k is None and t is None)
+            or (k is not None and t is not None and k[0]() is t and k[1] == t._version)
+            for k, t in zip(keys, sources)
+        ):
+            return bounds
+    bounds = _read_boundaries(kwargs, attention_mask, batch, length)
+    _last_bounds = (batch, length), tuple(_key(t) for t in sources), bounds
+    return bounds
+
+
+def _read_boundaries(kwargs: dict, attention_mask: torch.Tensor | None, batch: int, length: int):
     """Per row, the (start, end) of every sample; None when the rows are not plain right-padded or packed."""
     cu = kwargs.get("cu_seq_lens_q")
     if cu is not None and batch == 1:
@@ -72,7 +93,7 @@ def varlen_attention(
     bounds = _boundaries(kwargs, attention_mask, batch, q_len) if q_len == kv_len else None
     if bounds is None:
         return _masked_attention(query, key, value, attention_mask, dropout, scaling, groups), None
-    key, value = _repeat_kv(key, groups), _repeat_kv(value, groups)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     rows = []
     for b, segments in enumerate(bounds):
         parts = [
@@ -98,16 +119,9 @@ def varlen_attention(
 def _masked_attention(query, key, value, attention_mask, dropout, scaling, groups):
     """General case: causal (aligned to the end, as with a KV cache) and the 2-D padding mask, if any."""
     q_len, kv_len = query.shape[2], key.shape[2]
-    device = query.device
-    mask = torch.arange(kv_len, device=device)[None, :] <= torch.arange(q_len, device=device)[:, None] + (
-        kv_len - q_len
-    )
-    # Every query may attend to its own key: a padding query would otherwise see nothing, and its NaN
-    # output would reach real tokens through a zero attention weight (0 x NaN).
-    diagonal = torch.arange(kv_len, device=device)[None, :] == torch.arange(q_len, device=device)[:, None] + (
-        kv_len - q_len
-    )
-    mask = mask[None, None]
+    key_pos = torch.arange(kv_len, device=query.device)[None, :]
+    query_pos = torch.arange(q_len, device=query.device)[:, None] + (kv_len - q_len)
+    mask = (key_pos <= query_pos)[None, None]
     if attention_mask is not None:
         if attention_mask.dim() == 2:
             mask = mask & attention_mask[:, None, None, -kv_len:].bool()
@@ -115,11 +129,13 @@ def _masked_attention(query, key, value, attention_mask, dropout, scaling, group
             mask = attention_mask
         else:
             mask = attention_mask > torch.finfo(attention_mask.dtype).min / 2
-    mask = mask | diagonal[None, None]
+    # Every query may attend to its own key: a padding query would otherwise see nothing, and its NaN
+    # output would reach real tokens through a zero attention weight (0 x NaN).
+    mask = mask | (key_pos == query_pos)[None, None]
     out = F.scaled_dot_product_attention(
         query,
-        _repeat_kv(key, groups),
-        _repeat_kv(value, groups),
+        repeat_kv(key, groups),
+        repeat_kv(value, groups),
         attn_mask=mask,
         dropout_p=dropout,
         scale=scaling,
