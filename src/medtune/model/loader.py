@@ -1,6 +1,6 @@
 """Resolve a model source (hub id, local folder, GGUF file, or the demo model) and load it explicitly.
 
-A GGUF file is dequantised by transformers once and saved as a normal safetensors folder in the cache,
+A GGUF file is dequantised by transformers once and saved as a normal safetensors folder (fp16) in the cache,
 keyed by the file's sha256, so every later run loads a plain model folder in seconds.
 """
 
@@ -44,7 +44,7 @@ def _looks_like_hub_id(text: str) -> bool:
 
 
 def _converted_dir(cache: Path, gguf: Path, digest: str) -> Path:
-    return cache / "converted" / f"{gguf.stem}-{digest[:12]}"
+    return cache / "converted" / f"{gguf.stem}-{digest[:12]}-f16"
 
 
 def convert_gguf(gguf: Path, cache: Path, expected_sha256: str | None = None) -> Path:
@@ -78,6 +78,11 @@ def convert_gguf(gguf: Path, cache: Path, expected_sha256: str | None = None) ->
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    # Stored in fp16: half the disk and memory of fp32, and a rounding (2^-11 relative) far below the
+    # quantisation's own error; loading in fp32 widens it exactly, and CPU training keeps the frozen
+    # weights in fp16 (medtune.train.compact_weights). bf16 if some value is beyond fp16's range.
+    big = max(float(p.detach().abs().max()) for p in model.parameters() if p.is_floating_point())
+    model = model.to(torch.float16 if big < 60000 else torch.bfloat16)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -85,6 +90,8 @@ def convert_gguf(gguf: Path, cache: Path, expected_sha256: str | None = None) ->
     (tmp / marker_name).write_text(f"{gguf.name}\nsha256 {digest}\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+    # An fp32 conversion of the same file by an earlier medtune version is superseded: free its disk.
+    shutil.rmtree(out.with_name(out.name.removesuffix("-f16")), ignore_errors=True)
     logger.info("converted model saved to %s", out)
     return out
 
@@ -142,15 +149,19 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedToke
 
 
 def load_model(
-    cfg: ModelConfig, *, quantization_config: object | None = None, device_map: str | dict | None = None
+    cfg: ModelConfig,
+    *,
+    quantization_config: object | None = None,
+    device_map: str | dict | None = None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ResolvedModel]:
-    """Load tokenizer and causal LM with an explicit dtype and attention implementation."""
+    """Load tokenizer and causal LM with an explicit dtype (``dtype``, else ``cfg.dtype``) and attention."""
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model_source(cfg)
     tokenizer = load_tokenizer(resolved.path, cfg.trust_remote_code)
     kwargs: dict = {
-        "dtype": resolve_dtype(cfg.dtype),
+        "dtype": dtype or resolve_dtype(cfg.dtype),
         "attn_implementation": cfg.attn_implementation,
         "trust_remote_code": cfg.trust_remote_code,
     }

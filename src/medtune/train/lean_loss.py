@@ -45,11 +45,19 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_b = torch.zeros_like(bias) if need_b else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+        # One buffer of logits for all chunks (fp32), turned into the softmax in place (log_softmax would
+        # add a second one: 311 MB at 512 x 152k in fp32); one allocation of that size per step, not one
+        # per chunk, also spares the heap a recurring hole.
+        reuse = hidden.dtype == weight.dtype == torch.float32
+        buf = hidden.new_empty((min(chunk, hidden.size(0)), weight.size(0))) if reuse else None
         for start in range(0, hidden.size(0), chunk):
             h, t = hidden[start : start + chunk], target[start : start + chunk]
-            # One buffer of logits per chunk, turned into the softmax in place (log_softmax would add a
-            # second one: 311 MB at 512 x 152k in fp32).
-            logits = F.linear(h, weight, bias).float()
+            if buf is None:
+                logits = F.linear(h, weight, bias).float()
+            elif bias is None:
+                logits = torch.mm(h, weight.t(), out=buf[: h.size(0)])
+            else:
+                logits = torch.addmm(bias, h, weight.t(), out=buf[: h.size(0)])
             rows = torch.arange(t.numel(), device=t.device)
             target_logit = logits[rows, t]
             top = logits.amax(-1)
@@ -67,6 +75,7 @@ class LinearCrossEntropy(torch.autograd.Function):
                 if need_b:
                     grad_b += grad.sum(0)
             del logits
+        del buf
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.mark_non_differentiable(correct)
         return total, correct

@@ -179,9 +179,15 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     from medtune.data.template import preflight
     from medtune.io import write_json, write_text
     from medtune.model.adapters import attach_lora
-    from medtune.model.loader import load_model
+    from medtune.model.loader import load_model, resolve_dtype, resolve_model_source
     from medtune.train.allocator import keep_freed_memory, release_freed_memory
     from medtune.train.callbacks import MetricsCallback
+    from medtune.train.compact_weights import (
+        adapters_in_fp32,
+        checkpoint_dtype,
+        compact_frozen_weights,
+        widen_frozen_weights,
+    )
     from medtune.train.fused_lora import fuse_lora_linears, unfuse_lora_linears
     from medtune.train.lean_loss import add_selective_lm_head
     from medtune.train.model_card import write_model_card
@@ -209,9 +215,24 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
         )
-    model, tokenizer, resolved = load_model(cfg.model, quantization_config=quantization_config)
+    compact_dtype = None
+    if (
+        on_cpu
+        and precision == "fp32"
+        and cfg.train.fused_lora
+        and cfg.train.compact_frozen_weights
+        and resolve_dtype(cfg.model.dtype) == torch.float32
+    ):
+        # Loaded as stored (bf16/fp16); all but the fused projections' frozen weights are widened below.
+        compact_dtype = checkpoint_dtype(resolve_model_source(cfg.model).path)
+    model, tokenizer, resolved = load_model(
+        cfg.model, quantization_config=quantization_config, dtype=compact_dtype
+    )
     template_check = preflight(tokenizer, cfg.system_prompt)
-    checkpoint_plan = resolve_checkpointing(cfg, model.config, precision, weight_bytes(model))
+    # The budget follows the weights' size at the compute precision, however they are held.
+    checkpoint_plan = resolve_checkpointing(
+        cfg, model.config, precision, weight_bytes(model, bytes_per_value=4 if compact_dtype else None)
+    )
     checkpointing = checkpoint_plan.enabled
     train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
     if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
@@ -227,9 +248,13 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     attn_before = model.config._attn_implementation
     if padding_free and attn_before == "sdpa":
         model.set_attn_implementation(register_varlen())
+    if compact_dtype is not None:
+        adapters_in_fp32(model)
     model = attach_lora(model, cfg.lora)
     if cfg.train.fused_lora:
         fuse_lora_linears(model)
+    if compact_dtype is not None:
+        compact_frozen_weights(model)
     if checkpointing:
         # LoRA freezes the embeddings; checkpointed blocks need an input that requires grad.
         model.enable_input_require_grads()
@@ -368,6 +393,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     # The final evaluation above ran as training did; callers (eval, notebooks) get PEFT's modules and
     # the model's own attention back.
     unfuse_lora_linears(trainer.model)
+    widen_frozen_weights(trainer.model)
     if trainer.medtune_varlen:
         model.set_attn_implementation(attn_before)
     if on_cpu and cfg.train.reuse_freed_memory:
