@@ -346,7 +346,7 @@ class TrainConfig:
     compact_frozen_weights: bool = True
     """CPU training in fp32 from a bf16/fp16 checkpoint: keep the frozen base weights as stored and widen
     each to fp32 right before its matmul (exact; needs fused_lora). Half the weights' memory (Qwen2.5-7B:
-    15 GB instead of 30) for ~1% of step time; see medtune.train.compact_weights."""
+    ~16 GB instead of 30; its LM head stays fp32) for ~1% of step time; see medtune.train.compact_weights."""
     reuse_freed_memory: bool = True
     """CPU training on Linux: keep memory freed by one step for the next (glibc malloc settings) instead of
     returning it to the kernel and faulting it in again; faster steps, and the process keeps its peak
