@@ -8,12 +8,7 @@ import torch
 from medtune.config import LoraConfig
 from medtune.model.adapters import attach_lora
 from medtune.train import compact_weights
-from medtune.train.compact_weights import (
-    adapters_in_fp32,
-    checkpoint_dtype,
-    compact_frozen_weights,
-    widen_frozen_weights,
-)
+from medtune.train.compact_weights import adapters_in_fp32, compact_frozen_weights, widen_frozen_weights
 from medtune.train.fused_lora import fuse_lora_linears, unfuse_lora_linears
 
 
@@ -110,15 +105,23 @@ def test_tied_embeddings_are_widened_for_the_lm_head(qwen_tokenizer):
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
 
 
-def test_checkpoint_dtype_reads_the_saved_config(tmp_path, qwen_tokenizer):
+def test_auto_dtype_loads_the_checkpoint_as_stored(tmp_path, qwen_tokenizer):
+    """What run_sft relies on to keep a 16-bit checkpoint in 16 bits and an fp32 one in fp32."""
+    from medtune.config import ModelConfig
+    from medtune.model.loader import load_model
     from medtune.model.tiny import build_tiny_model
 
     model = build_tiny_model(qwen_tokenizer, layers=1, hidden=32)
     model.save_pretrained(tmp_path / "fp32")
     model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
-    assert checkpoint_dtype(str(tmp_path / "fp32")) is None
-    assert checkpoint_dtype(str(tmp_path / "bf16")) == torch.bfloat16
-    assert checkpoint_dtype(str(tmp_path / "missing")) is None
+    for name in ("fp32", "bf16"):
+        qwen_tokenizer.save_pretrained(tmp_path / name)
+    assert (
+        load_model(ModelConfig(name_or_path=str(tmp_path / "fp32")), dtype="auto")[0].dtype == torch.float32
+    )
+    assert (
+        load_model(ModelConfig(name_or_path=str(tmp_path / "bf16")), dtype="auto")[0].dtype == torch.bfloat16
+    )
 
 
 def test_adapters_start_from_the_values_an_fp32_model_gets(qwen_tokenizer):

@@ -153,9 +153,12 @@ def load_model(
     *,
     quantization_config: object | None = None,
     device_map: str | dict | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ResolvedModel]:
-    """Load tokenizer and causal LM with an explicit dtype (``dtype``, else ``cfg.dtype``) and attention."""
+    """Load tokenizer and causal LM with an explicit dtype and attention implementation.
+
+    ``dtype`` overrides ``cfg.dtype``; ``"auto"`` loads the weights in the checkpoint's own dtype.
+    """
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model_source(cfg)
@@ -180,5 +183,5 @@ def load_model(
         raise
     except OSError as exc:
         raise ModelSourceError(f"{resolved.path}: could not load the model ({exc})") from None
-    logger.info("loaded %s (%s, %s)", resolved.display_name, kwargs["dtype"], cfg.attn_implementation)
+    logger.info("loaded %s (%s, %s)", resolved.display_name, model.dtype, cfg.attn_implementation)
     return model, tokenizer, resolved

@@ -48,20 +48,15 @@ def _widen_output(module, args, output):
     return output.float() if output.dtype in COMPACT_DTYPES else output
 
 
-def _fused_weights(model: nn.Module) -> set[int]:
-    """ids of the frozen linear weights that only the fused functions multiply with."""
-    from medtune.train.fused_lora import fused_projection_weights
-
-    return {id(w) for w in fused_projection_weights(model)}
-
-
 def compact_frozen_weights(model: nn.Module) -> int:
     """Keep 16-bit the frozen weights the fused functions widen per use; everything else to fp32.
 
     ``model`` is a PEFT model loaded in its checkpoint's 16-bit dtype, with LoRA fused. Returns the bytes
     saved against holding those weights in fp32 (0 when the model holds no 16-bit weights).
     """
-    keep = _fused_weights(model)
+    from medtune.train.fused_lora import fused_projection_weights
+
+    keep = {id(w) for w in fused_projection_weights(model)}  # only the fused functions multiply with these
     embeddings = model.get_input_embeddings()
     outputs = model.get_output_embeddings()
     tied = outputs is not None and outputs.weight is embeddings.weight
@@ -72,7 +67,7 @@ def compact_frozen_weights(model: nn.Module) -> int:
     for module in model.modules():
         _forget_compute_dtype(module)
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-            if tensor is None or id(tensor) in seen or tensor.dtype not in COMPACT_DTYPES:
+            if id(tensor) in seen or tensor.dtype not in COMPACT_DTYPES:
                 continue
             seen.add(id(tensor))
             if id(tensor) in keep and not tensor.requires_grad:
@@ -99,19 +94,5 @@ def widen_frozen_weights(model: nn.Module) -> None:
         if hook is not None:
             hook.remove()
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-            if tensor is not None and tensor.dtype in COMPACT_DTYPES:
+            if tensor.dtype in COMPACT_DTYPES:
                 tensor.data = tensor.data.float()
-
-
-def checkpoint_dtype(model_path: str) -> torch.dtype | None:
-    """The dtype a model folder's config declares for its weights, if it is 16-bit; else None."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model_path)
-    except (OSError, ValueError):
-        return None
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return dtype if dtype in COMPACT_DTYPES else None

@@ -85,17 +85,13 @@ def _forward_2d(x2, weight, bias, lora_a, lora_b, scale: float, drop, out=None, 
     ``weight`` is in ``x2``'s dtype (see ``_widened``); ``out`` and ``low`` may be given to write into.
     """
     if bias is not None:
-        out = (
-            torch.addmm(bias, x2, weight.t(), out=out)
-            if out is not None
-            else torch.addmm(bias, x2, weight.t())
-        )
+        out = torch.addmm(bias, x2, weight.t(), out=out)
     else:
-        out = torch.mm(x2, weight.t(), out=out) if out is not None else x2 @ weight.t()
+        out = torch.mm(x2, weight.t(), out=out)
     if lora_a is None:
         return out, None
     dropped = x2.masked_fill(drop.view_as(x2), 0.0) if drop is not None else x2
-    low = torch.mm(dropped, lora_a.t(), out=low) if low is not None else dropped @ lora_a.t()
+    low = torch.mm(dropped, lora_a.t(), out=low)
     low.mul_(scale)  # the scalings touch the rank-r tensor only
     out.addmm_(low, lora_b.t())
     return out, low
@@ -276,7 +272,7 @@ def _projection(module: nn.Module, x: torch.Tensor, shape: torch.Size | None = N
         return None
     name = adapters[0]
     lora_a, lora_b = module.lora_A[name].weight, module.lora_B[name].weight
-    if not (x.dtype == lora_a.dtype == lora_b.dtype and _weight_fits(base.weight, x)):
+    if not x.dtype == lora_a.dtype == lora_b.dtype:
         return None
     dropout = module.lora_dropout[name]
     p = dropout.p if isinstance(dropout, nn.Dropout) and dropout.training else 0.0

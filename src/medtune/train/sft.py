@@ -179,12 +179,12 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     from medtune.data.template import preflight
     from medtune.io import write_json, write_text
     from medtune.model.adapters import attach_lora
-    from medtune.model.loader import load_model, resolve_dtype, resolve_model_source
+    from medtune.model.loader import load_model, resolve_dtype
     from medtune.train.allocator import keep_freed_memory, release_freed_memory
     from medtune.train.callbacks import MetricsCallback
     from medtune.train.compact_weights import (
+        COMPACT_DTYPES,
         adapters_in_fp32,
-        checkpoint_dtype,
         compact_frozen_weights,
         widen_frozen_weights,
     )
@@ -215,19 +215,19 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
         )
-    compact_dtype = None
-    if (
+    as_stored = (
         on_cpu
         and precision == "fp32"
         and cfg.train.fused_lora
         and cfg.train.compact_frozen_weights
         and resolve_dtype(cfg.model.dtype) == torch.float32
-    ):
-        # Loaded as stored (bf16/fp16); all but the fused projections' frozen weights are widened below.
-        compact_dtype = checkpoint_dtype(resolve_model_source(cfg.model).path)
-    model, tokenizer, resolved = load_model(
-        cfg.model, quantization_config=quantization_config, dtype=compact_dtype
     )
+    # Loaded as stored: a bf16/fp16 checkpoint keeps the fused projections' frozen weights in 16 bits
+    # (everything else is widened below); an fp32 one loads as before.
+    model, tokenizer, resolved = load_model(
+        cfg.model, quantization_config=quantization_config, dtype="auto" if as_stored else None
+    )
+    compact_dtype = model.dtype if model.dtype in COMPACT_DTYPES else None
     template_check = preflight(tokenizer, cfg.system_prompt)
     # The budget follows the weights' size at the compute precision, however they are held.
     checkpoint_plan = resolve_checkpointing(
