@@ -69,25 +69,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_eval(results: dict[str, Any]) -> None:
-    base, tuned = results["models"]["base"], results["models"]["tuned"]
-    print(f"{'metric':<28}{'base':>10}{'tuned':>10}")
-    for key in (
+# Headline metrics printed per set; the report has all of them with intervals.
+_HEADLINE = {
+    "exam": ("accuracy", "accuracy_generate"),
+    "open": (
         "compliance_rate",
         "full_form_rate",
-        "mean_structure_score",
         "cut_off_rate",
         "perplexity",
         "rouge_l",
-    ):
-        print(f"{key:<28}{base[key]:>10.3f}{tuned[key]:>10.3f}")
+        "red_flag_referral_rate",
+    ),
+}
+
+
+def _print_eval(results: dict[str, Any]) -> None:
+    from medtune.eval.report import cell
+
+    models = list(results["models"])
+    for set_name, info in results["set_info"].items():
+        metrics = results["sets"][set_name]
+        extra = f", {info['problems']} unscorable" if info["problems"] else ""
+        print(f"set {set_name} ({info['kind']}, {info['items']} items{extra})")
+        for key in _HEADLINE[info["kind"]]:
+            if not any(key in metrics[m] for m in models):
+                continue
+            pct = key.endswith("rate") or key.startswith("accuracy")
+            print(f"  {key}")
+            for m in models:
+                print(f"    {m:<12} {cell(metrics[m].get(key), pct)}")
+    for set_name, pairs in results.get("judge", {}).items():
+        for pair, s in pairs.items():
+            print(
+                f"judge {set_name} {pair}: win {cell(s['win'], True)}, tie {cell(s['tie'], True)}, loss {cell(s['loss'], True)}"
+            )
     print(f"report: {results['report_dir']}/report.html (and report.md, metrics.json)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from medtune.eval.run import run_eval
 
-    _print_eval(run_eval(_config(args)))
+    models = [m for m in (args.models or "").split(",") if m] or None
+    _print_eval(run_eval(_config(args), sets=args.sets, models=models, limit=args.limit))
     return 0
 
 
@@ -103,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, (name, step) in enumerate(steps, start=1):
         print(f"[{i}/3] {name} ...", flush=True)
         step()
-    print("[3/3] evaluate base vs tuned ...", flush=True)
+    print("[3/3] evaluate ...", flush=True)
     results = run_eval(cfg)
     _print_eval(results)
     print(f"done in {time.time() - t0:.0f} s; everything is under {cfg.run_dir}/")
@@ -220,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
         if name == "export":
             p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
+        if name == "eval":
+            p.add_argument("--set", dest="sets", action="append", help="evaluate only this set (repeatable)")
+            p.add_argument("--models", help="comma-separated models, e.g. base,tuned or an adapter folder")
+            p.add_argument("--limit", type=int, help="at most N items per set")
         if name == "chat":
             p.add_argument("--base", action="store_true", help="chat with the base model (adapter off)")
         if name == "serve":
@@ -241,6 +268,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from medtune.data.schema import DataError
+    from medtune.eval.run import EvalModelError, EvalSetError
     from medtune.model.demo_model import ModelSourceError
     from medtune.model.export import ExportError
 
@@ -250,6 +278,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ModelSourceError,
         FileNotFoundError,
         ExportError,
+        EvalSetError,
+        EvalModelError,
     ]
     try:
         from medtune.data.template import TemplateError

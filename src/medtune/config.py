@@ -413,9 +413,120 @@ class TrainConfig:
 
 
 @dataclass
+class EvalSetConfig:
+    name: str = ""
+    """Short name used in reports, ``metrics.json`` (``sets.<name>``) and ``medtune eval --set NAME``."""
+    kind: Literal["open", "exam"] = "open"
+    """``open``: questions answered in free text (a reference answer optional); ``exam``: multiple choice."""
+    path: str = ""
+    """The set's file: JSON/JSONL/CSV/TSV (UTF-8 or GB18030)/Parquet/Arrow, read like ``data prepare``'s."""
+    question_fields: list[str] = field(default_factory=list)
+    """Columns joined into the question, e.g. [title, ask]; empty: question/ask/query/prompt/instruction."""
+    reference_fields: list[str] = field(default_factory=list)
+    """Open sets: columns joined into the reference answer; empty: answer/response/output/reply if present."""
+    answer_field: str | None = None
+    """Exam sets: the column holding the correct letter(s); None: answer/Answer/label/answer_idx/cop."""
+    subset_field: str | None = "subset"
+    """Column whose value splits the accuracy by subset (e.g. the source exam); None: no subsets."""
+    dev_path: str | None = None
+    """Exam sets: a file of solved items (same forms) from which the k-shot examples are taken."""
+    shots: int | None = None
+    """Exam sets: examples shown before each question; None: ``eval.exam_shots``."""
+    limit: int | None = None
+    """Use only the first N valid items (after ``--limit``, whichever is smaller); None: all."""
+    encoding: str = "auto"
+    """Text encoding of the file; ``auto`` detects UTF-8 (with or without BOM) and GB18030."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "_").isidentifier():
+            raise ConfigError(
+                f"eval.sets: name {self.name!r} must be a short identifier (letters, digits, _ or -)"
+            )
+        if not self.path:
+            raise ConfigError(f"eval.sets.{self.name}: path is required")
+        if self.shots is not None and not 0 <= self.shots <= 10:
+            raise ConfigError(f"eval.sets.{self.name}.shots={self.shots} must be between 0 and 10")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"eval.sets.{self.name}.limit={self.limit} must be at least 1")
+
+
+@dataclass
+class EvalModelConfig:
+    name: str = ""
+    """Label in reports; ``base`` and ``tuned`` are the run's base model and its adapter."""
+    adapter: str | None = None
+    """A LoRA adapter folder, loaded onto the same base model as ``tuned`` (one copy of the weights)."""
+    checkpoint: str | None = None
+    """A different full model (folder, hub id or .gguf), loaded on its own after the others."""
+    endpoint: str | None = None
+    """Base URL of an OpenAI-compatible server (vLLM, ``medtune serve --api``, an API model)."""
+    endpoint_model: str | None = None
+    """Model name sent to the endpoint; None: ``name``."""
+    api_key_env: str = "MEDTUNE_EVAL_API_KEY"
+    """Environment variable holding the endpoint's key (keys never go in configs or on the command line)."""
+    logprobs: bool = False
+    """Endpoints: score exams from the first token's top log-probabilities when the server returns them."""
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("adapter", "checkpoint", "endpoint") if getattr(self, k)]
+        if len(given) > 1:
+            raise ConfigError(
+                f"eval.models.{self.name}: give one of adapter, checkpoint, endpoint, not {given}"
+            )
+        if not self.name:
+            raise ConfigError("eval.models: every model needs a name")
+        if not given and self.name not in ("base", "tuned"):
+            raise ConfigError(
+                f"eval.models.{self.name}: only 'base' and 'tuned' need no adapter, checkpoint or endpoint"
+            )
+
+    @property
+    def kind(self) -> str:
+        if self.endpoint:
+            return "endpoint"
+        if self.checkpoint:
+            return "checkpoint"
+        return "adapter" if self.adapter else self.name
+
+
+@dataclass
+class JudgeConfig:
+    enabled: bool = False
+    """Ask an LLM judge which of two answers is better, on every open set (both orders)."""
+    base_url: str = "https://api.deepseek.com/v1"
+    """OpenAI-compatible endpoint of the judge."""
+    model: str = "deepseek-chat"
+    """Judge model name."""
+    api_key_env: str = "MEDTUNE_JUDGE_API_KEY"
+    """Environment variable holding the judge's key."""
+    prompt_file: str | None = None
+    """Judge prompt (Markdown with {question}, {answer_a}, {answer_b}, {reference}); None: the packaged one."""
+    pairs: list[str] = field(default_factory=lambda: ["tuned:base"])
+    """Model pairs to judge, ``challenger:baseline``."""
+    concurrency: int = 8
+    """Judge requests in flight."""
+    max_tokens: int = 400
+    """Judge reply budget (a verdict and a short reason)."""
+    timeout_s: float = 120.0
+    """Per-request timeout."""
+    max_retries: int = 4
+    """Retries of transient failures (429, 5xx, timeouts), with backoff."""
+    price_input_per_mtok: float = 0.0
+    """Price per million prompt tokens, for the cost line in the report."""
+    price_output_per_mtok: float = 0.0
+    """Price per million completion tokens."""
+
+
+@dataclass
 class EvalConfig:
     num_questions: int = 32
-    """Held-out validation questions answered by both base and tuned model (0: all)."""
+    """Held-out validation questions answered in the ``val`` set (0: all)."""
+    val_set: bool = True
+    """Evaluate on the run's own validation split (set ``val``: open, with reference answers)."""
+    sets: list[EvalSetConfig] = field(default_factory=list)
+    """More evaluation sets: ``[{name: cnmle, kind: exam, path: exams/cnmle.jsonl}, ...]``."""
+    models: list[EvalModelConfig | str] = field(default_factory=lambda: ["base", "tuned"])
+    """Models compared: ``base``, ``tuned``, an adapter/model folder, or ``{name, adapter|checkpoint|endpoint}``."""
     max_new_tokens: int = 768
     """Generation budget; large enough that the third section is never cut off."""
     batch_size: int = 8
@@ -424,6 +535,57 @@ class EvalConfig:
     """0 means greedy decoding, so base and tuned are compared deterministically."""
     repetition_penalty: float = 1.05
     """Mild penalty against loops in small models."""
+    exam_scorer: Literal["likelihood", "generate", "both"] = "likelihood"
+    """``likelihood``: the option letter the model finds most probable (one forward pass per question, the
+    standard way); ``generate``: the letters read out of a generated answer; ``both``: report both."""
+    exam_shots: int = 0
+    """Solved examples (from the set's ``dev_path``) shown before each exam question."""
+    exam_batch_size: int = 8
+    """Exam questions scored in one forward pass."""
+    exam_max_new_tokens: int = 48
+    """Generation budget of the ``generate`` exam scorer (the answer letter and a short reason)."""
+    endpoint_concurrency: int = 8
+    """Requests in flight per endpoint model."""
+    endpoint_timeout_s: float = 120.0
+    """Per-request timeout of endpoint models."""
+    endpoint_max_retries: int = 4
+    """Retries of an endpoint's transient failures (429, 5xx, timeouts), with backoff."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """Pairwise LLM judge on open sets (off by default)."""
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.sets]
+        if "val" in names and self.val_set:
+            raise ConfigError("eval.sets: the name 'val' is the run's validation split (eval.val_set)")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"eval.sets: set names must be unique, got {names}")
+        if not 0 <= self.exam_shots <= 10:
+            raise ConfigError(f"eval.exam_shots={self.exam_shots} must be between 0 and 10")
+        if self.num_questions < 0:
+            raise ConfigError("eval.num_questions must be >= 0 (0: all)")
+        self.models = [model_spec(m) for m in self.models]
+        labels = [m.name for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"eval.models: model names must be unique, got {labels}")
+        for pair in self.judge.pairs if self.judge.enabled else []:
+            a, sep, b = pair.partition(":")
+            if not sep or a not in labels or b not in labels:
+                raise ConfigError(
+                    f"eval.judge.pairs: {pair!r} must be 'challenger:baseline' of eval.models {labels}"
+                )
+
+
+def model_spec(value: EvalModelConfig | str) -> EvalModelConfig:
+    """``base``, ``tuned``, or a folder: an adapter folder (adapter_config.json) or a full model."""
+    if isinstance(value, EvalModelConfig):
+        return value
+    if value in ("base", "tuned"):
+        return EvalModelConfig(name=value)
+    path = Path(value)
+    name = path.name or str(value)
+    if (path / "adapter_config.json").is_file():
+        return EvalModelConfig(name=name, adapter=str(path))
+    return EvalModelConfig(name=name, checkpoint=str(value))
 
 
 @dataclass
@@ -512,6 +674,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item_tp,) = get_args(tp)
         return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -74,3 +74,20 @@ def bleu4(candidate: str, reference: str) -> float:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def distinct_n(answers: list[str], n: int) -> float:
+    """Distinct-n over all answers: unique character n-grams / all character n-grams (Li et al., 2016).
+
+    Low values mean the model says the same things to everyone (templated or looping answers)."""
+    grams: Counter[str] = Counter()
+    for a in answers:
+        grams.update(_char_ngrams(a, n))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
+
+
+def is_repetitive(answer: str, span: int = 8, times: int = 3) -> bool:
+    """True when some ``span``-character stretch occurs ``times`` or more: the loop a small model falls into."""
+    counts = _char_ngrams(answer, span)
+    return bool(counts) and max(counts.values()) >= times

@@ -1,108 +1,713 @@
-"""``medtune eval``: base vs tuned on the same held-out questions, side by side.
+"""``medtune eval``: every configured model on every evaluation set, side by side, with error bars.
 
-Both answers come from one ChatEngine (the adapter is switched off for the base), with greedy decoding so
-the comparison is deterministic. Writes ``report.md``, ``report.html``, ``metrics.json``,
-``answers.jsonl`` and ``compliance.png`` under ``<run_dir>/eval/``.
+    medtune eval CONFIG [--set NAME ...] [--models base,tuned,...] [--limit N]
+
+Sets are the run's own validation split (``val``) and any files in ``eval.sets``: open questions (answered
+in free text, scored for form, overlap with a reference, safety) and multiple-choice exams (scored by
+option-letter likelihood and/or generation). Models are ``base``, ``tuned`` (this run's adapter), other
+adapters, other checkpoints and OpenAI-compatible endpoints. Every answer and score is stored per item as
+it is made (``eval/cache/``), so an interrupted evaluation resumes and a finished one only rewrites the
+report: ``report.html``, ``report.md`` and ``metrics.json`` (``sets.<set>.<model>.<metric>``, each rate
+with ``n`` and ``ci95``) under ``<run_dir>/eval/``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from medtune.config import Config
-from medtune.data.prepare import load_split
-from medtune.eval.metrics import bleu4, mean, rouge_l, structure_metrics
-from medtune.eval.report import plot_comparison, write_html, write_markdown
+from medtune.config import Config, ConfigError, EvalModelConfig
+from medtune.data.schema import QARecord
+from medtune.data.structure import parse_answer
+from medtune.eval import judge as judging
+from medtune.eval.exam import ExamResult, LetterScorer, score_generated, user_message
+from medtune.eval.metrics import bleu4, distinct_n, is_repetitive, rouge_l
+from medtune.eval.models import EndpointModel, EvalModelError, LocalModels, model_identity
+from medtune.eval.sets import EvalSet, EvalSetError, OpenItem, load_set
+from medtune.eval.stats import Paired, mean_ci, rate
+from medtune.eval.store import ResultStore, stable_hash
 from medtune.io import write_json, write_jsonl
-from medtune.serve.engine import Answer, ChatEngine, GenerationSettings
+from medtune.prompts import SYSTEM_PROMPT, build_messages
+from medtune.serve.engine import GenerationSettings
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["EvalModelError", "EvalSetError", "run_eval"]
 
-def score_model(questions: list[str], generated: list[Answer], references: list[str]) -> dict[str, Any]:
-    answers = [g.text for g in generated]
-    out: dict[str, Any] = structure_metrics(answers)
-    out["cut_off_rate"] = mean([0.0 if g.finished else 1.0 for g in generated])
-    out["mean_answer_tokens"] = mean([g.num_tokens for g in generated])
-    out["rouge_l"] = mean([rouge_l(a, r) for a, r in zip(answers, references)])
-    out["bleu4"] = mean([bleu4(a, r) for a, r in zip(answers, references)])
-    out["mean_answer_chars"] = mean([len(a) for a in answers])
-    try:
-        from medtune.safety import safety_metrics
-    except ImportError:  # the safety layer is optional at this stage of the pipeline
-        return out
-    out["safety"] = safety_metrics(list(zip(questions, answers)))
+
+# ---------------------------------------------------------------------------------------------
+# What to evaluate
+
+
+def resolve_sets(cfg: Config, names: list[str] | None, limit: int | None) -> list[EvalSet]:
+    known = (["val"] if cfg.eval.val_set else []) + [s.name for s in cfg.eval.sets]
+    unknown = sorted(set(names or []) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"--set {', '.join(unknown)}: no such evaluation set; configured: {', '.join(known)}"
+        )
+    wanted = names or known
+    sets: list[EvalSet] = []
+    if "val" in wanted:
+        from medtune.data.prepare import load_split
+
+        records = load_split(cfg, "val")
+        cap = [c for c in (cfg.eval.num_questions, limit) if c]
+        records = records[: min(cap)] if cap else records
+        items = [OpenItem(r.id, r.question, r.answer, r.source, r.department) for r in records]
+        sets.append(EvalSet("val", "open", str(cfg.data_dir / "val.jsonl"), items, has_references=True))
+    for spec in cfg.eval.sets:
+        if spec.name in wanted:
+            sets.append(load_set(spec, limit, cfg.eval.exam_shots))
+    return sets
+
+
+def resolve_models(cfg: Config, names: list[str] | None) -> list[EvalModelConfig]:
+    from medtune.config import model_spec
+
+    specs: list[EvalModelConfig] = list(cfg.eval.models)  # type: ignore[arg-type]
+    if not names:
+        return specs
+    by_name = {s.name: s for s in specs}
+    out = []
+    for name in names:
+        if name in by_name:
+            out.append(by_name[name])
+        else:  # a folder named on the command line
+            spec = model_spec(name)
+            if spec.kind not in ("base", "tuned") and not Path(name).exists():
+                raise ConfigError(
+                    f"--models {name}: not a configured model ({', '.join(by_name)}) nor a folder"
+                )
+            out.append(spec)
     return out
 
 
-def run_eval(cfg: Config, engine=None) -> dict[str, Any]:
-    records = load_split(cfg, "val")
-    if cfg.eval.num_questions:
-        records = records[: cfg.eval.num_questions]
-    engine = engine or ChatEngine.from_config(cfg, adapter="auto")
-    if not engine.has_adapter:
-        raise FileNotFoundError(f"{cfg.adapter_dir}: no trained adapter; run `medtune train` first")
-    settings = GenerationSettings(
-        max_new_tokens=cfg.eval.max_new_tokens,
-        temperature=cfg.eval.temperature,
-        repetition_penalty=cfg.eval.repetition_penalty,
-    )
-    questions = [r.question for r in records]
-    references = [r.answer for r in records]
+# ---------------------------------------------------------------------------------------------
+# Producing answers and scores (each stored per item as soon as it exists)
 
-    results: dict[str, Any] = {
-        "num_questions": len(records),
-        "model": engine.name,
-        "max_new_tokens": settings.max_new_tokens,
-        "models": {},
-    }
-    logger.info("answering %d held-out questions with the base and the tuned model", len(questions))
-    generated = dict(
-        zip(
-            ("base", "tuned"),
-            engine.generate_compare(questions, settings, cfg.eval.batch_size, progress=True),
+
+@dataclasses.dataclass
+class Job:
+    """One (set, model) pair's pending items."""
+
+    eval_set: EvalSet
+    spec: EvalModelConfig
+    identity: str
+
+
+class Evaluator:
+    def __init__(self, cfg: Config, store: ResultStore, engine=None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.engine = engine
+        ev = cfg.eval
+        self.settings = GenerationSettings(
+            max_new_tokens=ev.max_new_tokens,
+            temperature=ev.temperature,
+            repetition_penalty=ev.repetition_penalty,
         )
-    )
-    answers = {label: [g.text for g in gens] for label, gens in generated.items()}
-    for label, use_adapter in (("base", False), ("tuned", True)):
-        scores = score_model(questions, generated[label], references)
-        # Small batches of length-sorted samples: little padding, and hundreds of rows per matmul anyway.
-        val_loss = engine.loss(records, use_adapter, cfg.train.cutoff_len, batch_size=4)
-        scores["val_loss"] = val_loss
-        scores["perplexity"] = math.exp(min(val_loss, 50))
-        results["models"][label] = scores
+        self.exam_settings = dataclasses.replace(self.settings, max_new_tokens=ev.exam_max_new_tokens)
+        self.system_prompt = cfg.system_prompt or SYSTEM_PROMPT
+        self.usage: dict[str, dict[str, int]] = {}
 
-    base, tuned = results["models"]["base"], results["models"]["tuned"]
-    results["delta"] = {
-        k: tuned[k] - base[k]
-        for k in (
-            "compliance_rate",
-            "full_form_rate",
-            "mean_structure_score",
-            "rouge_l",
-            "bleu4",
-            "perplexity",
+    # -- keys --------------------------------------------------------------------------------------
+    def open_key(self, identity: str, item: OpenItem) -> str:
+        return stable_hash(
+            ["open", identity, self.system_prompt, item.question, dataclasses.asdict(self.settings)]
         )
-    }
 
-    out_dir = cfg.run_dir / "eval"
-    rows = [
-        {
-            "id": r.id,
-            "question": r.question,
-            "reference": r.answer,
-            "base": answers["base"][i],
-            "tuned": answers["tuned"][i],
+    def exam_key(self, identity: str, es: EvalSet, item, scorer: str) -> str:
+        settings = dataclasses.asdict(self.exam_settings) if scorer != "likelihood" else None
+        prompt = user_message(item, es.dev, generate=scorer != "likelihood")
+        return stable_hash(
+            ["exam", identity, scorer, self.system_prompt, prompt, sorted(item.answer), settings]
+        )
+
+    def scorers(self, spec: EvalModelConfig) -> list[str]:
+        if spec.kind == "endpoint":
+            return ["generate"]
+        return {"likelihood": ["likelihood"], "generate": ["generate"], "both": ["likelihood", "generate"]}[
+            self.cfg.eval.exam_scorer
+        ]
+
+    def pending(self, es: EvalSet, spec: EvalModelConfig, identity: str, scorer: str | None = None) -> list:
+        cached = self.store.load(es.name, spec.name)
+        out = []
+        for item in es.items:
+            key = (
+                self.open_key(identity, item)
+                if es.kind == "open"
+                else self.exam_key(identity, es, item, scorer)
+            )
+            row = cached.get(key)
+            if row is None or row.get("error"):  # failed requests are asked again
+                out.append((key, item))
+        return out
+
+    # -- local models ------------------------------------------------------------------------------
+    def run_local(
+        self, local: LocalModels, specs: list[EvalModelConfig], sets: list[EvalSet], ids: dict[str, str]
+    ):
+        for es in sets:
+            if es.kind == "open":
+                self._local_open(local, specs, es, ids)
+            else:
+                for spec in specs:
+                    for scorer in self.scorers(spec):
+                        self._local_exam(local, spec, es, ids[spec.name], scorer)
+
+    def _local_open(self, local: LocalModels, specs, es: EvalSet, ids) -> None:
+        from tqdm.auto import tqdm
+
+        per_model = {s.name: self.pending(es, s, ids[s.name]) for s in specs}
+        # Interleave models per question: a batch then holds the same questions for every model (similar
+        # lengths, little padding), and PEFT serves all of them in one pass over the weights.
+        jobs = []
+        for i in range(max((len(v) for v in per_model.values()), default=0)):
+            for spec in specs:
+                if i < len(per_model[spec.name]):
+                    jobs.append((spec, *per_model[spec.name][i]))
+        if not jobs:
+            return
+        logger.info(
+            "set %s: %d answers to generate (%s)", es.name, len(jobs), ", ".join(s.name for s in specs)
+        )
+        engine = local.engine
+        bs = self.cfg.eval.batch_size
+        with tqdm(total=len(jobs), desc=f"{es.name}: answering", unit="answer") as bar:
+            for start in range(0, len(jobs), bs):
+                chunk = jobs[start : start + bs]
+                answers = engine.generate_jobs(
+                    [(item.question, local.ref(spec)) for spec, _, item in chunk], self.settings, bs
+                )
+                by_model = defaultdict(list)
+                for (spec, key, item), ans in zip(chunk, answers):
+                    by_model[spec.name].append(
+                        {
+                            "key": key,
+                            "item": item.id,
+                            "answer": ans.text,
+                            "finished": ans.finished,
+                            "tokens": ans.num_tokens,
+                        }
+                    )
+                for name, rows in by_model.items():
+                    self.store.put_many(es.name, name, rows)
+                bar.update(len(chunk))
+
+    def _local_exam(self, local: LocalModels, spec, es: EvalSet, identity: str, scorer: str) -> None:
+        from tqdm.auto import tqdm
+
+        todo = self.pending(es, spec, identity, scorer)
+        if not todo:
+            return
+        keys = {id(item): key for key, item in todo}
+        items = [item for _, item in todo]
+        desc = f"{es.name}: {spec.name} ({scorer})"
+        with tqdm(total=len(items), desc=desc, unit="question") as bar:
+            if scorer == "likelihood":
+                with local.using(spec) as model:
+                    engine = local.engine
+                    letters = LetterScorer(
+                        model, engine.tokenizer, engine.prompt_text, self.cfg.eval.exam_batch_size
+                    )
+                    buffer = []
+                    for item, result in letters.score(items, es.dev):
+                        buffer.append(self._exam_row(keys[id(item)], item, scorer, result))
+                        if len(buffer) >= self.cfg.eval.exam_batch_size:
+                            self.store.put_many(es.name, spec.name, buffer)
+                            bar.update(len(buffer))
+                            buffer = []
+                    self.store.put_many(es.name, spec.name, buffer)
+                    bar.update(len(buffer))
+                return
+            engine = local.engine
+            bs = self.cfg.eval.batch_size
+            for start in range(0, len(items), bs):
+                chunk = items[start : start + bs]
+                answers = engine.generate_jobs(
+                    [(user_message(i, es.dev, generate=True), local.ref(spec)) for i in chunk],
+                    self.exam_settings,
+                    bs,
+                )
+                rows = [
+                    self._exam_row(keys[id(i)], i, scorer, score_generated(i, a.text))
+                    for i, a in zip(chunk, answers)
+                ]
+                self.store.put_many(es.name, spec.name, rows)
+                bar.update(len(chunk))
+
+    @staticmethod
+    def _exam_row(key: str, item, scorer: str, result: ExamResult) -> dict[str, Any]:
+        return {"key": key, "item": item.id, "scorer": scorer, **result.as_dict()}
+
+    # -- perplexity --------------------------------------------------------------------------------
+    def perplexity(self, local: LocalModels, spec, es: EvalSet, identity: str) -> float | None:
+        if es.kind != "open" or not es.has_references:
+            return None
+        refs = [(i.id, i.question, i.reference) for i in es.items if i.reference]
+        key = stable_hash(["ppl", identity, self.system_prompt, refs, self.cfg.train.cutoff_len])
+        row = self.store.get(es.name, spec.name, key)
+        if row is None:
+            records = [QARecord(id=i, question=q, answer=a) for i, q, a in refs]
+            with local.using(spec):
+                # Small batches of length-sorted samples: little padding, hundreds of rows per matmul anyway.
+                loss = local.engine.loss(
+                    records, local.ref(spec) is not False, self.cfg.train.cutoff_len, batch_size=4
+                )
+            row = {"key": key, "item": "__perplexity__", "loss": loss}
+            self.store.put_many(es.name, spec.name, [row])
+        return row["loss"]
+
+    # -- endpoints -----------------------------------------------------------------------------------
+    def run_endpoint(self, spec: EvalModelConfig, sets: list[EvalSet], identity: str) -> None:
+        remote = None
+        for es in sets:
+            todo = self.pending(es, spec, identity, "generate")
+            if not todo:
+                continue
+            remote = remote or EndpointModel(self.cfg, spec)
+            rows: list[dict[str, Any]] = []
+
+            def done(tag, completion, es=es, rows=rows):
+                key, item = tag
+                if isinstance(completion, Exception):
+                    row = {"key": key, "item": item.id, "error": str(completion)[:300]}
+                elif es.kind == "open":
+                    row = {
+                        "key": key,
+                        "item": item.id,
+                        "answer": completion.text,
+                        "finished": completion.finish_reason != "length",
+                        "tokens": completion.completion_tokens,
+                    }
+                else:
+                    result = _from_logprobs(item, completion.logprobs) or score_generated(
+                        item, completion.text
+                    )
+                    row = self._exam_row(key, item, "generate", result)
+                rows.append(row)
+                if len(rows) >= 8:
+                    self.store.put_many(es.name, spec.name, rows)
+                    rows.clear()
+
+            if es.kind == "open":
+                jobs = [((k, i), build_messages(i.question, None, self.system_prompt)) for k, i in todo]
+                budget, params = self.cfg.eval.max_new_tokens, None
+            else:
+                jobs = [
+                    ((k, i), build_messages(user_message(i, es.dev, generate=True), None, self.system_prompt))
+                    for k, i in todo
+                ]
+                budget = self.cfg.eval.exam_max_new_tokens
+                params = {"logprobs": True, "top_logprobs": 20} if spec.logprobs else None
+            logger.info("set %s: %d requests to %s", es.name, len(jobs), spec.endpoint)
+            usage = remote.run(jobs, budget, done, params)
+            self.store.put_many(es.name, spec.name, rows)
+            total = self.usage.setdefault(spec.name, {"prompt_tokens": 0, "completion_tokens": 0})
+            for k, v in usage.items():
+                total[k] += v
+
+
+def _from_logprobs(item, logprobs) -> ExamResult | None:
+    """The best option letter among the first generated token's top log-probabilities, if any is there."""
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    for position in content[:4]:  # the letter may follow "答案：" by a token or two
+        best = None
+        for cand in getattr(position, "top_logprobs", None) or []:
+            letter = str(cand.token).strip().upper()
+            if letter in item.options and (best is None or cand.logprob > best[1]):
+                best = (letter, cand.logprob)
+        if best:
+            return ExamResult(
+                [best[0]], frozenset(best[0]) == item.answer, "logprobs", round(math.exp(best[1]), 4)
+            )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring what was produced
+
+
+def open_item_scores(question: str, answer: str, reference: str | None, safety) -> dict[str, Any]:
+    parsed = parse_answer(answer)
+    out: dict[str, Any] = {
+        "compliant": parsed.compliant,
+        "full_form": parsed.compliant and all(parsed.subsections.values()),
+        "structure_score": parsed.score,
+        "repetitive": is_repetitive(answer),
+        "empty": not answer.strip(),
+        "chars": len(answer),
+    }
+    for title in ("病情分析", "原因分析", "治疗建议"):
+        out[f"has_{title}"] = title in parsed.sections
+    if reference:
+        out["rouge_l"] = rouge_l(answer, reference)
+        out["bleu4"] = bleu4(answer, reference)
+    if safety is not None:
+        report = safety.check(question, answer)
+        out["red_flag"] = bool(report.flags)
+        out["referral"] = bool(report.flags) and bool(report.referral)
+        out["dangerous"] = bool(report.dangerous)
+        out["disclaimer"] = safety.has_disclaimer(answer)
+    return out
+
+
+_OPEN_RATES = [
+    "compliant",
+    "full_form",
+    "has_病情分析",
+    "has_原因分析",
+    "has_治疗建议",
+    "cut_off",
+    "empty",
+    "repetitive",
+]
+_RATE_NAMES = {"compliant": "compliance_rate", "full_form": "full_form_rate", "cut_off": "cut_off_rate",
+               "empty": "empty_rate", "repetitive": "repetition_rate", "dangerous": "dangerous_advice_rate",
+               "disclaimer": "disclaimer_rate", "correct": "accuracy", "correct_generate": "accuracy_generate"}  # fmt: skip
+
+
+def open_metrics(es: EvalSet, rows: dict[str, dict], safety) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Metrics of one model on one open set, and the per-item scores (for paired comparisons)."""
+    per_item: dict[str, dict] = {}
+    answers = []
+    for item in es.items:
+        row = rows.get(item.id)
+        if row is None or row.get("error"):
+            continue
+        s = open_item_scores(item.question, row["answer"], item.reference, safety)
+        s["cut_off"] = not row["finished"]
+        s["tokens"] = row.get("tokens", 0)
+        per_item[item.id] = s
+        answers.append(row["answer"])
+    n = len(per_item)
+    vals = list(per_item.values())
+    m: dict[str, Any] = {}
+    for key in _OPEN_RATES:
+        m[_RATE_NAMES.get(key, f"{key}_rate")] = rate(sum(bool(v[key]) for v in vals), n)
+    m["mean_structure_score"] = mean_ci([v["structure_score"] for v in vals])
+    m["mean_answer_chars"] = mean_ci([float(v["chars"]) for v in vals], bounds=None)
+    m["mean_answer_tokens"] = mean_ci([float(v["tokens"]) for v in vals], bounds=None)
+    m["distinct_1"] = {"value": distinct_n(answers, 1), "n": n}
+    m["distinct_2"] = {"value": distinct_n(answers, 2), "n": n}
+    if es.has_references:
+        m["rouge_l"] = mean_ci([v["rouge_l"] for v in vals if "rouge_l" in v])
+        m["bleu4"] = mean_ci([v["bleu4"] for v in vals if "bleu4" in v])
+    if safety is not None:
+        flagged = [v for v in vals if v["red_flag"]]
+        m["red_flag_referral_rate"] = rate(sum(v["referral"] for v in flagged), len(flagged))
+        m["dangerous_advice_rate"] = rate(sum(v["dangerous"] for v in vals), n)
+        m["disclaimer_rate"] = rate(sum(v["disclaimer"] for v in vals), n)
+    m["errors"] = {
+        "value": sum(1 for i in es.items if (rows.get(i.id) or {}).get("error")),
+        "n": len(es.items),
+    }
+    return m, per_item
+
+
+def exam_metrics(
+    es: EvalSet, rows: dict[str, dict], suffix: str = ""
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    per_item = {i.id: rows[i.id] for i in es.items if i.id in rows and not rows[i.id].get("error")}
+    n = len(per_item)
+    m: dict[str, Any] = {f"accuracy{suffix}": rate(sum(r["correct"] for r in per_item.values()), n)}
+    subsets = sorted({i.subset for i in es.items if i.subset})
+    if subsets:
+        m[f"accuracy_by_subset{suffix}"] = {
+            s: rate(
+                sum(per_item[i.id]["correct"] for i in es.items if i.subset == s and i.id in per_item),
+                sum(1 for i in es.items if i.subset == s and i.id in per_item),
+            )
+            for s in subsets
         }
-        for i, r in enumerate(records)
-    ]
-    write_jsonl(out_dir / "answers.jsonl", rows)
+    if any(r.get("scorer") == "generate" for r in per_item.values()):
+        m[f"unanswered_rate{suffix}"] = rate(sum(r.get("predicted") is None for r in per_item.values()), n)
+    m[f"errors{suffix}"] = {
+        "value": sum(1 for i in es.items if (rows.get(i.id) or {}).get("error")),
+        "n": len(es.items),
+    }
+    return m, {k: {"correct": v["correct"]} for k, v in per_item.items()}
+
+
+def add_paired(metrics: dict, per_item: dict, base: str) -> None:
+    """``delta_vs_base`` (and the exact McNemar p-value for rates) on the items both models answered."""
+    for model, items in per_item.items():
+        if model == base or base not in per_item:
+            continue
+        common = [i for i in items if i in per_item[base]]
+        for name, value in metrics[model].items():
+            key = next((k for k, v in _RATE_NAMES.items() if v == name), name.removesuffix("_rate"))
+            key = {"accuracy": "correct", "accuracy_generate": "correct"}.get(name, key)
+            if not isinstance(value, dict) or "value" not in value or not common:
+                continue
+            a_vals = [per_item[base][i].get(key) for i in common]
+            b_vals = [items[i].get(key) for i in common]
+            if any(v is None for v in a_vals + b_vals):
+                base_value = metrics[base].get(name, {}).get("value")
+                if isinstance(base_value, (int, float)) and isinstance(value.get("value"), (int, float)):
+                    value["delta_vs_base"] = round(value["value"] - base_value, 4)
+                continue
+            if all(isinstance(v, bool) for v in a_vals + b_vals):
+                value.update(
+                    {
+                        f"{k}_vs_base" if k != "n" else "paired_n": v
+                        for k, v in Paired.of(a_vals, b_vals).as_dict().items()
+                    }
+                )
+            else:
+                value["delta_vs_base"] = round(sum(b_vals) / len(b_vals) - sum(a_vals) / len(a_vals), 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def run_eval(
+    cfg: Config,
+    engine=None,
+    sets: list[str] | None = None,
+    models: list[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    out_dir = cfg.run_dir / "eval"
+    store = ResultStore(out_dir / "cache")
+    eval_sets = resolve_sets(cfg, sets, limit)
+    specs = resolve_models(cfg, models)
+    for spec in specs:
+        if (
+            spec.kind == "tuned"
+            and not (cfg.adapter_dir / "adapter_config.json").is_file()
+            and engine is None
+        ):
+            raise EvalModelError(f"{cfg.adapter_dir}: no trained adapter; run `medtune train` first")
+    ids = {s.name: model_identity(cfg, s) for s in specs}
+    ev = Evaluator(cfg, store, engine)
+
+    local_specs = [s for s in specs if s.kind in ("base", "tuned", "adapter")]
+    runtimes: dict[str, LocalModels] = {}
+    if local_specs:
+        local = LocalModels(cfg, local_specs, engine)
+        if any(
+            ev.pending(es, s, ids[s.name], sc)
+            for es in eval_sets
+            for s in local_specs
+            for sc in ev.scorers(s)
+        ):
+            ev.run_local(local, local_specs, eval_sets, ids)
+        runtimes.update({s.name: local for s in local_specs})
+    losses: dict[tuple[str, str], float | None] = {}
+    for spec in local_specs:
+        for es in eval_sets:
+            losses[(es.name, spec.name)] = ev.perplexity(runtimes[spec.name], spec, es, ids[spec.name])
+    for spec in (s for s in specs if s.kind == "checkpoint"):
+        runtime = LocalModels(cfg, [spec], checkpoint=spec.checkpoint)
+        ev.run_local(runtime, [spec], eval_sets, ids)
+        for es in eval_sets:
+            losses[(es.name, spec.name)] = ev.perplexity(runtime, spec, es, ids[spec.name])
+        runtime.close()  # a full second model: free it before the next one
+    for spec in (s for s in specs if s.kind == "endpoint"):
+        ev.run_endpoint(spec, eval_sets, ids[spec.name])
+
+    return summarise(cfg, ev, eval_sets, specs, ids, losses, out_dir)
+
+
+def _rows_by_item(
+    ev: Evaluator, es: EvalSet, spec, identity: str, scorer: str | None = None
+) -> dict[str, dict]:
+    cached = ev.store.load(es.name, spec.name)
+    out = {}
+    for item in es.items:
+        key = ev.open_key(identity, item) if es.kind == "open" else ev.exam_key(identity, es, item, scorer)
+        if key in cached:
+            out[item.id] = cached[key]
+    return out
+
+
+def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) -> dict[str, Any]:
+    from medtune.eval.report import write_reports
+
+    safety = None
+    try:
+        from medtune.safety import default_engine
+
+        safety = default_engine()
+    except ImportError:  # the safety layer is optional at this stage of the pipeline
+        pass
+    base = "base" if any(s.name == "base" for s in specs) else specs[0].name
+    results: dict[str, Any] = {
+        "models": {s.name: {"kind": s.kind, "identity": ids[s.name]} for s in specs},
+        "baseline": base,
+        "sets": {},
+        "set_info": {},
+        "judge": {},
+        "settings": {
+            "max_new_tokens": ev.settings.max_new_tokens,
+            "temperature": ev.settings.temperature,
+            "exam_scorer": cfg.eval.exam_scorer,
+            "exam_shots": cfg.eval.exam_shots,
+        },
+        "endpoint_usage": ev.usage,
+    }
+    answers: dict[str, dict[str, dict]] = {}
+    for es in eval_sets:
+        metrics: dict[str, dict] = {}
+        per_item: dict[str, dict] = {}
+        answers[es.name] = {}
+        for spec in specs:
+            if es.kind == "open":
+                rows = _rows_by_item(ev, es, spec, ids[spec.name])
+                metrics[spec.name], per_item[spec.name] = open_metrics(es, rows, safety)
+                loss = losses.get((es.name, spec.name))
+                if loss is not None:
+                    metrics[spec.name]["val_loss"] = {
+                        "value": loss,
+                        "n": sum(1 for i in es.items if i.reference),
+                    }
+                    metrics[spec.name]["perplexity"] = {
+                        "value": math.exp(min(loss, 50)),
+                        "n": metrics[spec.name]["val_loss"]["n"],
+                    }
+            else:
+                metrics[spec.name], per_item[spec.name] = {}, {}
+                for i, scorer in enumerate(ev.scorers(spec)):
+                    suffix = "" if i == 0 else "_generate"
+                    rows = _rows_by_item(ev, es, spec, ids[spec.name], scorer)
+                    m, p = exam_metrics(es, rows, suffix)
+                    metrics[spec.name].update(m)
+                    for k, v in p.items():
+                        per_item[spec.name].setdefault(k, {})[
+                            "correct" if not suffix else "correct_generate"
+                        ] = v["correct"]
+                    metrics[spec.name].setdefault("scorer", scorer)
+            answers[es.name][spec.name] = rows
+        add_paired(metrics, per_item, base)
+        results["sets"][es.name] = metrics
+        results["set_info"][es.name] = {
+            "kind": es.kind,
+            "path": es.path,
+            "items": len(es.items),
+            "problems": len(es.problems),
+            "problem_examples": [dataclasses.asdict(p) for p in es.problems[:20]],
+            "shots": es.shots,
+            "has_references": es.has_references,
+        }
+        results.setdefault("_per_item", {})[es.name] = per_item
+    if cfg.eval.judge.enabled:
+        results["judge"] = run_judge(cfg, ev, eval_sets, answers)
+    rows_out = answer_rows(eval_sets, specs, answers, results.pop("_per_item"))
+    write_jsonl(out_dir / "answers.jsonl", rows_out)
     write_json(out_dir / "metrics.json", results)
-    chart = plot_comparison(results, out_dir / "compliance.png")
-    write_markdown(out_dir / "report.md", results, rows)
-    write_html(out_dir / "report.html", results, rows, chart)
-    results["report_dir"] = str(Path(out_dir))
+    write_reports(out_dir, results, rows_out)
+    results["report_dir"] = str(out_dir)
     return results
+
+
+def answer_rows(eval_sets, specs, answers, per_item) -> list[dict[str, Any]]:
+    rows = []
+    for es in eval_sets:
+        for item in es.items:
+            row: dict[str, Any] = {"set": es.name, "kind": es.kind, "id": item.id, "question": item.question}
+            if es.kind == "open":
+                row["reference"] = item.reference
+                for spec in specs:
+                    got = answers[es.name][spec.name].get(item.id) or {}
+                    row[spec.name] = got.get("answer", got.get("error"))
+                    row[f"{spec.name}_scores"] = per_item[es.name][spec.name].get(item.id)
+            else:
+                row["options"] = item.options
+                row["answer"] = "".join(sorted(item.answer))
+                row["subset"] = item.subset
+                for spec in specs:
+                    got = answers[es.name][spec.name].get(item.id) or {}
+                    row[spec.name] = "".join(got.get("predicted") or []) or None
+                    row[f"{spec.name}_correct"] = got.get("correct")
+            rows.append(row)
+    return rows
+
+
+def run_judge(cfg, ev: Evaluator, eval_sets, answers) -> dict[str, Any]:
+    """Both orders of every pair on every open set; verdicts are cached like answers."""
+    jc = cfg.eval.judge
+    prompt = judging.load_prompt(jc.prompt_file)
+    spec = EvalModelConfig(
+        name=f"judge-{jc.model}", endpoint=jc.base_url, endpoint_model=jc.model, api_key_env=jc.api_key_env
+    )
+    out: dict[str, Any] = {}
+    for es in (s for s in eval_sets if s.kind == "open"):
+        for pair in jc.pairs:
+            challenger, baseline = pair.split(":")
+            got_a, got_b = answers[es.name].get(challenger, {}), answers[es.name].get(baseline, {})
+            jobs, verdicts = [], {}
+            cached = ev.store.load(es.name, spec.name)
+            for item in es.items:
+                a, b = (got_a.get(item.id) or {}).get("answer"), (got_b.get(item.id) or {}).get("answer")
+                if a is None or b is None:
+                    continue
+                for order, (x, y) in (("ab", (a, b)), ("ba", (b, a))):
+                    key = stable_hash(
+                        ["judge", jc.base_url, jc.model, prompt, item.question, item.reference, x, y]
+                    )
+                    verdicts[(item.id, order)] = key
+                    if key not in cached or cached[key].get("error"):
+                        text = judging.render(prompt, item.question, item.reference, x, y)
+                        jobs.append(((key, item), [{"role": "user", "content": text}]))
+            if jobs:
+                remote = EndpointModel(cfg, spec)
+                remote.cfg = dataclasses.replace(
+                    cfg,
+                    eval=dataclasses.replace(
+                        cfg.eval,
+                        endpoint_concurrency=jc.concurrency,
+                        endpoint_timeout_s=jc.timeout_s,
+                        endpoint_max_retries=jc.max_retries,
+                        temperature=0.0,
+                    ),
+                )
+                rows: list[dict] = []
+
+                def done(tag, completion, rows=rows):
+                    key, item = tag
+                    if isinstance(completion, Exception):
+                        rows.append({"key": key, "item": item.id, "error": str(completion)[:300]})
+                    else:
+                        winner, reason = judging.parse_verdict(completion.text)
+                        rows.append({"key": key, "item": item.id, "winner": winner, "reason": reason})
+
+                usage = remote.run(jobs, jc.max_tokens, done)
+                ev.store.put_many(es.name, spec.name, rows)
+                total = ev.usage.setdefault(spec.name, {"prompt_tokens": 0, "completion_tokens": 0})
+                for k, v in usage.items():
+                    total[k] += v
+            cached = ev.store.load(es.name, spec.name)
+            outcomes, examples = [], []
+            for item in es.items:
+                first, second = (cached.get(verdicts.get((item.id, o), "")) for o in ("ab", "ba"))
+                if not first or not second:
+                    continue
+                outcome = judging.combine(first.get("winner"), second.get("winner"))
+                outcomes.append(outcome)
+                examples.append(
+                    {
+                        "id": item.id,
+                        "outcome": outcome,
+                        "reasons": [first.get("reason"), second.get("reason")],
+                    }
+                )
+            summary = judging.summarise(outcomes)
+            summary["examples"] = examples[:50]
+            u = ev.usage.get(spec.name, {})
+            summary["cost"] = round(
+                u.get("prompt_tokens", 0) / 1e6 * jc.price_input_per_mtok
+                + u.get("completion_tokens", 0) / 1e6 * jc.price_output_per_mtok,
+                4,
+            )
+            out.setdefault(es.name, {})[pair] = summary
+    return out

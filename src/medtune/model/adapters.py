@@ -51,7 +51,9 @@ def attach_lora(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
     return model
 
 
-def load_adapter(model: PreTrainedModel, adapter_dir: str, trainable: bool = False) -> PeftModel:
+def load_adapter(
+    model: PreTrainedModel, adapter_dir: str, trainable: bool = False, name: str = "default"
+) -> PeftModel:
     from pathlib import Path
 
     from peft import PeftModel
@@ -60,4 +62,7 @@ def load_adapter(model: PreTrainedModel, adapter_dir: str, trainable: bool = Fal
         raise FileNotFoundError(
             f"{adapter_dir}: no LoRA adapter here (adapter_config.json missing); train first"
         )
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
+    if isinstance(model, PeftModel):  # another adapter on the same base weights
+        model.load_adapter(adapter_dir, adapter_name=name, is_trainable=trainable)
+        return model
+    return PeftModel.from_pretrained(model, adapter_dir, adapter_name=name, is_trainable=trainable)

@@ -143,6 +143,26 @@ class ChatEngine:
         """Answer each question (single turn), batched with left padding."""
         return self._generate([(q, use_adapter) for q in questions], settings, batch_size, progress)
 
+    def generate_jobs(
+        self,
+        jobs: list[tuple[str, bool | str]],
+        settings: GenerationSettings | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[Answer]:
+        """Answer (question, adapter) jobs: False for the base model, True for the active adapter, or an
+        adapter's name. Rows for different adapters share batches, one pass over the weights for all."""
+        return self._generate(jobs, settings, batch_size, progress)
+
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        """Load another LoRA adapter onto the same base weights (evaluation compares several)."""
+        from medtune.model.adapters import load_adapter
+
+        active = self.model.active_adapter if self.has_adapter else None
+        self.model = load_adapter(self.model, str(path), name=name).eval()
+        if active is not None:
+            self.model.set_adapter(active)  # loading must not change what the other surfaces serve
+
     def generate_compare(
         self,
         questions: list[str],
@@ -170,7 +190,7 @@ class ChatEngine:
 
     def _generate(
         self,
-        jobs: list[tuple[str, bool]],
+        jobs: list[tuple[str, bool | str]],
         settings: GenerationSettings | None,
         batch_size: int,
         progress: bool,
@@ -191,9 +211,12 @@ class ChatEngine:
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
             extra: dict[str, Any] = {}
             flags = {use for _, use in chunk}
-            if self.has_adapter and len(flags) > 1:
+            if self.has_adapter and (len(flags) > 1 or any(isinstance(f, str) for f in flags)):
+                # PEFT routes each row through its own adapter (or around all of them) in one pass.
                 active = self.model.active_adapter
-                extra["adapter_names"] = [active if use else "__base__" for _, use in chunk]
+                extra["adapter_names"] = [
+                    (use if isinstance(use, str) else active) if use else "__base__" for _, use in chunk
+                ]
                 ctx = self._adapter(True)
             else:
                 ctx = self._adapter(flags.pop())

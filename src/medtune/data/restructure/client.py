@@ -53,6 +53,8 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usage_known: bool = True
+    logprobs: Any = None
+    """The first choice's ``logprobs`` block when the request asked for it (evaluation of endpoints)."""
 
 
 @dataclass
@@ -182,10 +184,12 @@ class TeacherClient:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """One chat completion, retried on transient failures; raises FatalTeacherError or RequestFailed."""
+    async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion:
+        """One chat completion, retried on transient failures; raises FatalTeacherError or RequestFailed.
+
+        ``params`` override or add request fields (``max_tokens``, ``logprobs`` ...) for this call."""
         # Providers count prompt + max_tokens against TPM up front; about one token per Chinese character.
-        estimate = sum(len(m["content"]) for m in messages) + self.max_tokens
+        estimate = sum(len(m["content"]) for m in messages) + params.get("max_tokens", self.max_tokens)
         last = "no attempt"
         billed = [0, 0]  # tokens of failed attempts that were still billed, so per-record cost is complete
         for attempt in range(self.max_retries + 1):
@@ -194,7 +198,7 @@ class TeacherClient:
                 async with self._slots:
                     if self._fatal is not None:  # another request already hit a wall: send nothing more
                         raise self._fatal
-                    done = self._settle(estimate, await self._request(messages))
+                    done = self._settle(estimate, await self._request(messages, params))
                 done.prompt_tokens += billed[0]
                 done.completion_tokens += billed[1]
                 return done
@@ -219,14 +223,16 @@ class TeacherClient:
         self.limiter.settle(estimate, completion.prompt_tokens + completion.completion_tokens)
         return completion
 
-    async def _request(self, messages: list[dict[str, str]]) -> Completion:
+    async def _request(
+        self, messages: list[dict[str, str]], params: dict[str, Any] | None = None
+    ) -> Completion:
         self.stats.requests += 1
+        request = {"max_tokens": self.max_tokens, "temperature": self.temperature, **(params or {})}
         try:
             resp = await self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
+                **request,
             )
         except openai.APIStatusError as exc:
             error = self._status_error(exc)
@@ -255,7 +261,8 @@ class TeacherClient:
         if not text or not text.strip():
             reason = f"response has no content (finish_reason={choices[0].finish_reason})"
             raise _Transient("empty", reason, usage=(pt, ct))
-        return Completion(text, choices[0].finish_reason, pt, ct, usage is not None)
+        logprobs = getattr(choices[0], "logprobs", None)
+        return Completion(text, choices[0].finish_reason, pt, ct, usage is not None, logprobs)
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         status = exc.status_code
