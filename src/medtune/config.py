@@ -448,8 +448,8 @@ class ServeConfig:
     """API keys, one per line (# comments allowed), besides the comma-separated $MEDTUNE_API_KEYS. With no
     key at all the API is open, which is allowed only on a loopback host."""
     rate_limit_per_minute: int | None = 60
-    """Requests per minute per API key (token bucket, bursts up to the same number); past it 429 with
-    Retry-After. None: no limit."""
+    """Chat requests per minute per API key (token bucket, bursts up to the same number; without keys one
+    bucket for all); past it 429 with Retry-After. None: no limit."""
     max_concurrent: int = 1
     """Generations running at once. The engine holds one model and generates one request at a time, so
     more only helps once a batching engine is behind the API."""

@@ -261,6 +261,21 @@ def test_a_2mb_body_is_refused_with_413_in_milliseconds(api):
     assert time.perf_counter() - start < 1.0
 
 
+def test_a_chunked_body_without_content_length_is_cut_off_at_the_limit_too(api):
+    def chunks():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    r = httpx.post(
+        f"{api.url}/v1/chat/completions",
+        content=chunks(),
+        headers={"authorization": f"Bearer {KEYS[0]}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 413
+
+
 def test_message_count_and_length_are_bounded_before_tokenising(api, engine, monkeypatch):
     def no_tokenising(*args, **kwargs):
         raise AssertionError("tokenised a request that the character check should have refused")
