@@ -74,3 +74,31 @@ def test_pass_through_commands_show_their_own_help(words, capsys):
         main([*words, "--help"])
     assert exc.value.code == 0
     assert f"usage: medtune {' '.join(words)}" in capsys.readouterr().out
+
+
+def test_overrides_are_taken_after_flags_too():
+    from medtune.cli import _parse
+
+    parser = build_parser()
+    args = _parse(parser, ["serve", "c.yaml", "--api", "serve.api_port=9", "serve.host=::1"])
+    assert args.api and args.config == "c.yaml" and args.overrides == ["serve.api_port=9", "serve.host=::1"]
+    args = _parse(parser, ["serve", "c.yaml", "serve.port=1", "--api", "serve.api_port=9"])
+    assert args.overrides == ["serve.port=1", "serve.api_port=9"]
+    with pytest.raises(SystemExit):
+        _parse(parser, ["serve", "c.yaml", "--api", "--bogus"])
+    with pytest.raises(SystemExit):
+        _parse(parser, ["serve", "c.yaml", "--api", "stray-word"])
+
+
+def test_serving_the_api_off_loopback_without_keys_is_refused_at_once(monkeypatch, capsys):
+    from medtune.serve.engine import ChatEngine
+    from tests.conftest import ROOT
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the exposure check")
+
+    monkeypatch.setattr(ChatEngine, "from_config", no_loading)
+    monkeypatch.delenv("MEDTUNE_API_KEYS", raising=False)
+    assert main(["serve", str(ROOT / "configs/tiny/lora_sft.yaml"), "--api", "serve.host=0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medtune: error: serve.host=0.0.0.0") and "MEDTUNE_API_KEYS" in err

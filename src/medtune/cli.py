@@ -290,8 +290,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    # argparse fills the positional overrides only before the first flag; `serve CONFIG --api key=value`
+    # leaves key=value over, so words that look like overrides are taken up wherever they stand.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-") or "=" not in word]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    # The config's own argument parsing (overrides may contain '='), so parse_known is not needed.
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Pass-through commands get every word after their name untouched (argparse would eat --help).
@@ -302,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             args.rest = argv[len(words) :]
             break
     else:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

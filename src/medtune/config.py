@@ -606,6 +606,57 @@ class ServeConfig:
     """Emergency banner for red-flag questions, safety notes on answers and the disclaimer (chat, UI, API)."""
     safety_policy: Literal["annotate", "block"] = "annotate"
     """``annotate`` adds a warning under a flagged answer; ``block`` replaces an answer with a blocking finding."""
+    api_keys_file: str | None = None
+    """API keys, one per line (# comments allowed), besides the comma-separated $MEDTUNE_API_KEYS. With no
+    key at all the API is open, which is allowed only on a loopback host."""
+    rate_limit_per_minute: int | None = 60
+    """Chat requests per minute per API key (token bucket, bursts up to the same number; without keys one
+    bucket for all); past it 429 with Retry-After. None: no limit."""
+    max_concurrent: int = 1
+    """Generations running at once. The engine holds one model and generates one request at a time, so
+    more only helps once a batching engine is behind the API."""
+    max_queue: int = 8
+    """Requests waiting for a generation slot; past it 429 with Retry-After instead of a growing backlog."""
+    max_body_bytes: int = 262_144
+    """Largest request body; a bigger one is refused with 413 before it is parsed."""
+    max_messages: int = 64
+    """Most messages in one request (400 past it)."""
+    max_message_chars: int = 16_000
+    """Longest message in characters (400 past it); checked before anything is tokenised."""
+    max_input_tokens: int = 4096
+    """Longest prompt in tokens (system prompt, history and question as rendered); 400 past it."""
+    max_output_tokens: int = 2048
+    """Largest ``max_tokens`` a request may ask for (400 past it)."""
+    cors_origins: list[str] = field(default_factory=list)
+    """Browser origins allowed to call the API (e.g. https://app.example.org); [] sends no CORS headers."""
+    shutdown_grace_s: float = 5.0
+    """On SIGTERM, answers still generating get this long to finish before they are cut off."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "max_concurrent",
+            "max_body_bytes",
+            "max_messages",
+            "max_message_chars",
+            "max_input_tokens",
+            "max_output_tokens",
+            "max_new_tokens",
+        )
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"serve.{key} must be at least 1, got {getattr(self, key)}")
+        if self.max_queue < 0 or self.shutdown_grace_s < 0:
+            raise ConfigError("serve.max_queue and serve.shutdown_grace_s must not be negative")
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
+            raise ConfigError(
+                f"serve.rate_limit_per_minute must be at least 1 (or null: no limit), got {self.rate_limit_per_minute}"
+            )
+        if self.max_new_tokens > self.max_output_tokens:
+            raise ConfigError(
+                f"serve.max_new_tokens={self.max_new_tokens} is above serve.max_output_tokens={self.max_output_tokens}"
+            )
+        if not 0.0 <= self.temperature <= 2.0 or not 0.0 < self.top_p <= 1.0:
+            raise ConfigError("serve.temperature must be in [0, 2] and serve.top_p in (0, 1]")
 
 
 @dataclass

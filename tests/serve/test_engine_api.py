@@ -1,25 +1,8 @@
-"""The shared ChatEngine, and the OpenAI-compatible API on top of it (driven with the real openai client)."""
+"""The shared ChatEngine: batched and streamed generation, stop sequences, cancellation, the safety layer.
 
-import threading
+The API on top of it is tested live in test_api.py."""
 
 import pytest
-import torch
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir):
-    from peft import LoraConfig, get_peft_model
-
-    from medtune.config import ModelConfig
-    from medtune.model.loader import load_model
-    from medtune.serve.engine import ChatEngine
-
-    model, tok, _ = load_model(ModelConfig(name_or_path=str(tiny_model_dir)))
-    torch.manual_seed(0)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    )
-    return ChatEngine(peft_model, tok, name="tiny")
 
 
 def settings(n=8):
@@ -61,54 +44,49 @@ def test_loss_is_lower_for_nothing_and_finite(engine):
     assert 0 < loss < 50
 
 
-@pytest.fixture(scope="module")
-def api_url(engine):
-    import uvicorn
+def test_stop_sequences_are_found_across_pieces_and_text_before_them_streams():
+    from medtune.serve.engine import _until_stop
 
-    from medtune.config import Config
-    from medtune.serve.api import create_app
-
-    config = uvicorn.Config(create_app(engine, Config()), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
-
-
-def test_openai_client_gets_a_completion(api_url, engine):
-    from openai import OpenAI
-
-    client = OpenAI(base_url=api_url, api_key="unused-locally")
-    reply = client.chat.completions.create(
-        model="medtune", messages=[{"role": "user", "content": "胃疼"}], max_tokens=8, temperature=0
+    seen = []
+    out = list(
+        _until_stop(["一、病", "情分", "析 <", "|x", "|> 后面"], ["<|x|>", "zz"], lambda: seen.append(1))
     )
-    assert reply.choices[0].message.content.strip() == engine.generate(["胃疼"], settings())[0].text
-    assert reply.usage.completion_tokens > 0
-    models = [m.id for m in client.models.list().data]
-    assert models == ["medtune", "medtune:base"]
+    assert "".join(out) == "一、病情分析 " and seen == [1]
+    assert list(_until_stop(["ab", "c"], [], lambda: None)) == ["ab", "c"]
+    assert "".join(_until_stop(["abc", "def"], ["zz"], lambda: None)) == "abcdef"
+    assert list(_until_stop(["stop here"], ["stop"], lambda: None)) == []
 
 
-def test_openai_client_streams(api_url):
-    from openai import OpenAI
+def test_a_stream_reports_length_stop_and_cancellation(engine):
+    from dataclasses import replace
 
-    client = OpenAI(base_url=api_url, api_key="unused-locally")
-    stream = client.chat.completions.create(
-        model="medtune:base", messages=[{"role": "user", "content": "咳嗽"}], max_tokens=6, stream=True
-    )
-    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
-    assert len(pieces) >= 2
+    from medtune.serve.engine import StreamControl
+
+    control = StreamControl()
+    text = "".join(engine.stream("胃疼", settings=settings(6), control=control))
+    assert control.finish_reason == "length" and control.completion_tokens == 6
+    control = StreamControl()
+    cut = "".join(engine.stream("胃疼", settings=replace(settings(6), stop=(text[2:4],)), control=control))
+    assert cut == text[: text.index(text[2:4])] and control.finish_reason == "stop"
+
+    control = StreamControl()
+    pieces = engine.stream("胃疼", settings=settings(5000), control=control)
+    next(pieces)
+    control.cancel.set()
+    rest = list(pieces)
+    assert control.finish_reason == "cancelled" and control.completion_tokens < 100, len(rest)
 
 
-def test_api_rejects_a_conversation_not_ending_with_the_user(api_url):
-    import httpx
+def test_a_consumer_that_stops_reading_stops_the_model(engine):
+    import time
 
-    r = httpx.post(f"{api_url}/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
-    assert r.status_code == 400 and "end with a user message" in r.text
+    pieces = engine.stream("胃疼", settings=settings(5000))
+    next(pieces)
+    start = time.perf_counter()
+    pieces.close()  # joins the generation thread, which must notice and stop
+    assert time.perf_counter() - start < 5
+    assert engine._lock.acquire(timeout=1), "the model is still generating for nobody"
+    engine._lock.release()
 
 
 @pytest.fixture

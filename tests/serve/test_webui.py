@@ -97,3 +97,26 @@ def test_a_real_browser_renders_the_ui(engine, tmp_path):
         demo.close()
     assert "使用微调后的模型 (tuned)" in dom, "the front end did not render the chat tab"
     assert "对比 base vs tuned" in dom and "示例问题" in dom
+
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "\n一、病情分析\n",
+    "<img src=x onerror=alert(document.cookie)>",
+    " a & b",
+]
+
+
+def test_model_output_is_rendered_as_text_never_as_html(engine, monkeypatch):
+    from medtune.serve.engine import GenerationSettings
+    from medtune.serve.webui import chat_handler, compare_handler
+
+    monkeypatch.setattr(engine, "stream", lambda *a, **k: iter(HOSTILE))
+    settings = GenerationSettings(max_new_tokens=4)
+    shown = list(chat_handler(engine, settings)("头疼", [], True))[-1]
+    base, tuned = list(compare_handler(engine, settings)("头疼"))[-1]
+    for md in (shown, base, tuned):
+        assert "<script" not in md and "<img" not in md
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+        assert "&lt;img src=x onerror=alert(document.cookie)&gt;" in md
+        assert "#### 一、病情分析" in md and "a &amp; b" in md

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 0.9
     repetition_penalty: float = 1.05
+    stop: tuple[str, ...] = ()
+    """Stop sequences: a streamed answer ends before the first of them (stream and reply; the batched
+    generate() used by evaluation does not look at them)."""
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -66,6 +69,57 @@ class Answer:
     finished: bool
     """False when generation hit max_new_tokens before the end-of-turn token (the answer is cut off)."""
     num_tokens: int
+
+
+@dataclass(eq=False)  # compared and hashed by identity: the API keeps the running ones in a set
+class StreamControl:
+    """A caller's handle on one streamed generation: stop it from any thread, then read how it ended."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set it to stop generating after the current token (the client went away, the server is stopping)."""
+    completion_tokens: int = 0
+    """Tokens the model generated for the answer, the end-of-turn token not counted."""
+    finish_reason: str | None = None
+    """``stop`` (end of turn or a stop sequence), ``length`` (max_new_tokens reached) or ``cancelled``."""
+
+
+def _stopping_when(*events: threading.Event):
+    """A stopping criterion that ends generation once any of the events is set (checked after each token)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _EventSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+            done = any(e.is_set() for e in events)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_EventSet()])
+
+
+def _until_stop(pieces: Iterable[str], stops: Sequence[str], on_stop: Callable[[], None]) -> Iterator[str]:
+    """The streamed text up to the first stop sequence.
+
+    A stop sequence can arrive split over several pieces, so the last ``len(longest stop) - 1`` characters
+    are held back until they can no longer be the start of one.
+    """
+    if not stops:
+        yield from pieces
+        return
+    keep = max(map(len, stops)) - 1
+    held = ""
+    for piece in pieces:
+        held += piece
+        found = [i for i in (held.find(s) for s in stops) if i >= 0]
+        if found:
+            on_stop()
+            if min(found):
+                yield held[: min(found)]
+            return
+        if len(held) > keep:
+            yield held[: len(held) - keep]
+            held = held[len(held) - keep :]
+    if held:
+        yield held
 
 
 class ChatEngine:
@@ -242,44 +296,74 @@ class ChatEngine:
         history: list[dict] | None = None,
         settings: GenerationSettings | None = None,
         use_adapter: bool = True,
+        control: StreamControl | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text piece by piece as the model produces it."""
+        """Yield the answer's text piece by piece as the model produces it.
+
+        Generation stops at the end of turn, at max_new_tokens, at a stop sequence, when ``control.cancel``
+        is set, or when the consumer stops iterating; ``control`` then tells how it ended.
+        """
         import torch
         from transformers import TextIteratorStreamer
 
         settings = settings or GenerationSettings()
+        control = control or StreamControl()
         enc = self.tokenizer(
             [self.prompt_text(question, history)], return_tensors="pt", add_special_tokens=False
         )
         enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
         streamer = TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
         errors: list[BaseException] = []
+        halt = threading.Event()  # a stop sequence was seen, or the consumer left
+        ended = {"finished": False, "stopped": False}
+
+        def at_stop_sequence() -> None:
+            ended["stopped"] = True
+            halt.set()
 
         def work() -> None:
             try:
-                with (
-                    self._lock,
-                    self._adapter(use_adapter),
-                    skinny_cpu_linears(self.model),
-                    torch.inference_mode(),
-                ):
-                    self.model.generate(
-                        **enc,
-                        **settings.kwargs(),
-                        eos_token_id=self.stop_ids,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                        streamer=streamer,
-                    )
+                # Polled, so a request given up on while another generates never waits for the model.
+                while not self._lock.acquire(timeout=0.05):
+                    if halt.is_set() or control.cancel.is_set():
+                        streamer.end()
+                        return
+                try:
+                    with self._adapter(use_adapter), skinny_cpu_linears(self.model), torch.inference_mode():
+                        out = self.model.generate(
+                            **enc,
+                            **settings.kwargs(),
+                            eos_token_id=self.stop_ids,
+                            pad_token_id=self.tokenizer.pad_token_id,
+                            streamer=streamer,
+                            stopping_criteria=_stopping_when(halt, control.cancel),
+                        )
+                finally:
+                    self._lock.release()
+                row = out[0, prompt_len:].tolist()
+                ends = [row.index(t) for t in self.stop_ids if t in row]
+                ended["finished"] = bool(ends)
+                control.completion_tokens = min(ends) if ends else len(row)
             except BaseException as exc:  # surfaced to the consumer below, not swallowed
                 errors.append(exc)
                 streamer.end()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from _until_stop(streamer, settings.stop, at_stop_sequence)
+        finally:
+            halt.set()
+            thread.join()
+            if ended["finished"] or ended["stopped"]:
+                control.finish_reason = "stop"
+            elif control.completion_tokens >= settings.max_new_tokens:
+                control.finish_reason = "length"
+            else:
+                control.finish_reason = "cancelled"
         if errors:
             raise errors[0]
 
@@ -289,6 +373,7 @@ class ChatEngine:
         history: list[dict] | None = None,
         settings: GenerationSettings | None = None,
         use_adapter: bool = True,
+        control: StreamControl | None = None,
     ) -> Iterator[str]:
         """The reply as a user sees it, piece by piece.
 
@@ -297,7 +382,7 @@ class ChatEngine:
         is held back until it has been checked, since streamed text cannot be taken back.
         """
         if self.safety is None:
-            yield from self.stream(question, history, settings, use_adapter)
+            yield from self.stream(question, history, settings, use_adapter, control)
             return
         banner = self.safety.emergency_banner(self.safety.triage(question))
         shown = f"{banner}\n\n" if banner else ""
@@ -305,7 +390,7 @@ class ChatEngine:
             yield shown
         hold = self.safety_policy == "block"
         answer = ""
-        for piece in self.stream(question, history, settings, use_adapter):
+        for piece in self.stream(question, history, settings, use_adapter, control):
             answer += piece
             if not hold:
                 yield piece
@@ -322,8 +407,9 @@ class ChatEngine:
         history: list[dict] | None = None,
         settings: GenerationSettings | None = None,
         use_adapter: bool = True,
+        control: StreamControl | None = None,
     ) -> str:
-        return "".join(self.reply_stream(question, history, settings, use_adapter))
+        return "".join(self.reply_stream(question, history, settings, use_adapter, control))
 
     def loss(
         self, records, use_adapter: bool = True, cutoff_len: int | None = None, batch_size: int = 4

@@ -7,6 +7,7 @@ Every reply goes through the safety layer (emergency banner first, notes, discla
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Iterator
@@ -30,7 +31,13 @@ _NOTICE = re.compile(r"^(【(?:紧急提示|安全提示|温馨提示)】.*)$", 
 
 
 def render_sections(text: str) -> str:
-    """Markdown for the chat window: section headings, bold sub-labels, notices as quotes."""
+    """Markdown for the chat window: section headings, bold sub-labels, notices as quotes.
+
+    The model's text is escaped first: it is shown as text, and markup in an answer (``<script>``, an
+    ``<img onerror=...>``, whether the model made it up or a question coaxed it out) never reaches the page
+    as HTML. Gradio's own sanitiser stays on as a second line.
+    """
+    text = html.escape(text, quote=False)
     text = _HEADING.sub(lambda m: f"#### {m.group(1).strip()}", text)
     text = _LABEL.sub(lambda m: f"{m.group(1)}**{m.group(2)}**：", text)
     return _NOTICE.sub(lambda m: f"> {m.group(1)}", text)
