@@ -36,6 +36,14 @@ class ModelConfig:
     trust_remote_code: bool = False
     """Qwen2.5 is native to transformers; remote code stays off unless a model needs it."""
 
+    def __post_init__(self) -> None:
+        import re
+
+        if self.gguf_sha256 is not None:
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", self.gguf_sha256):
+                raise ConfigError(f"model.gguf_sha256 must be 64 hex digits, got {self.gguf_sha256!r}")
+            self.gguf_sha256 = self.gguf_sha256.lower()  # compared with hashlib's lower-case hexdigest
+
 
 @dataclass
 class DataConfig:
@@ -299,6 +307,11 @@ class LoraConfig:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         if not self.target_modules:
             raise ConfigError("lora.target_modules is empty: name at least one module, e.g. q_proj")
+        # The upper bound is the model's layer count, known only once it is loaded (medtune.model.adapters).
+        if self.top_layers is not None and self.top_layers < 1:
+            raise ConfigError(
+                f"lora.top_layers must be at least 1 (or null for all layers), got {self.top_layers}"
+            )
 
 
 @dataclass
@@ -307,10 +320,18 @@ class TrainConfig:
     """``qlora`` loads the base in 4-bit through bitsandbytes and needs CUDA."""
     learning_rate: float = 2e-4
     """Peak learning rate of the schedule."""
-    lr_scheduler: str = "cosine"
-    """Any transformers scheduler name: cosine, linear, constant_with_warmup, ..."""
+    lr_scheduler: Literal[
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+    ] = "cosine"
+    """A transformers scheduler that needs no extra arguments (the others need settings medtune does not pass)."""
     warmup_ratio: float = 0.05
-    """Fraction of steps spent warming up."""
+    """Fraction of steps spent warming up, in [0, 1)."""
     num_epochs: float = 2.0
     """Passes over the training split (ignored when max_steps > 0)."""
     max_steps: int = -1
@@ -388,6 +409,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        # run_sft passes the ratio as transformers' warmup_steps, which reads a float below 1 as a fraction
+        # of the steps and anything from 1 up as a step count: a ratio of 1.0 would mean one step.
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for key in ("save_steps", "save_total_limit", "logging_steps", "lm_head_chunk"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("max_eval_samples", "early_stopping_patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{key} must be at least 1 or null, got {value}")
+        if self.neftune_noise_alpha is not None and self.neftune_noise_alpha <= 0:
+            raise ConfigError(
+                f"train.neftune_noise_alpha must be positive or null, got {self.neftune_noise_alpha}"
+            )
+        for key in ("weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must not be negative, got {getattr(self, key)}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be at least 1")
         if self.cutoff_len < 64:
@@ -425,6 +464,16 @@ class EvalConfig:
     repetition_penalty: float = 1.05
     """Mild penalty against loops in small models."""
 
+    def __post_init__(self) -> None:
+        if self.num_questions < 0:
+            raise ConfigError(f"eval.num_questions must be >= 0 (0: all), got {self.num_questions}")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("eval.max_new_tokens and eval.batch_size must be at least 1")
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature must not be negative, got {self.temperature}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"eval.repetition_penalty must be positive, got {self.repetition_penalty}")
+
 
 @dataclass
 class ServeConfig:
@@ -444,6 +493,17 @@ class ServeConfig:
     """Emergency banner for red-flag questions, safety notes on answers and the disclaimer (chat, UI, API)."""
     safety_policy: Literal["annotate", "block"] = "annotate"
     """``annotate`` adds a warning under a flagged answer; ``block`` replaces an answer with a blocking finding."""
+
+    def __post_init__(self) -> None:
+        for key in ("port", "api_port"):
+            if not 1 <= getattr(self, key) <= 65535:
+                raise ConfigError(f"serve.{key} must be in [1, 65535], got {getattr(self, key)}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"serve.max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"serve.temperature must not be negative, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"serve.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
