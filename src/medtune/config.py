@@ -28,7 +28,7 @@ class ModelConfig:
     gguf_sha256: str | None = None
     """Expected sha256 of a ``.gguf`` source; loading stops if the file does not match."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights dtype. ``auto``: bfloat16 on a GPU that supports it, else float32 (CPU without native bf16)."""
+    """Weights dtype. ``auto``: bfloat16 on a GPU with native bf16, else float32, as ``train.precision: auto``."""
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     """Chosen explicitly; a failed flash-attention load is an error, never a silent switch."""
     cache_dir: str | None = None
@@ -380,7 +380,8 @@ class TrainConfig:
     """Memory for kept activations under ``gradient_checkpointing: auto``; None: the smaller of 40% of the
     free memory and 1.5x the size of the model's weights (at the compute precision)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """``auto``: bf16 where the hardware supports it natively, else fp32."""
+    """``auto``: bf16 on a GPU with native bf16 (Ampere or newer), else fp32; ``model.dtype: auto`` follows
+    the same decision (medtune.model.loader.resolve_precision). fp16 is never chosen for you."""
     weight_decay: float = 0.0
     """AdamW weight decay on the LoRA weights."""
     max_grad_norm: float = 1.0

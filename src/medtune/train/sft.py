@@ -32,18 +32,6 @@ class TrainResult:
     """The trained PEFT model, for callers in the same process (tests, notebooks)."""
 
 
-def resolve_precision(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"  # without native bf16 (AVX-512 BF16/AMX), CPU autocast to bf16 is slower, not faster
-    if name == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
-    return name
-
-
 def build_datasets(cfg: Config, tokenizer) -> tuple[Any, Any, dict[str, Any]]:
     """Encode train and validation splits; count over-long samples and warn about them."""
     from datasets import Dataset
@@ -179,7 +167,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     from medtune.data.template import preflight
     from medtune.io import write_json, write_text
     from medtune.model.adapters import attach_lora
-    from medtune.model.loader import load_model, resolve_dtype
+    from medtune.model.loader import load_model, resolve_dtype, resolve_precision
     from medtune.train.allocator import keep_freed_memory, release_freed_memory
     from medtune.train.callbacks import MetricsCallback
     from medtune.train.compact_weights import (
