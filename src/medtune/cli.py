@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif kind == "rest":
             p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (see its --help)")
         if name in ("train", "run"):
-            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+            p.add_argument(
+                "--resume", action="store_true", help="continue from the newest checkpoint (an error if none)"
+            )
         if name == "export":
             p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
         if name == "chat":

@@ -24,6 +24,10 @@ from medtune.train.checkpointing import adapted_layers, resolve_checkpointing, w
 logger = logging.getLogger(__name__)
 
 
+class NoCheckpointError(FileNotFoundError):
+    """``--resume`` found no checkpoint to continue from (the CLI reports it as a one-line error)."""
+
+
 @dataclass
 class TrainResult:
     adapter_dir: Path
@@ -183,6 +187,14 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
 
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
+    checkpoint = None
+    if resume:
+        # Checked before the model loads. Starting afresh instead would quietly drop what --resume asked for.
+        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        if checkpoint is None:
+            raise NoCheckpointError(
+                f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start a new run"
+            )
     set_seed(cfg.train.seed)
     precision = resolve_precision(cfg.train.precision)
     on_cpu = not torch.cuda.is_available()
@@ -325,7 +337,6 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_json(run_dir / "versions.json", _library_versions() | {"model": resolved.path})
         write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
 
-    checkpoint = None
     if (
         not resume
         and ckpt_dir.is_dir()
@@ -339,12 +350,8 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         logger.warning(
             "starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous
         )
-    if resume:
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        if checkpoint is None:
-            logger.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
-        else:
-            logger.info("resuming from %s", checkpoint)
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     final_eval = [
         h
