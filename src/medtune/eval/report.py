@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from medtune.data.structure import parse_answer
+from medtune.data.structure import SECTION_TITLES, parse_answer
 from medtune.io import write_text
 
 _METRIC_ROWS = [
@@ -117,7 +117,7 @@ def _answer_html(text: str) -> str:
         else f'<span class="bad">not three-part: {html.escape("; ".join(parsed.problems[:2]))}</span>'
     )
     body = html.escape(text or "(empty)")
-    for title in ("病情分析", "原因分析", "治疗建议"):
+    for title in SECTION_TITLES:
         body = body.replace(title, f"<b class='sec'>{title}</b>", 1)
     return f"{badge}<div class='ans'>{body}</div>"
 

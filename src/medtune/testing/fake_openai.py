@@ -52,6 +52,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from medtune.data.structure import SECTION_TITLES
+
 FAULTS = (
     "429",
     "quota",
@@ -104,9 +106,7 @@ def default_responder(messages: list[dict[str, Any]]) -> str:
     body = answer.strip() or "（无内容）" * 3
     third = max(1, len(body) // 3)
     parts = [body[:third], body[third : 2 * third], body[2 * third :]]
-    return "\n\n".join(
-        f"{n}、{t}\n{p}" for n, t, p in zip("一二三", ("病情分析", "原因分析", "治疗建议"), parts)
-    )
+    return "\n\n".join(f"{n}、{t}\n{p}" for n, t, p in zip("一二三", SECTION_TITLES, parts))
 
 
 class FakeOpenAIServer:
