@@ -126,6 +126,7 @@ def test_validation_off_needs_no_best_checkpoint():
         ("serve.port=70000", "serve.port"),
         ("serve.top_p=0", "serve.top_p"),
         ("model.gguf_sha256=abc", "model.gguf_sha256"),
+        ("restructure.max_copy_ratio=0", "restructure.max_copy_ratio"),
     ],
 )
 def test_settings_checkable_from_the_config_alone_fail_at_load(override, key):
