@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= configs/demo/lora_sft.yaml
 
-.PHONY: setup demo test test-slow lint format bench clean
+.PHONY: setup demo test test-slow test-latest lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,19 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
+
+## The suite on the newest releases the dependency ranges allow (before raising a cap such as peft's), in
+## its own venv so .venv keeps the tested versions. torch stays at TORCH_SPEC (the CPU build here; override
+## it as for every target). Downloads packages; runs anywhere, CI or not.
+LATEST_VENV ?= .venv-latest
+
+test-latest:
+	@test -x $(LATEST_VENV)/bin/python || python3 -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade \
+		--upgrade-strategy eager "$(TORCH_SPEC)" -e ".[dev]"
+	@$(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -iE '^(torch|transformers|peft|trl|accelerate)=='
+	$(LATEST_VENV)/bin/pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .

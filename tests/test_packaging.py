@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,3 +26,17 @@ def test_the_restructure_bench_starts_the_fake_teacher_from_the_tests_folder():
         proc.terminate()
         proc.wait(timeout=10)
     assert sys.modules.get("medtune.testing") is None
+
+
+def test_peft_is_capped_at_a_range_the_installed_version_satisfies():
+    """medtune reaches into PEFT's LoRA layers: a new PEFT is let in only after `make test-latest` passes."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    (peft,) = [Requirement(d) for d in deps if Requirement(d).name == "peft"]
+    assert any(s.operator == "<" for s in peft.specifier), f"{peft}: no upper bound"
+    assert peft.specifier.contains(version("peft")), f"installed peft {version('peft')} is outside {peft}"
