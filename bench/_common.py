@@ -1,6 +1,7 @@
-"""Helpers shared by the training benchmarks: sample pairs, matmul peak, FLOP counts, peak memory, load, tables.
+"""Helpers shared by the benchmarks: sample pairs, matmul peak, FLOP counts, peak memory, load, tables, skip.
 
-Not a benchmark itself: ``python bench/_common.py`` only prints this machine's matmul peak.
+Not a benchmark itself (``make bench`` leaves out files starting with ``_``): ``python bench/_common.py``
+only prints this machine's matmul peak.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+SKIPPED = 77
+"""Exit status of a benchmark that does not apply on this machine (automake's skip status): ``make bench``
+counts it as skipped and goes on; any other non-zero status is a failure. The Makefile repeats the number."""
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "medqa_three_part.jsonl"
 
@@ -18,6 +23,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "medqa_three_
 PEAK_SHAPES_FP32 = ((4096, 896, 4864), (4096, 4864, 896), (2048, 2048, 2048))
 # bf16 is measured small: without AVX-512 BF16/AMX the CPU path is a slow fallback (seconds per GFLOP).
 PEAK_SHAPES_BF16 = ((512, 512, 512),)
+
+
+def skip(reason: str) -> NoReturn:
+    """Say why this benchmark cannot run here and exit with :data:`SKIPPED`."""
+    print(f"skipped: {reason}", flush=True)
+    raise SystemExit(SKIPPED)
 
 
 def sample_pairs() -> list[tuple[str, str]]:

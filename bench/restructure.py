@@ -4,9 +4,9 @@
                                                                   # 50 ms latency, 5% transient faults, 64 at once
     .venv/bin/python bench/restructure.py --records 2000 --concurrency 16
 
-The teacher is ``python -m medtune.testing.fake_openai`` in its own process: every answer takes
-``--latency`` seconds, and ``--fault-rate`` of the requests fail transiently (429 with Retry-After, 503,
-malformed JSON), chosen at random with a fixed seed. Records are the shipped sample's raw answers cycled,
+The teacher is the test double ``python -m tests.fakes.fake_openai``, started from the repository root in
+its own process: every answer takes ``--latency`` seconds, and ``--fault-rate`` of the requests fail
+transiently (429 with Retry-After, 503, malformed JSON), chosen at random with a fixed seed. Records are the shipped sample's raw answers cycled,
 each with its own id and question. The run is the real thing: ``run_restructure`` with the official openai
 client, the quality gate and the fsynced journal.
 
@@ -42,9 +42,10 @@ TARGET_RATIO = 1.3
 
 
 def start_server(latency: float, fault_rate: float, faults: str, seed: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "medtune.testing.fake_openai", "--latency", str(latency)]
+    # The fake teacher is a test double under tests/, importable from the repository root (the cwd below).
+    cmd = [sys.executable, "-m", "tests.fakes.fake_openai", "--latency", str(latency)]
     cmd += ["--fault-rate", str(fault_rate), "--fault-kinds", faults, "--seed", str(seed), "--api-key", KEY]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     line = proc.stdout.readline().strip() if proc.stdout else ""
     if not line.startswith("FAKE_OPENAI_URL="):
         proc.kill()

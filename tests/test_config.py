@@ -105,3 +105,60 @@ def test_validation_off_needs_no_best_checkpoint():
         load_config(None, ["train.eval_steps=0", "train.load_best_at_end=true"])
     with pytest.raises(ConfigError, match="eval_steps"):
         load_config(None, ["train.eval_steps=-5", "train.load_best_at_end=false"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("lora.top_layers=0", "lora.top_layers"),
+        ("lora.top_layers=-2", "lora.top_layers"),
+        ("train.warmup_ratio=1.0", "train.warmup_ratio"),
+        ("train.warmup_ratio=3", "train.warmup_ratio"),
+        ("train.warmup_ratio=-0.1", "train.warmup_ratio"),
+        ("train.lr_scheduler=cosine_with_min_lr", "train.lr_scheduler"),
+        ("train.save_steps=0", "train.save_steps"),
+        ("train.logging_steps=0", "train.logging_steps"),
+        ("train.lm_head_chunk=0", "train.lm_head_chunk"),
+        ("train.max_eval_samples=0", "train.max_eval_samples"),
+        ("train.max_grad_norm=-1", "train.max_grad_norm"),
+        ("train.neftune_noise_alpha=0", "train.neftune_noise_alpha"),
+        ("eval.batch_size=0", "eval.max_new_tokens and eval.batch_size"),
+        ("serve.port=70000", "serve.port"),
+        ("serve.top_p=0", "serve.top_p"),
+        ("model.gguf_sha256=abc", "model.gguf_sha256"),
+        ("restructure.max_copy_ratio=0", "restructure.max_copy_ratio"),
+    ],
+)
+def test_settings_checkable_from_the_config_alone_fail_at_load(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_warmup_ratio_and_top_layers_in_range_load():
+    cfg = load_config(None, ["train.warmup_ratio=0", "lora.top_layers=1"])
+    assert (cfg.train.warmup_ratio, cfg.lora.top_layers) == (0.0, 1)
+    assert load_config(None, ["train.warmup_ratio=0.99"]).train.warmup_ratio == pytest.approx(0.99)
+
+
+def test_allowed_lr_schedulers_are_transformers_schedulers():
+    import typing
+
+    from transformers.trainer_utils import SchedulerType
+
+    from medtune.config import TrainConfig
+
+    allowed = typing.get_args(typing.get_type_hints(TrainConfig)["lr_scheduler"])
+    assert set(allowed) <= {s.value for s in SchedulerType}
+
+
+def test_bad_top_layers_is_a_one_line_cli_error_before_any_model_is_loaded(capsys, monkeypatch):
+    import medtune.model.loader
+    from medtune.cli import main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model must not be loaded for a bad config")
+
+    monkeypatch.setattr(medtune.model.loader, "load_model", no_loading)
+    assert main(["train", str(ROOT / "configs" / "tiny" / "lora_sft.yaml"), "lora.top_layers=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medtune: error:") and "lora.top_layers" in err and "Traceback" not in err

@@ -61,9 +61,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     result = run_sft(cfg, resume=args.resume)
     m = result.metrics
-    print(
-        f"trained {m['global_step']} steps: train loss {m['train_loss']:.4f}, validation loss {m['eval_loss']:.4f}"
-    )
+    # No validation loss when train.eval_steps is 0 (validation off, as in the demo config).
+    validation = "off" if m["eval_loss"] is None else f"{m['eval_loss']:.4f}"
+    print(f"trained {m['global_step']} steps: train loss {m['train_loss']:.4f}, validation loss {validation}")
     print(f"adapter: {result.adapter_dir}")
     print(f"curves:  {cfg.run_dir / 'loss_curve.png'} and {cfg.run_dir / 'metrics.csv'}")
     return 0
@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif kind == "rest":
             p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (see its --help)")
         if name in ("train", "run"):
-            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+            p.add_argument(
+                "--resume", action="store_true", help="continue from the newest checkpoint (an error if none)"
+            )
         if name == "export":
             p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
         if name == "eval":

@@ -28,13 +28,21 @@ class ModelConfig:
     gguf_sha256: str | None = None
     """Expected sha256 of a ``.gguf`` source; loading stops if the file does not match."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights dtype. ``auto``: bfloat16 on a GPU that supports it, else float32 (CPU without native bf16)."""
+    """Weights dtype. ``auto``: bfloat16 on a GPU with native bf16, else float32, as ``train.precision: auto``."""
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     """Chosen explicitly; a failed flash-attention load is an error, never a silent switch."""
     cache_dir: str | None = None
     """Where converted GGUF models and the demo model live. Default: $MEDTUNE_CACHE or ~/.cache/medtune."""
     trust_remote_code: bool = False
     """Qwen2.5 is native to transformers; remote code stays off unless a model needs it."""
+
+    def __post_init__(self) -> None:
+        import re
+
+        if self.gguf_sha256 is not None:
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", self.gguf_sha256):
+                raise ConfigError(f"model.gguf_sha256 must be 64 hex digits, got {self.gguf_sha256!r}")
+            self.gguf_sha256 = self.gguf_sha256.lower()  # compared with hashlib's lower-case hexdigest
 
 
 @dataclass
@@ -229,6 +237,15 @@ class RestructureConfig:
     """Times a record is asked again when its rewrite fails the quality gate, with the reasons fed back."""
     min_score: float = 0.85
     """Lowest structure score (0-1, medtune.data.structure) a rewrite needs, besides being compliant."""
+    # Measured on the shipped sample (328 teacher rewrites, data/sample/medqa_three_part.jsonl against
+    # medqa_raw.jsonl; 984 sections): share of a section copied from the question max 0.48, p99 0.13,
+    # median 0; share of the source answer in one section max 0.29, p99 0.21. The offline rewrites of the
+    # same answers (723 sections) reach 0.32 and 0.81 (p99 0.75): they regroup the source's own sentences.
+    # A section that only repeats the question, or the whole source pasted into one section, scores ~1.0.
+    max_copy_ratio: float = 0.85
+    """Largest share of a section copied word for word from the question, and of the source answer copied
+    into one section (runs of 8+ characters: medtune.data.restructure.gate.copy_ratio); above it the rewrite
+    fails the gate as a ``copied section``. 1 turns the check off."""
     faithfulness: Literal["reject", "mark"] = "reject"
     """Drugs, numbers with units or diagnoses in a rewrite but in neither question nor source answer:
     ``reject`` fails the gate (asked again, then rejects.jsonl); ``mark`` keeps it and lists them in meta.flags."""
@@ -263,6 +280,8 @@ class RestructureConfig:
             raise ConfigError("restructure.backoff_max_s must be at least restructure.backoff_initial_s")
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"restructure.min_score must be in [0, 1], got {self.min_score}")
+        if not 0.0 < self.max_copy_ratio <= 1.0:
+            raise ConfigError(f"restructure.max_copy_ratio must be in (0, 1], got {self.max_copy_ratio}")
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError(f"restructure.temperature must be in [0, 2], got {self.temperature}")
         unknown = sorted(set(self.faithfulness_checks) - {"drug", "measure", "diagnosis"})
@@ -299,6 +318,11 @@ class LoraConfig:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         if not self.target_modules:
             raise ConfigError("lora.target_modules is empty: name at least one module, e.g. q_proj")
+        # The upper bound is the model's layer count, known only once it is loaded (medtune.model.adapters).
+        if self.top_layers is not None and self.top_layers < 1:
+            raise ConfigError(
+                f"lora.top_layers must be at least 1 (or null for all layers), got {self.top_layers}"
+            )
 
 
 @dataclass
@@ -307,10 +331,18 @@ class TrainConfig:
     """``qlora`` loads the base in 4-bit through bitsandbytes and needs CUDA."""
     learning_rate: float = 2e-4
     """Peak learning rate of the schedule."""
-    lr_scheduler: str = "cosine"
-    """Any transformers scheduler name: cosine, linear, constant_with_warmup, ..."""
+    lr_scheduler: Literal[
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+    ] = "cosine"
+    """A transformers scheduler that needs no extra arguments (the others need settings medtune does not pass)."""
     warmup_ratio: float = 0.05
-    """Fraction of steps spent warming up."""
+    """Fraction of steps spent warming up, in [0, 1)."""
     num_epochs: float = 2.0
     """Passes over the training split (ignored when max_steps > 0)."""
     max_steps: int = -1
@@ -359,7 +391,8 @@ class TrainConfig:
     """Memory for kept activations under ``gradient_checkpointing: auto``; None: the smaller of 40% of the
     free memory and 1.5x the size of the model's weights (at the compute precision)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """``auto``: bf16 where the hardware supports it natively, else fp32."""
+    """``auto``: bf16 on a GPU with native bf16 (Ampere or newer), else fp32; ``model.dtype: auto`` follows
+    the same decision (medtune.model.loader.resolve_precision). fp16 is never chosen for you."""
     weight_decay: float = 0.0
     """AdamW weight decay on the LoRA weights."""
     max_grad_norm: float = 1.0
@@ -388,6 +421,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        # run_sft passes the ratio as transformers' warmup_steps, which reads a float below 1 as a fraction
+        # of the steps and anything from 1 up as a step count: a ratio of 1.0 would mean one step.
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for key in ("save_steps", "save_total_limit", "logging_steps", "lm_head_chunk"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("max_eval_samples", "early_stopping_patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{key} must be at least 1 or null, got {value}")
+        if self.neftune_noise_alpha is not None and self.neftune_noise_alpha <= 0:
+            raise ConfigError(
+                f"train.neftune_noise_alpha must be positive or null, got {self.neftune_noise_alpha}"
+            )
+        for key in ("weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must not be negative, got {getattr(self, key)}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be at least 1")
         if self.cutoff_len < 64:
@@ -562,7 +613,15 @@ class EvalConfig:
         if not 0 <= self.exam_shots <= 10:
             raise ConfigError(f"eval.exam_shots={self.exam_shots} must be between 0 and 10")
         if self.num_questions < 0:
-            raise ConfigError("eval.num_questions must be >= 0 (0: all)")
+            raise ConfigError(f"eval.num_questions must be >= 0 (0: all), got {self.num_questions}")
+        if min(self.max_new_tokens, self.batch_size, self.exam_batch_size, self.exam_max_new_tokens) < 1:
+            raise ConfigError(
+                "eval.max_new_tokens, batch_size, exam_batch_size, exam_max_new_tokens must be >= 1"
+            )
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature must not be negative, got {self.temperature}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"eval.repetition_penalty must be positive, got {self.repetition_penalty}")
         self.models = [model_spec(m) for m in self.models]
         labels = [m.name for m in self.models]
         if len(set(labels)) != len(labels):
@@ -657,6 +716,9 @@ class ServeConfig:
             )
         if not 0.0 <= self.temperature <= 2.0 or not 0.0 < self.top_p <= 1.0:
             raise ConfigError("serve.temperature must be in [0, 2] and serve.top_p in (0, 1]")
+        for key in ("port", "api_port"):
+            if not 1 <= getattr(self, key) <= 65535:
+                raise ConfigError(f"serve.{key} must be in [1, 65535], got {getattr(self, key)}")
 
 
 @dataclass

@@ -96,3 +96,47 @@ def test_canonical_text_rewrites_only_the_headings():
     )
     with pytest.raises(ValueError, match="治疗建议"):
         canonical_text(parse_answer("一、病情分析\n咳嗽\n二、原因分析\n感染"))
+
+
+def test_titles_sub_labels_and_notice_markers_are_declared_only_in_structure():
+    import medtune.data.restructure.offline
+    import medtune.data.structure as structure
+    import medtune.eval.metrics
+    import medtune.eval.report
+    import medtune.prompts
+    import medtune.safety.engine
+    import medtune.serve.engine
+    import medtune.serve.webui
+
+    users = {
+        medtune.eval.metrics: ["SECTION_TITLES"],
+        medtune.eval.report: ["SECTION_TITLES"],
+        medtune.serve.webui: ["SECTION_TITLES", "SUBLABELS", "NOTICE_MARKERS"],
+        medtune.serve.engine: ["NOTICE_MARKERS"],
+        medtune.safety.engine: ["DISCLAIMER_NOTICE", "EMERGENCY_NOTICE", "SAFETY_NOTICE"],
+        medtune.data.restructure.offline: ["SECTION_TITLES", "SUBSECTIONS"],
+    }
+    for module, names in users.items():
+        for name in names:
+            assert getattr(module, name, None) is getattr(structure, name), f"{module.__name__}.{name}"
+    assert not hasattr(medtune.prompts, "SECTION_TITLES"), "declared once, in medtune.data.structure"
+
+
+def test_every_notice_the_safety_layer_adds_is_known_to_serving_and_the_ui():
+    from medtune.data.structure import NOTICE_MARKERS, SECTION_TITLES, SUBLABELS
+    from medtune.safety import default_engine
+    from medtune.serve.engine import strip_safety_text
+    from medtune.serve.webui import render_sections
+
+    answer = "\n\n".join(
+        f"{n}、{t}\n" + "\n".join(f"{label}：内容" for label in SUBLABELS)
+        for n, t in zip("一二三", SECTION_TITLES)
+    )
+    guarded = default_engine().guard("胸口疼还出冷汗", answer + "\n\n不用去医院，休息一下就好。").text
+    notices = [p for p in guarded.split("\n\n") if p.startswith(NOTICE_MARKERS)]
+    assert {p[:6] for p in notices} == set(NOTICE_MARKERS), "banner, safety note and disclaimer"
+    assert strip_safety_text({"role": "assistant", "content": guarded})["content"].startswith("一、")
+    md = render_sections(guarded)
+    assert all(f"> {p.splitlines()[0]}" in md for p in notices)
+    assert all(f"#### {n}、{t}" in md for n, t in zip("一二三", SECTION_TITLES))
+    assert all(f"**{label}**：" in md for label in SUBLABELS)

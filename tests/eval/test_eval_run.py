@@ -174,7 +174,7 @@ def test_cli_selects_sets_models_and_limit(trained, capsys):
 
 def test_endpoint_models_and_the_judge_through_an_openai_compatible_server(trained, tmp_path, monkeypatch):
     from medtune.eval.run import run_eval
-    from medtune.testing.fake_openai import FakeOpenAIServer
+    from tests.fakes.fake_openai import FakeOpenAIServer
 
     root, _, _ = trained
 
@@ -218,7 +218,7 @@ def test_endpoint_models_and_the_judge_through_an_openai_compatible_server(train
 
 def test_a_position_biased_judge_gives_ties(trained, monkeypatch):
     from medtune.eval.run import run_eval
-    from medtune.testing.fake_openai import FakeOpenAIServer
+    from tests.fakes.fake_openai import FakeOpenAIServer
 
     root, _, _ = trained
     monkeypatch.setenv("MEDTUNE_JUDGE_API_KEY", "test-key")
@@ -236,7 +236,7 @@ def test_a_position_biased_judge_gives_ties(trained, monkeypatch):
 
 def test_a_failing_endpoint_is_counted_not_fatal(trained, tmp_path, monkeypatch):
     from medtune.eval.run import run_eval
-    from medtune.testing.fake_openai import FakeOpenAIServer
+    from tests.fakes.fake_openai import FakeOpenAIServer
 
     root, _, _ = trained
     monkeypatch.setenv("MEDTUNE_EVAL_API_KEY", "wrong-key")
@@ -272,7 +272,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)")
 def test_the_report_renders_offline_in_a_real_browser(evaluated, tmp_path):
+    from medtune.eval.run import run_eval
+
     cfg, _ = evaluated
+    run_eval(cfg)  # every set again (all cached): other tests rewrote the report for a subset
     page = cfg.run_dir / "eval" / "report.html"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
              f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip

@@ -54,7 +54,7 @@ def test_qlora_on_cpu_is_a_clear_error(tiny_config):
 
 def test_precision_auto_is_fp32_on_cpu_and_fp16_needs_cuda():
     from medtune.config import ConfigError
-    from medtune.train.sft import resolve_precision
+    from medtune.model.loader import resolve_precision
 
     if torch.cuda.is_available():
         pytest.skip("CPU-only behaviour")

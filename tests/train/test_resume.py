@@ -93,3 +93,20 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_d
     metrics = json.loads((runs["killed"].run_dir / "train_metrics.json").read_text())
     assert metrics["global_step"] == 8
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+
+
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_run(tmp_path, monkeypatch, capsys):
+    import medtune.model.loader
+    from medtune.cli import main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("--resume without a checkpoint must stop before the model is loaded")
+
+    monkeypatch.setattr(medtune.model.loader, "load_model", no_loading)
+    config = str(ROOT / "configs" / "tiny" / "lora_sft.yaml")
+    assert main(["train", config, f"output_root={tmp_path}", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medtune: error:") and len(err.strip().splitlines()) == 1
+    assert f"no checkpoint in {tmp_path / 'tiny' / 'checkpoints'}" in err
+    assert "run without --resume to start a new run" in err
+    assert not (tmp_path / "tiny").exists(), "nothing is written"

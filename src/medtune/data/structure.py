@@ -1,7 +1,8 @@
 """Parse and score the three-part answer form 病情分析 / 原因分析 / 治疗建议.
 
 One parser for everything that needs to know whether an answer is well-formed: the restructuring gate,
-evaluation (structure compliance) and the UI (rendering sections). Headings are recognised in the
+evaluation (structure compliance) and the UI (rendering sections). The section titles, their sub-labels and
+the markers of the notices the safety layer adds are declared here, once, and imported everywhere else. Headings are recognised in the
 spellings teachers and models actually produce: ``一、病情分析``, ``1. 病情分析``, ``### 病情分析``,
 ``**病情分析**``, ``【病情分析】`` and the common synonyms (治病建议, 就医建议 …).
 """
@@ -11,7 +12,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from medtune.prompts import SECTION_TITLES, SUBSECTIONS
+SECTION_TITLES = ("病情分析", "原因分析", "治疗建议")
+SUBSECTIONS = {
+    "病情分析": ("症状评估", "可能疾病"),
+    "原因分析": ("主要病因", "鉴别要点"),
+    "治疗建议": ("就医指导", "治疗与生活建议"),
+}
+SUBLABELS = tuple(label for labels in SUBSECTIONS.values() for label in labels)
+
+# Paragraphs the safety layer adds around a served answer start with one of these; they are not the
+# model's words (serving strips them from the history, the UI renders them as quotes).
+EMERGENCY_NOTICE = "【紧急提示】"
+SAFETY_NOTICE = "【安全提示】"
+DISCLAIMER_NOTICE = "【温馨提示】"
+NOTICE_MARKERS = (EMERGENCY_NOTICE, SAFETY_NOTICE, DISCLAIMER_NOTICE)
 
 # Heading spellings only: words that also serve as sub-labels (可能疾病, 主要病因, 就医指导) must not appear here,
 # or a sub-label line would read as a second section.

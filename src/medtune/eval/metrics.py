@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from medtune.data.structure import parse_answer
+from medtune.data.structure import SECTION_TITLES, parse_answer
 
 
 def structure_metrics(answers: list[str]) -> dict[str, float]:
@@ -21,7 +21,7 @@ def structure_metrics(answers: list[str]) -> dict[str, float]:
         "full_form_rate": sum(p.compliant and all(p.subsections.values()) for p in parsed) / n,
         "mean_structure_score": sum(p.score for p in parsed) / n,
     }
-    for title in ("病情分析", "原因分析", "治疗建议"):
+    for title in SECTION_TITLES:
         out[f"has_{title}"] = sum(title in p.sections for p in parsed) / n
     return out
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from medtune.config import Config, ConfigError, EvalModelConfig
 from medtune.data.schema import QARecord
-from medtune.data.structure import parse_answer
+from medtune.data.structure import SECTION_TITLES, parse_answer
 from medtune.eval import judge as judging
 from medtune.eval.exam import ExamResult, LetterScorer, score_generated, user_message
 from medtune.eval.metrics import bleu4, distinct_n, is_repetitive, rouge_l
@@ -346,7 +346,7 @@ def open_item_scores(question: str, answer: str, reference: str | None, safety) 
         "empty": not answer.strip(),
         "chars": len(answer),
     }
-    for title in ("病情分析", "原因分析", "治疗建议"):
+    for title in SECTION_TITLES:
         out[f"has_{title}"] = title in parsed.sections
     if reference:
         out["rouge_l"] = rouge_l(answer, reference)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from medtune.config import LoraConfig
+from medtune.config import ConfigError, LoraConfig
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -20,8 +20,11 @@ def peft_lora_config(cfg: LoraConfig, num_layers: int):
 
     layers = None
     if cfg.top_layers is not None:
+        # The lower bound is checked at config load; the upper one needs the model's layer count.
         if not 0 < cfg.top_layers <= num_layers:
-            raise ValueError(f"lora.top_layers={cfg.top_layers} must be between 1 and {num_layers}")
+            raise ConfigError(
+                f"lora.top_layers={cfg.top_layers} must be between 1 and {num_layers} (this model's layers)"
+            )
         layers = list(range(num_layers - cfg.top_layers, num_layers))
     return PeftLoraConfig(
         task_type=TaskType.CAUSAL_LM,

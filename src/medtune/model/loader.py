@@ -126,13 +126,38 @@ def resolve_model_source(cfg: ModelConfig) -> ResolvedModel:
     )
 
 
-def resolve_dtype(name: str) -> torch.dtype:
+# Compute precision (train.precision) -> weights dtype name (model.dtype).
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def resolve_precision(name: str = "auto") -> str:
+    """The compute precision, ``fp32``, ``bf16`` or ``fp16``: the one place where ``auto`` is decided.
+
+    ``train.precision: auto`` and ``model.dtype: auto`` (resolve_dtype) both come from here, so training
+    never runs in one precision over weights loaded for another. ``auto`` is bf16 on a GPU with native bf16
+    (Ampere or newer, ROCm) and fp32 everywhere else. Not fp16 on an older GPU: it needs loss scaling and
+    overflows where bf16 and fp32 do not, so it stays an explicit choice. Not emulated bf16 either:
+    ``torch.cuda.is_bf16_supported()`` says yes on pre-Ampere GPUs, which only emulate it, slowly.
+    """
     import torch
 
     if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32  # CPUs here lack native bf16, where autocast bf16 is slower than fp32
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16"
+        return "fp32"  # CPUs without native bf16 (AVX-512 BF16/AMX) run autocast bf16 slower than fp32
+    if name == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
+    if name not in PRECISION_DTYPES:
+        raise ConfigError(f"train.precision: unknown precision {name!r}")
+    return name
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """``model.dtype`` as a torch dtype; ``auto`` is the dtype of ``resolve_precision("auto")``."""
+    import torch
+
+    if name == "auto":
+        name = PRECISION_DTYPES[resolve_precision("auto")]
     mapping = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in mapping:
         raise ConfigError(f"model.dtype: unknown dtype {name!r}")

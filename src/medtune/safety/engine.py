@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from medtune.data.structure import DISCLAIMER_NOTICE, EMERGENCY_NOTICE, SAFETY_NOTICE
 from medtune.safety.rules import (
     CLAUSE_SEP,
     LOOKALIKE,
@@ -38,7 +39,7 @@ from medtune.safety.rules import (
 logger = logging.getLogger(__name__)
 
 DISCLAIMER = (
-    "【温馨提示】以上内容仅供健康科普参考，不能替代医生面诊、诊断和治疗；"
+    f"{DISCLAIMER_NOTICE}以上内容仅供健康科普参考，不能替代医生面诊、诊断和治疗；"
     "如症状加重或出现紧急情况，请立即就医或拨打120。"
 )
 BLOCKED_TEXT = (
@@ -639,7 +640,9 @@ class SafetyEngine:
                 labels.append(label)
         actions = sorted({f.action for f in flags}, key=lambda a: (self.rules.actions[a].priority, a))
         lines = [
-            "【紧急提示】您描述的情况可能属于急危重症（" + "；".join(labels) + "），请不要等待线上回复："
+            f"{EMERGENCY_NOTICE}您描述的情况可能属于急危重症（"
+            + "；".join(labels)
+            + "），请不要等待线上回复："
         ]
         lines += ["▶ " + self.rules.actions[a].text for a in actions]
         return "\n".join(lines)
@@ -671,7 +674,7 @@ class SafetyEngine:
         if blocked:
             body = BLOCKED_TEXT
         else:
-            notes = [f"【安全提示】{f.message}" for f in report.findings if f.kind != "missing_disclaimer"]
+            notes = [f"{SAFETY_NOTICE}{f.message}" for f in report.findings if f.kind != "missing_disclaimer"]
             body = "\n\n".join([answer.rstrip(), *notes]) if notes else answer
         banner = self.emergency_banner(report.flags)
         text = self.ensure_disclaimer(f"{banner}\n\n{body}" if banner else body)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtune.data.structure import NOTICE_MARKERS
 from medtune.data.template import render, stop_token_ids
 from medtune.prompts import build_messages
 from medtune.serve.cpu_kernels import skinny_cpu_linears
@@ -48,9 +49,6 @@ class GenerationSettings:
         return kw
 
 
-_SAFETY_MARKERS = ("【紧急提示】", "【安全提示】", "【温馨提示】")
-
-
 def strip_safety_text(message: dict) -> dict:
     """An earlier assistant turn without the banner, notes and disclaimer that serving added to it.
 
@@ -59,7 +57,7 @@ def strip_safety_text(message: dict) -> dict:
     """
     if message.get("role") != "assistant":
         return message
-    paragraphs = [p for p in message["content"].split("\n\n") if not p.lstrip().startswith(_SAFETY_MARKERS)]
+    paragraphs = [p for p in message["content"].split("\n\n") if not p.lstrip().startswith(NOTICE_MARKERS)]
     return {**message, "content": "\n\n".join(paragraphs).strip()}
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from medtune.config import Config
+from medtune.data.structure import NOTICE_MARKERS, SECTION_TITLES, SUBLABELS
 from medtune.serve.engine import ChatEngine, GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,10 @@ EXAMPLES = [
 ]
 
 _HEADING = re.compile(
-    r"^\s*(?:#+\s*)?(?:\*\*)?([一二三]、\s*(?:病情分析|原因分析|治疗建议)[^\n]*?)(?:\*\*)?\s*$", re.M
+    r"^\s*(?:#+\s*)?(?:\*\*)?([一二三]、\s*(?:" + "|".join(SECTION_TITLES) + r")[^\n]*?)(?:\*\*)?\s*$", re.M
 )
-_LABEL = re.compile(r"^(\s*)(症状评估|可能疾病|主要病因|鉴别要点|就医指导|治疗与生活建议)[:：]", re.M)
-_NOTICE = re.compile(r"^(【(?:紧急提示|安全提示|温馨提示)】.*)$", re.M)
+_LABEL = re.compile(r"^(\s*)(" + "|".join(SUBLABELS) + r")[:：]", re.M)
+_NOTICE = re.compile(r"^((?:" + "|".join(map(re.escape, NOTICE_MARKERS)) + r").*)$", re.M)
 
 
 def render_sections(text: str) -> str:

@@ -24,24 +24,16 @@ from medtune.train.checkpointing import adapted_layers, resolve_checkpointing, w
 logger = logging.getLogger(__name__)
 
 
+class NoCheckpointError(FileNotFoundError):
+    """``--resume`` found no checkpoint to continue from (the CLI reports it as a one-line error)."""
+
+
 @dataclass
 class TrainResult:
     adapter_dir: Path
     metrics: dict[str, Any]
     model: Any = None
     """The trained PEFT model, for callers in the same process (tests, notebooks)."""
-
-
-def resolve_precision(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"  # without native bf16 (AVX-512 BF16/AMX), CPU autocast to bf16 is slower, not faster
-    if name == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
-    return name
 
 
 def build_datasets(cfg: Config, tokenizer) -> tuple[Any, Any, dict[str, Any]]:
@@ -179,7 +171,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
     from medtune.data.template import preflight
     from medtune.io import write_json, write_text
     from medtune.model.adapters import attach_lora
-    from medtune.model.loader import load_model, resolve_dtype
+    from medtune.model.loader import load_model, resolve_dtype, resolve_precision
     from medtune.train.allocator import keep_freed_memory, release_freed_memory
     from medtune.train.callbacks import MetricsCallback
     from medtune.train.compact_weights import (
@@ -195,6 +187,14 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
 
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
+    checkpoint = None
+    if resume:
+        # Checked before the model loads. Starting afresh instead would quietly drop what --resume asked for.
+        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        if checkpoint is None:
+            raise NoCheckpointError(
+                f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start a new run"
+            )
     set_seed(cfg.train.seed)
     precision = resolve_precision(cfg.train.precision)
     on_cpu = not torch.cuda.is_available()
@@ -268,7 +268,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         output_dir=str(ckpt_dir),
         learning_rate=cfg.train.learning_rate,
         lr_scheduler_type=cfg.train.lr_scheduler,
-        warmup_steps=cfg.train.warmup_ratio,
+        warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is read as a fraction of the steps
         num_train_epochs=cfg.train.num_epochs,
         max_steps=cfg.train.max_steps,
         per_device_train_batch_size=cfg.train.batch_size,
@@ -337,7 +337,6 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         write_json(run_dir / "versions.json", _library_versions() | {"model": resolved.path})
         write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
 
-    checkpoint = None
     if (
         not resume
         and ckpt_dir.is_dir()
@@ -351,12 +350,8 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         logger.warning(
             "starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous
         )
-    if resume:
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        if checkpoint is None:
-            logger.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
-        else:
-            logger.info("resuming from %s", checkpoint)
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     final_eval = [
         h

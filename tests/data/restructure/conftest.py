@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from medtune.config import load_config
-from medtune.testing.fake_openai import FakeOpenAIServer
+from tests.fakes.fake_openai import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_RAW = ROOT / "data" / "sample" / "medqa_raw.jsonl"

@@ -117,7 +117,7 @@ def test_exhausted_quota_stops_at_once(fake_server):
 
 def test_plain_rate_limit_mentioning_quota_is_still_retried(fake_server, monkeypatch):
     # DashScope's rate limit is "Throttling.RateQuota": transient, unlike an empty account.
-    from medtune.testing import fake_openai
+    from tests.fakes import fake_openai
 
     original = fake_openai._error
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medtune.data.restructure.faithfulness import measures, unsupported
-from medtune.data.restructure.gate import Gate
+from medtune.data.restructure.gate import Gate, copy_ratio
 from tests.data.restructure.conftest import sample_rows
 
 QUESTION = "宝宝2岁半，发烧39度8，咳嗽三天了，能吃扑热息痛吗"
@@ -133,3 +133,65 @@ def test_sample_three_part_rewrites_are_mostly_flagged_for_added_diagnoses():
         for kind in {f.kind for f in unsupported(raw["instruction"], raw["output"], rewritten["output"])}:
             kinds[kind] += 1
     assert kinds["diagnosis"] > 150 and kinds["measure"] < 60 and kinds["drug"] < 20, kinds
+
+
+def test_a_section_that_repeats_the_question_is_rejected_as_copied():
+    # Split over the sub-labels and re-punctuated, it is still the question word for word.
+    parroted = GOOD.replace(
+        "症状评估：2岁半幼儿发热39.8℃伴咳嗽3天。\n可能疾病：考虑急性支气管炎可能。",
+        "症状评估：宝宝2岁半，发烧39度8。\n可能疾病：咳嗽三天了，能吃扑热息痛吗？",
+    )
+    verdict = Gate().check(QUESTION, SOURCE, parroted)
+    assert not verdict.ok
+    assert len(verdict.reasons) == 1, verdict.reasons
+    assert verdict.reasons[0].startswith("copied section: 病情分析 repeats the question (100% of it")
+
+
+def test_the_source_answer_pasted_whole_into_one_section_is_rejected_as_copied():
+    pasted = (
+        f"一、病情分析\n{SOURCE}\n\n二、原因分析\n主要病因：病毒感染，需要医生面诊判断。\n\n"
+        "三、治疗建议\n就医指导：气促时及时就医。\n治疗与生活建议：多喝水，注意休息。"
+    )
+    verdict = Gate().check(QUESTION, SOURCE, pasted)
+    assert any(
+        r.startswith("copied section: 病情分析 holds the source answer pasted whole") for r in verdict.reasons
+    )
+
+
+def test_regrouping_the_source_sentences_is_not_copying():
+    # GOOD takes whole sentences from the source (如果出现气促请及时就医), spread over the sections.
+    assert not Gate().copied_sections(QUESTION, SOURCE, {"治疗建议": "如果出现气促请及时就医。多喝水。"})
+    assert Gate().check(QUESTION, SOURCE, GOOD).ok
+
+
+def test_max_copy_ratio_1_turns_the_check_off():
+    assert Gate(max_copy_ratio=1.0).copied_sections(QUESTION, SOURCE, {"病情分析": QUESTION}) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reference", "ratio"),
+    [
+        ("宝宝2岁半，发烧39度8", "宝宝 2岁半 发烧39度8！", 1.0),  # spacing and punctuation do not count
+        ("多喝水注意休息", "多喝水注意休息", 0.0),  # shorter than a copied run
+        ("咳嗽三天了能吃扑热息痛吗考虑急性支气管炎", "咳嗽三天了，能吃扑热息痛吗", 0.6),
+        ("考虑急性支气管炎可能", "宝宝2岁半，发烧39度8", 0.0),
+    ],
+)
+def test_copy_ratio_is_the_share_covered_by_shared_runs(text, reference, ratio):
+    assert copy_ratio(text, reference) == pytest.approx(ratio)
+
+
+def test_the_shipped_sample_rewrites_copy_no_section():
+    """The default threshold passes every good rewrite of the sample (the numbers are in config.py)."""
+    import json
+
+    from medtune.data.structure import parse_answer
+    from tests.data.restructure.conftest import ROOT
+
+    three = [
+        json.loads(x) for x in (ROOT / "data/sample/medqa_three_part.jsonl").read_text("utf-8").splitlines()
+    ]
+    gate = Gate()
+    for raw, rewritten in zip(sample_rows(), three):
+        sections = parse_answer(rewritten["output"]).sections
+        assert gate.copied_sections(raw["instruction"], raw["output"], sections) == [], raw["id"]

@@ -264,3 +264,26 @@ def test_the_progress_bar_shows_tokens_and_cost(fake_server, raw_file, teacher_c
     err = capsys.readouterr().err
     assert "restructure: 100%" in err and "5/5" in err
     assert f"{summary.cost:.4f} USD" in err and "ok 5 rej 0 fail 0" in err
+
+
+def test_a_section_that_repeats_the_question_is_asked_again_with_the_reason(
+    fake_server, raw_file, teacher_config
+):
+    from medtune.data.structure import parse_answer
+    from tests.fakes.fake_openai import default_responder, prompt_parts
+
+    def parrot_first(messages):
+        """First answer: 病情分析 only repeats the question; the retry gets a proper rewrite."""
+        good = default_responder(messages)
+        if len(messages) > 2:
+            return good
+        question, _ = prompt_parts(messages)
+        sections = parse_answer(good).sections
+        return f"一、病情分析\n{question}\n\n二、原因分析\n{sections['原因分析']}\n\n三、治疗建议\n{sections['治疗建议']}"
+
+    server = fake_server(responder=parrot_first)
+    summary = run_restructure(teacher_config(server, raw_file(2)))
+    assert (summary.ok, summary.rejected, summary.gate_retries) == (2, 0, 2)
+    for row in sample_rows(2):
+        first, retry = server.requests_for(row["instruction"])
+        assert "copied section: 病情分析 repeats the question" in retry["last"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from medtune.prompts import SECTION_TITLES, SUBSECTIONS
+from medtune.data.structure import SECTION_TITLES, SUBSECTIONS
 
 RULES_VERSION = "offline-rules-v1"
 

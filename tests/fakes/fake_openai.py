@@ -31,9 +31,9 @@ In-process (tests)::
         ... AsyncOpenAI(base_url=server.base_url, api_key="k") ...
         server.log  # one dict per request
 
-As a process (benchmarks)::
+As a process (benchmarks; run from the repository root, where ``tests`` is importable)::
 
-    python -m medtune.testing.fake_openai --latency 0.05 --fault-rate 0.05 --fault-kinds 429,503
+    python -m tests.fakes.fake_openai --latency 0.05 --fault-rate 0.05 --fault-kinds 429,503
     # prints FAKE_OPENAI_URL=http://127.0.0.1:PORT/v1; GET /_fake/log returns the request log
 """
 
@@ -51,6 +51,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from medtune.data.structure import SECTION_TITLES
 
 FAULTS = (
     "429",
@@ -104,9 +106,7 @@ def default_responder(messages: list[dict[str, Any]]) -> str:
     body = answer.strip() or "（无内容）" * 3
     third = max(1, len(body) // 3)
     parts = [body[:third], body[third : 2 * third], body[2 * third :]]
-    return "\n\n".join(
-        f"{n}、{t}\n{p}" for n, t, p in zip("一二三", ("病情分析", "原因分析", "治疗建议"), parts)
-    )
+    return "\n\n".join(f"{n}、{t}\n{p}" for n, t, p in zip("一二三", SECTION_TITLES, parts))
 
 
 class FakeOpenAIServer:
@@ -394,7 +394,7 @@ def _error(status: int, message: str, kind: str, code: str | None) -> tuple[int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medtune.testing.fake_openai", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.fake_openai", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", default="test-key", help="expected Bearer key ('' accepts any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat request")

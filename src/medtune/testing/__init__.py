@@ -1,1 +1,0 @@
-"""Test doubles that speak real protocols over loopback (used by the tests and the benchmarks)."""

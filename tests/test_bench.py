@@ -1,0 +1,65 @@
+"""``make bench``: a benchmark that does not apply here is skipped, failures still fail, helpers never run."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIPPED = 77  # bench/_common.py SKIPPED, BENCH_SKIPPED in the Makefile
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make not installed")
+
+
+def test_the_gpu_bench_without_cuda_says_skipped_and_exits_with_the_skip_status():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(
+        [sys.executable, "bench/gpu_train.py", "--method", "lora"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == SKIPPED, out.stderr
+    assert out.stdout.startswith("skipped: no CUDA device"), out.stdout
+
+
+def _make_bench(folder: Path, *benches: str) -> subprocess.CompletedProcess:
+    """``make bench`` with the repository's Makefile in ``folder`` (whose bench/ holds stand-ins)."""
+    shutil.copy(ROOT / "Makefile", folder / "Makefile")
+    (folder / "pyproject.toml").touch()
+    # -o setup: the loop alone, without bootstrapping a virtual environment.
+    cmd = ["make", "-s", "-o", "setup", "bench", f"PY={sys.executable}"]
+    if benches:
+        cmd.append("BENCHES=" + " ".join(f"bench/{b}" for b in benches))
+    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+@needs_make
+def test_make_bench_skips_goes_on_after_a_failure_and_never_runs_helpers(tmp_path):
+    scripts = {
+        "_helper.py": "print('helper ran')",
+        "a_ok.py": "print('ok ran')",
+        "b_skip.py": f"print('skipped: not here'); raise SystemExit({SKIPPED})",
+        "c_fail.py": "raise SystemExit('broken')",
+        "d_after.py": "print('after ran')",
+    }
+    (tmp_path / "bench").mkdir()
+    for name, code in scripts.items():
+        (tmp_path / "bench" / name).write_text(code)
+    out = _make_bench(tmp_path)
+    assert out.returncode != 0, "a failed bench fails make bench"
+    assert "ok ran" in out.stdout and "after ran" in out.stdout
+    assert "helper ran" not in out.stdout
+    assert "skipped: bench/b_skip.py" in out.stdout
+    assert "failed: bench/c_fail.py" in out.stdout
+    assert _make_bench(tmp_path, "a_ok.py", "b_skip.py").returncode == 0, "skipped is not failed"
+
+
+@needs_make
+def test_make_bench_runs_every_bench_but_the_helpers():
+    out = subprocess.run(
+        ["make", "-n", "-o", "setup", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "bench/gpu_train.py" in out.stdout and "bench/safety.py" in out.stdout
+    assert "bench/_common.py" not in out.stdout

@@ -1,0 +1,206 @@
+"""Every command of the CLI's dispatch table, driven through ``medtune.cli.main`` on the tiny model.
+
+One pipeline run (``medtune run``) is shared by the commands that need a trained adapter (eval, export,
+chat, serve); ``train`` runs twice more, with validation on and off. Servers are not started: their
+``launch``/``uvicorn.run`` is replaced by a recorder once the engine and the app are built.
+``test_every_command_in_the_table_is_driven`` fails when a command is added without a test here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from medtune.cli import COMMANDS, main
+from tests.conftest import ROOT, SAMPLE_THREE_PART, THREE_PART_ANSWER, write_jsonl
+
+TINY = str(ROOT / "configs" / "tiny" / "lora_sft.yaml")
+DRIVEN: set[str] = set()
+
+
+def drives(command: str):
+    """Mark a test as the one that drives ``command``; collected at import, so the sync test sees all."""
+    assert command in COMMANDS, f"{command!r} is not in the dispatch table"
+    DRIVEN.add(command)
+    return lambda test: test
+
+
+def test_every_command_in_the_table_is_driven():
+    assert sorted(set(COMMANDS) - DRIVEN) == [], "commands without a test in tests/test_cli_commands.py"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, tiny_model_dir):
+    """Output root and the overrides every command of this module shares (tiny model, 24 records)."""
+    out = tmp_path_factory.mktemp("cli")
+    rows = [json.loads(line) for line in SAMPLE_THREE_PART.read_text(encoding="utf-8").splitlines()[:24]]
+    raw = write_jsonl(out / "raw.jsonl", rows)
+    overrides = [
+        f"model.name_or_path={tiny_model_dir}",
+        f"data.raw_file={raw}",
+        f"output_root={out / 'runs'}",
+        "train.max_steps=2",
+        "train.save_steps=2",
+        "train.eval_steps=2",
+        "eval.num_questions=2",
+        "eval.max_new_tokens=8",
+        "serve.max_new_tokens=4",
+    ]
+    return out, overrides
+
+
+def run_cli(capsys, *argv: str) -> str:
+    """``medtune ARGV`` in-process; asserts exit status 0 and returns what it printed."""
+    code = main(list(argv))
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+@pytest.fixture(scope="module")
+def pipeline(root):
+    """``medtune run`` once for the module: prepare, train and evaluate the run named ``shared``."""
+    out, overrides = root
+    buffer = io.StringIO()  # capsys is per test: a module fixture captures by hand
+    with contextlib.redirect_stdout(buffer):
+        code = main(["run", TINY, *overrides, "run_name=shared"])
+    assert code == 0
+    return out / "runs" / "shared", [*overrides, "run_name=shared"], buffer.getvalue()
+
+
+@drives("run")
+def test_run_prepares_trains_and_evaluates(pipeline):
+    run_dir, _, printed = pipeline
+    assert "[1/3] prepare data" in printed and "[3/3] evaluate base vs tuned" in printed
+    assert "compliance_rate" in printed
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    report = printed.split("report: ", 1)[1].split()[0]
+    assert Path(report).is_file() and Path(report).is_relative_to(run_dir)
+
+
+@drives("data prepare")
+def test_data_prepare(root, capsys):
+    out, overrides = root
+    printed = run_cli(capsys, "data", "prepare", TINY, *overrides, "run_name=prepared")
+    assert "train /" in printed and "val" in printed
+    assert (out / "runs" / "prepared" / "data" / "train.jsonl").is_file()
+
+
+@drives("train")
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        (["train.eval_steps=2"], "validation loss "),
+        # The demo's setting: validation off, so there is no validation loss to print.
+        (["train.eval_steps=0", "train.load_best_at_end=false"], "validation loss off"),
+    ],
+    ids=["validation-on", "validation-off"],
+)
+def test_train_prints_the_losses_and_where_the_adapter_is(root, capsys, settings, expected):
+    _, overrides = root
+    name = "train-" + settings[0].rsplit("=", 1)[1]
+    argv = [TINY, *overrides, f"run_name={name}", *settings]
+    run_cli(capsys, "data", "prepare", *argv)
+    printed = run_cli(capsys, "train", *argv)
+    assert "trained 2 steps: train loss" in printed and expected in printed
+    if expected == "validation loss ":
+        loss = printed.split("validation loss ", 1)[1].split()[0]
+        assert float(loss) > 0
+    assert "adapter:" in printed
+
+
+@drives("eval")
+def test_eval_prints_base_vs_tuned(pipeline, capsys):
+    _, overrides, _ = pipeline
+    printed = run_cli(capsys, "eval", TINY, *overrides)
+    assert "base" in printed and "tuned" in printed and "compliance_rate" in printed
+    assert "report.html" in printed
+
+
+@drives("export")
+def test_export_merges_the_adapter(pipeline, capsys, tmp_path):
+    _, overrides, _ = pipeline
+    printed = run_cli(capsys, "export", TINY, *overrides, "--out", str(tmp_path / "merged"))
+    assert "merged model written to" in printed and "max |logit difference|" in printed
+    assert (tmp_path / "merged" / "config.json").is_file()
+
+
+@drives("chat")
+@pytest.mark.parametrize("flags, label", [([], "tuned"), (["--base"], "base")])
+def test_chat_answers_from_stdin_until_an_empty_line(pipeline, capsys, monkeypatch, flags, label):
+    _, overrides, _ = pipeline
+    monkeypatch.setattr("sys.stdin", io.StringIO("头疼怎么办\n/reset\n咳嗽一周了\n\n"))
+    printed = run_cli(capsys, "chat", TINY, *overrides, *flags)
+    assert f", {label})" in printed.splitlines()[0]
+    assert printed.count("医生> ") == 2
+
+
+@drives("serve")
+@pytest.mark.parametrize("flags", [[], ["--api"]], ids=["web-ui", "api"])
+def test_serve_builds_the_app_on_the_configured_port(pipeline, capsys, monkeypatch, flags):
+    """The engine and the app are built for real; only binding the port is replaced."""
+    _, overrides, _ = pipeline
+    launched = {}
+    if flags:
+        import uvicorn
+
+        monkeypatch.setattr(uvicorn, "run", lambda app, **kw: launched.update(kw, app=app))
+    else:
+        import gradio
+
+        monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kw: launched.update(kw, app=self))
+    run_cli(capsys, "serve", TINY, *overrides, "serve.port=7861", "serve.api_port=8001", *flags)
+    if flags:
+        assert (launched["host"], launched["port"]) == ("127.0.0.1", 8001)
+        assert any(getattr(r, "path", "") == "/v1/chat/completions" for r in launched["app"].routes)
+    else:
+        assert (launched["server_name"], launched["server_port"]) == ("127.0.0.1", 7861)
+
+
+@drives("safety check")
+def test_safety_check_reads_a_jsonl_file(tmp_path, capsys):
+    path = write_jsonl(
+        tmp_path / "answers.jsonl",
+        [
+            {"question": "咳嗽一周了", "answer": THREE_PART_ANSWER},
+            {"question": "胸口疼还出冷汗", "answer": "休息一下就好"},
+        ],
+    )
+    printed = run_cli(capsys, "safety", "check", str(path))
+    assert "records: 2" in printed and "chest_pain" in printed
+
+
+@drives("data restructure")
+def test_data_restructure_offline(root, capsys):
+    out, overrides = root
+    raw = ROOT / "data" / "sample" / "medqa_raw.jsonl"
+    printed = run_cli(
+        capsys,
+        "data",
+        "restructure",
+        TINY,
+        *overrides,
+        "run_name=restructured",
+        "restructure.mode=offline",
+        f"restructure.input_file={raw}",
+        "restructure.max_records=6",
+        "--no-progress",
+    )
+    assert "restructured 6 records" in printed
+    assert (out / "runs" / "restructured" / "restructure" / "restructured.jsonl").is_file()
+
+
+@drives("model fetch")
+def test_model_fetch_resolves_a_local_folder(tiny_model_dir, capsys):
+    printed = run_cli(capsys, "model", "fetch", TINY, "--model", str(tiny_model_dir))
+    assert f"model ready: {tiny_model_dir}" in printed
+
+
+@drives("config explain")
+def test_config_explain_lists_every_key(capsys):
+    printed = run_cli(capsys, "config", "explain")
+    assert "train.eval_steps = None" in printed and "lora.top_layers" in printed
