@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
         if name == "eval":
-            p.add_argument("--set", dest="sets", action="append", help="evaluate only this set (repeatable)")
+            p.add_argument("--set", dest="sets", nargs="+", action="extend", help="evaluate only these sets")
             p.add_argument("--models", help="comma-separated models, e.g. base,tuned or an adapter folder")
             p.add_argument("--limit", type=int, help="at most N items per set")
         if name == "chat":

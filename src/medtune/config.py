@@ -517,6 +517,10 @@ class EvalModelConfig:
     """Environment variable holding the endpoint's key (keys never go in configs or on the command line)."""
     logprobs: bool = False
     """Endpoints: score exams from the first token's top log-probabilities when the server returns them."""
+    price_input_per_mtok: float = 0.0
+    """Endpoints: price per million prompt tokens, for the cost line in ``metrics.json``."""
+    price_output_per_mtok: float = 0.0
+    """Endpoints: price per million completion tokens."""
 
     def __post_init__(self) -> None:
         given = [k for k in ("adapter", "checkpoint", "endpoint") if getattr(self, k)]

@@ -159,6 +159,7 @@ def test_cli_selects_sets_models_and_limit(trained, capsys):
             *overrides,
             "--set",
             "exam",
+            "patients",
             "--models",
             "base",
             "--limit",
@@ -167,7 +168,8 @@ def test_cli_selects_sets_models_and_limit(trained, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "set exam (exam, 2 items" in out and "accuracy" in out and "tuned" not in out.split("report:")[0]
+    assert "set exam (exam, 2 items" in out and "set patients (open, 2 items" in out and "set val" not in out
+    assert "accuracy" in out and "tuned" not in out.split("report:")[0]
     assert main(["eval", str(ROOT / "configs" / "tiny" / "lora_sft.yaml"), *overrides, "--set", "nope"]) == 2
     assert "no such evaluation set" in capsys.readouterr().err
 
@@ -197,7 +199,7 @@ def test_endpoint_models_and_the_judge_through_an_openai_compatible_server(train
             root,
             trained[1].model.name_or_path,
             f"output_root={root / 'runs'}",
-            f"eval.models=[base, tuned, {{name: ref, endpoint: '{server.base_url}', endpoint_model: fake-teacher}}]",
+            f"eval.models=[base, tuned, {{name: ref, endpoint: '{server.base_url}', endpoint_model: fake-teacher, price_input_per_mtok: 1.0}}]",
             "eval.judge.enabled=true",
             f"eval.judge.base_url={server.base_url}",
             "eval.judge.pairs=[ref:base, tuned:base]",
@@ -214,6 +216,10 @@ def test_endpoint_models_and_the_judge_through_an_openai_compatible_server(train
     assert verdict["win"]["value"] == 1.0 and verdict["n"] == 2 and verdict["invalid"] == 0
     assert judged == 8  # 2 questions x 2 pairs x both orders
     assert "Judge" in (cfg.run_dir / "eval" / "report.md").read_text(encoding="utf-8")
+    usage = results["endpoint_usage"]["ref"]
+    assert usage["prompt_tokens"] > 0 and usage["cost"] == pytest.approx(
+        usage["prompt_tokens"] / 1e6, abs=1e-4
+    )
 
 
 def test_a_position_biased_judge_gives_ties(trained, monkeypatch):

@@ -100,10 +100,12 @@ def test_multiple_answer_items_pick_the_most_probable_complete_answer(engine):
 
 def test_the_adapter_changes_the_scores_and_disabling_it_gives_the_base(engine):
     scorer = LetterScorer(engine.model, engine.tokenizer, engine.prompt_text, 4)
-    tuned = [r.confidence for _, r in scorer.score(ITEMS, [])]
+    tuned = [r.confidence for _, r in sorted(scorer.score(ITEMS, []), key=lambda x: x[0].id)]
     with engine.model.disable_adapter():
-        base = [r.confidence for _, r in scorer.score(ITEMS, [])]
-        reference = [max(naive_letter_probs(engine, it, []).values()) for it in ITEMS]
+        base = [r.confidence for _, r in sorted(scorer.score(ITEMS, []), key=lambda x: x[0].id)]
+        reference = [
+            max(naive_letter_probs(engine, it, []).values()) for it in sorted(ITEMS, key=lambda i: i.id)
+        ]
     assert base == pytest.approx(reference, abs=2e-4)
     assert tuned != pytest.approx(base, abs=1e-6)
 

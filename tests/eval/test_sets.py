@@ -120,3 +120,15 @@ def test_sets_and_models_are_configured_as_lists():
         load_config(None, ["eval.sets=[{name: a, kind: quiz, path: x}]"])
     with pytest.raises(ConfigError, match="challenger:baseline"):
         load_config(None, ["eval.judge.enabled=true", "eval.judge.pairs=[tuned:other]"])
+
+
+def test_every_set_named_by_a_shipped_config_is_there_and_scorable():
+    from tests.conftest import ROOT
+
+    for path in sorted((ROOT / "configs").rglob("*.yaml")):
+        if "accelerate" in path.parts:
+            continue
+        for spec in load_config(path).eval.sets:
+            s = load_set(spec)
+            assert s.items and not s.problems, f"{path}: set {spec.name}"
+            assert len(s.dev) == (spec.shots or 0)

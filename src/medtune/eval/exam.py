@@ -161,10 +161,13 @@ class LetterScorer:
         prefix, _ = self.split_prompt(items[0], shots)
         with torch.inference_mode():
             cache = self._prefix_cache(prefix) if prefix else None
-            singles = [i for i in items if not i.multi]
+            suffixes = {id(i): self._suffix(prefix, i, shots) for i in items if not i.multi}
+            # Similar lengths side by side: a batch is as wide as its longest question, the rest is padding.
+            singles = sorted((i for i in items if not i.multi), key=lambda i: len(suffixes[id(i)]))
             for start in range(0, len(singles), self.batch_size):
                 chunk = singles[start : start + self.batch_size]
-                yield from zip(chunk, self._score_singles(cache, prefix, chunk, shots))
+                rows = [suffixes[id(i)] for i in chunk]
+                yield from zip(chunk, self._score_singles(cache, prefix, chunk, rows))
                 if progress:
                     progress(len(chunk))
             for item in (i for i in items if i.multi):
@@ -178,10 +181,9 @@ class LetterScorer:
             raise RuntimeError(f"{item.where}: prompt prefix differs from the shared one")
         return suffix
 
-    def _score_singles(self, cache, prefix, chunk: list[ExamItem], shots) -> list[ExamResult]:
+    def _score_singles(self, cache, prefix, chunk: list[ExamItem], rows: list[list[int]]) -> list[ExamResult]:
         import torch
 
-        rows = [self._suffix(prefix, item, shots) for item in chunk]
         hidden = self._hidden(cache, len(prefix), rows)
         last = torch.tensor([len(r) - 1 for r in rows], device=hidden.device)
         h = hidden[torch.arange(len(rows), device=hidden.device), last]

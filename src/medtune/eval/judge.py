@@ -8,13 +8,20 @@ reply that is not is counted as ``invalid`` and shown, never guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medtune.config import EvalModelConfig
+from medtune.eval.models import EndpointModel
 from medtune.eval.stats import rate
+from medtune.eval.store import stable_hash
+
+if TYPE_CHECKING:
+    from medtune.eval.run import Evaluator
 
 _JSON = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -71,3 +78,83 @@ def summarise(outcomes: list[str]) -> dict[str, Any]:
         "invalid": len(outcomes) - n,
         "n": n,
     }
+
+
+def run_judge(cfg, ev: Evaluator, eval_sets, answers) -> dict[str, Any]:
+    """Both orders of every pair on every open set; verdicts are cached like answers."""
+    jc = cfg.eval.judge
+    prompt = load_prompt(jc.prompt_file)
+    spec = EvalModelConfig(
+        name=f"judge-{jc.model}", endpoint=jc.base_url, endpoint_model=jc.model, api_key_env=jc.api_key_env
+    )
+    out: dict[str, Any] = {}
+    for es in (s for s in eval_sets if s.kind == "open"):
+        for pair in jc.pairs:
+            challenger, baseline = pair.split(":")
+            got_a, got_b = answers[es.name].get(challenger, {}), answers[es.name].get(baseline, {})
+            jobs, verdicts = [], {}
+            cached = ev.store.load(es.name, spec.name)
+            for item in es.items:
+                a, b = (got_a.get(item.id) or {}).get("answer"), (got_b.get(item.id) or {}).get("answer")
+                if a is None or b is None:
+                    continue
+                for order, (x, y) in (("ab", (a, b)), ("ba", (b, a))):
+                    key = stable_hash(
+                        ["judge", jc.base_url, jc.model, prompt, item.question, item.reference, x, y]
+                    )
+                    verdicts[(item.id, order)] = key
+                    if key not in cached or cached[key].get("error"):
+                        text = render(prompt, item.question, item.reference, x, y)
+                        jobs.append(((key, item), [{"role": "user", "content": text}]))
+            if jobs:
+                remote = EndpointModel(cfg, spec)
+                remote.cfg = dataclasses.replace(
+                    cfg,
+                    eval=dataclasses.replace(
+                        cfg.eval,
+                        endpoint_concurrency=jc.concurrency,
+                        endpoint_timeout_s=jc.timeout_s,
+                        endpoint_max_retries=jc.max_retries,
+                        temperature=0.0,
+                    ),
+                )
+                rows: list[dict] = []
+
+                def done(tag, completion, rows=rows):
+                    key, item = tag
+                    if isinstance(completion, Exception):
+                        rows.append({"key": key, "item": item.id, "error": str(completion)[:300]})
+                    else:
+                        winner, reason = parse_verdict(completion.text)
+                        rows.append({"key": key, "item": item.id, "winner": winner, "reason": reason})
+
+                usage = remote.run(jobs, jc.max_tokens, done)
+                ev.store.put_many(es.name, spec.name, rows)
+                total = ev.usage.setdefault(spec.name, {"prompt_tokens": 0, "completion_tokens": 0})
+                for k, v in usage.items():
+                    total[k] += v
+            cached = ev.store.load(es.name, spec.name)
+            outcomes, examples = [], []
+            for item in es.items:
+                first, second = (cached.get(verdicts.get((item.id, o), "")) for o in ("ab", "ba"))
+                if not first or not second:
+                    continue
+                outcome = combine(first.get("winner"), second.get("winner"))
+                outcomes.append(outcome)
+                examples.append(
+                    {
+                        "id": item.id,
+                        "outcome": outcome,
+                        "reasons": [first.get("reason"), second.get("reason")],
+                    }
+                )
+            summary = summarise(outcomes)
+            summary["examples"] = examples[:50]
+            u = ev.usage.get(spec.name, {})
+            summary["cost"] = round(
+                u.get("prompt_tokens", 0) / 1e6 * jc.price_input_per_mtok
+                + u.get("completion_tokens", 0) / 1e6 * jc.price_output_per_mtok,
+                4,
+            )
+            out.setdefault(es.name, {})[pair] = summary
+    return out

@@ -22,13 +22,11 @@ from typing import Any
 
 from medtune.config import Config, ConfigError, EvalModelConfig
 from medtune.data.schema import QARecord
-from medtune.data.structure import SECTION_TITLES, parse_answer
 from medtune.eval import judge as judging
 from medtune.eval.exam import ExamResult, LetterScorer, score_generated, user_message
-from medtune.eval.metrics import bleu4, distinct_n, is_repetitive, rouge_l
 from medtune.eval.models import EndpointModel, EvalModelError, LocalModels, model_identity
+from medtune.eval.scoring import add_paired, exam_metrics, open_metrics
 from medtune.eval.sets import EvalSet, EvalSetError, OpenItem, load_set
-from medtune.eval.stats import Paired, mean_ci, rate
 from medtune.eval.store import ResultStore, stable_hash
 from medtune.io import write_json, write_jsonl
 from medtune.prompts import SYSTEM_PROMPT, build_messages
@@ -89,15 +87,6 @@ def resolve_models(cfg: Config, names: list[str] | None) -> list[EvalModelConfig
 
 # ---------------------------------------------------------------------------------------------
 # Producing answers and scores (each stored per item as soon as it exists)
-
-
-@dataclasses.dataclass
-class Job:
-    """One (set, model) pair's pending items."""
-
-    eval_set: EvalSet
-    spec: EvalModelConfig
-    identity: str
 
 
 class Evaluator:
@@ -333,140 +322,6 @@ def _from_logprobs(item, logprobs) -> ExamResult | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scoring what was produced
-
-
-def open_item_scores(question: str, answer: str, reference: str | None, safety) -> dict[str, Any]:
-    parsed = parse_answer(answer)
-    out: dict[str, Any] = {
-        "compliant": parsed.compliant,
-        "full_form": parsed.compliant and all(parsed.subsections.values()),
-        "structure_score": parsed.score,
-        "repetitive": is_repetitive(answer),
-        "empty": not answer.strip(),
-        "chars": len(answer),
-    }
-    for title in SECTION_TITLES:
-        out[f"has_{title}"] = title in parsed.sections
-    if reference:
-        out["rouge_l"] = rouge_l(answer, reference)
-        out["bleu4"] = bleu4(answer, reference)
-    if safety is not None:
-        report = safety.check(question, answer)
-        out["red_flag"] = bool(report.flags)
-        out["referral"] = bool(report.flags) and bool(report.referral)
-        out["dangerous"] = bool(report.dangerous)
-        out["disclaimer"] = safety.has_disclaimer(answer)
-    return out
-
-
-_OPEN_RATES = [
-    "compliant",
-    "full_form",
-    "has_病情分析",
-    "has_原因分析",
-    "has_治疗建议",
-    "cut_off",
-    "empty",
-    "repetitive",
-]
-_RATE_NAMES = {"compliant": "compliance_rate", "full_form": "full_form_rate", "cut_off": "cut_off_rate",
-               "empty": "empty_rate", "repetitive": "repetition_rate", "dangerous": "dangerous_advice_rate",
-               "disclaimer": "disclaimer_rate", "correct": "accuracy", "correct_generate": "accuracy_generate"}  # fmt: skip
-
-
-def open_metrics(es: EvalSet, rows: dict[str, dict], safety) -> tuple[dict[str, Any], dict[str, dict]]:
-    """Metrics of one model on one open set, and the per-item scores (for paired comparisons)."""
-    per_item: dict[str, dict] = {}
-    answers = []
-    for item in es.items:
-        row = rows.get(item.id)
-        if row is None or row.get("error"):
-            continue
-        s = open_item_scores(item.question, row["answer"], item.reference, safety)
-        s["cut_off"] = not row["finished"]
-        s["tokens"] = row.get("tokens", 0)
-        per_item[item.id] = s
-        answers.append(row["answer"])
-    n = len(per_item)
-    vals = list(per_item.values())
-    m: dict[str, Any] = {}
-    for key in _OPEN_RATES:
-        m[_RATE_NAMES.get(key, f"{key}_rate")] = rate(sum(bool(v[key]) for v in vals), n)
-    m["mean_structure_score"] = mean_ci([v["structure_score"] for v in vals])
-    m["mean_answer_chars"] = mean_ci([float(v["chars"]) for v in vals], bounds=None)
-    m["mean_answer_tokens"] = mean_ci([float(v["tokens"]) for v in vals], bounds=None)
-    m["distinct_1"] = {"value": distinct_n(answers, 1), "n": n}
-    m["distinct_2"] = {"value": distinct_n(answers, 2), "n": n}
-    if es.has_references:
-        m["rouge_l"] = mean_ci([v["rouge_l"] for v in vals if "rouge_l" in v])
-        m["bleu4"] = mean_ci([v["bleu4"] for v in vals if "bleu4" in v])
-    if safety is not None:
-        flagged = [v for v in vals if v["red_flag"]]
-        m["red_flag_referral_rate"] = rate(sum(v["referral"] for v in flagged), len(flagged))
-        m["dangerous_advice_rate"] = rate(sum(v["dangerous"] for v in vals), n)
-        m["disclaimer_rate"] = rate(sum(v["disclaimer"] for v in vals), n)
-    m["errors"] = {
-        "value": sum(1 for i in es.items if (rows.get(i.id) or {}).get("error")),
-        "n": len(es.items),
-    }
-    return m, per_item
-
-
-def exam_metrics(
-    es: EvalSet, rows: dict[str, dict], suffix: str = ""
-) -> tuple[dict[str, Any], dict[str, dict]]:
-    per_item = {i.id: rows[i.id] for i in es.items if i.id in rows and not rows[i.id].get("error")}
-    n = len(per_item)
-    m: dict[str, Any] = {f"accuracy{suffix}": rate(sum(r["correct"] for r in per_item.values()), n)}
-    subsets = sorted({i.subset for i in es.items if i.subset})
-    if subsets:
-        m[f"accuracy_by_subset{suffix}"] = {
-            s: rate(
-                sum(per_item[i.id]["correct"] for i in es.items if i.subset == s and i.id in per_item),
-                sum(1 for i in es.items if i.subset == s and i.id in per_item),
-            )
-            for s in subsets
-        }
-    if any(r.get("scorer") == "generate" for r in per_item.values()):
-        m[f"unanswered_rate{suffix}"] = rate(sum(r.get("predicted") is None for r in per_item.values()), n)
-    m[f"errors{suffix}"] = {
-        "value": sum(1 for i in es.items if (rows.get(i.id) or {}).get("error")),
-        "n": len(es.items),
-    }
-    return m, {k: {"correct": v["correct"]} for k, v in per_item.items()}
-
-
-def add_paired(metrics: dict, per_item: dict, base: str) -> None:
-    """``delta_vs_base`` (and the exact McNemar p-value for rates) on the items both models answered."""
-    for model, items in per_item.items():
-        if model == base or base not in per_item:
-            continue
-        common = [i for i in items if i in per_item[base]]
-        for name, value in metrics[model].items():
-            key = next((k for k, v in _RATE_NAMES.items() if v == name), name.removesuffix("_rate"))
-            key = {"accuracy": "correct", "accuracy_generate": "correct"}.get(name, key)
-            if not isinstance(value, dict) or "value" not in value or not common:
-                continue
-            a_vals = [per_item[base][i].get(key) for i in common]
-            b_vals = [items[i].get(key) for i in common]
-            if any(v is None for v in a_vals + b_vals):
-                base_value = metrics[base].get(name, {}).get("value")
-                if isinstance(base_value, (int, float)) and isinstance(value.get("value"), (int, float)):
-                    value["delta_vs_base"] = round(value["value"] - base_value, 4)
-                continue
-            if all(isinstance(v, bool) for v in a_vals + b_vals):
-                value.update(
-                    {
-                        f"{k}_vs_base" if k != "n" else "paired_n": v
-                        for k, v in Paired.of(a_vals, b_vals).as_dict().items()
-                    }
-                )
-            else:
-                value["delta_vs_base"] = round(sum(b_vals) / len(b_vals) - sum(a_vals) / len(a_vals), 4)
-
-
-# ---------------------------------------------------------------------------------------------
 # The command
 
 
@@ -516,6 +371,14 @@ def run_eval(
     for spec in (s for s in specs if s.kind == "endpoint"):
         ev.run_endpoint(spec, eval_sets, ids[spec.name])
 
+    for spec in specs:
+        if spec.name in ev.usage:
+            u = ev.usage[spec.name]
+            u["cost"] = round(
+                u["prompt_tokens"] / 1e6 * spec.price_input_per_mtok
+                + u["completion_tokens"] / 1e6 * spec.price_output_per_mtok,
+                4,
+            )
     return summarise(cfg, ev, eval_sets, specs, ids, losses, out_dir)
 
 
@@ -601,7 +464,7 @@ def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) 
         }
         results.setdefault("_per_item", {})[es.name] = per_item
     if cfg.eval.judge.enabled:
-        results["judge"] = run_judge(cfg, ev, eval_sets, answers)
+        results["judge"] = judging.run_judge(cfg, ev, eval_sets, answers)
     rows_out = answer_rows(eval_sets, specs, answers, results.pop("_per_item"))
     write_jsonl(out_dir / "answers.jsonl", rows_out)
     write_json(out_dir / "metrics.json", results)
@@ -631,83 +494,3 @@ def answer_rows(eval_sets, specs, answers, per_item) -> list[dict[str, Any]]:
                     row[f"{spec.name}_correct"] = got.get("correct")
             rows.append(row)
     return rows
-
-
-def run_judge(cfg, ev: Evaluator, eval_sets, answers) -> dict[str, Any]:
-    """Both orders of every pair on every open set; verdicts are cached like answers."""
-    jc = cfg.eval.judge
-    prompt = judging.load_prompt(jc.prompt_file)
-    spec = EvalModelConfig(
-        name=f"judge-{jc.model}", endpoint=jc.base_url, endpoint_model=jc.model, api_key_env=jc.api_key_env
-    )
-    out: dict[str, Any] = {}
-    for es in (s for s in eval_sets if s.kind == "open"):
-        for pair in jc.pairs:
-            challenger, baseline = pair.split(":")
-            got_a, got_b = answers[es.name].get(challenger, {}), answers[es.name].get(baseline, {})
-            jobs, verdicts = [], {}
-            cached = ev.store.load(es.name, spec.name)
-            for item in es.items:
-                a, b = (got_a.get(item.id) or {}).get("answer"), (got_b.get(item.id) or {}).get("answer")
-                if a is None or b is None:
-                    continue
-                for order, (x, y) in (("ab", (a, b)), ("ba", (b, a))):
-                    key = stable_hash(
-                        ["judge", jc.base_url, jc.model, prompt, item.question, item.reference, x, y]
-                    )
-                    verdicts[(item.id, order)] = key
-                    if key not in cached or cached[key].get("error"):
-                        text = judging.render(prompt, item.question, item.reference, x, y)
-                        jobs.append(((key, item), [{"role": "user", "content": text}]))
-            if jobs:
-                remote = EndpointModel(cfg, spec)
-                remote.cfg = dataclasses.replace(
-                    cfg,
-                    eval=dataclasses.replace(
-                        cfg.eval,
-                        endpoint_concurrency=jc.concurrency,
-                        endpoint_timeout_s=jc.timeout_s,
-                        endpoint_max_retries=jc.max_retries,
-                        temperature=0.0,
-                    ),
-                )
-                rows: list[dict] = []
-
-                def done(tag, completion, rows=rows):
-                    key, item = tag
-                    if isinstance(completion, Exception):
-                        rows.append({"key": key, "item": item.id, "error": str(completion)[:300]})
-                    else:
-                        winner, reason = judging.parse_verdict(completion.text)
-                        rows.append({"key": key, "item": item.id, "winner": winner, "reason": reason})
-
-                usage = remote.run(jobs, jc.max_tokens, done)
-                ev.store.put_many(es.name, spec.name, rows)
-                total = ev.usage.setdefault(spec.name, {"prompt_tokens": 0, "completion_tokens": 0})
-                for k, v in usage.items():
-                    total[k] += v
-            cached = ev.store.load(es.name, spec.name)
-            outcomes, examples = [], []
-            for item in es.items:
-                first, second = (cached.get(verdicts.get((item.id, o), "")) for o in ("ab", "ba"))
-                if not first or not second:
-                    continue
-                outcome = judging.combine(first.get("winner"), second.get("winner"))
-                outcomes.append(outcome)
-                examples.append(
-                    {
-                        "id": item.id,
-                        "outcome": outcome,
-                        "reasons": [first.get("reason"), second.get("reason")],
-                    }
-                )
-            summary = judging.summarise(outcomes)
-            summary["examples"] = examples[:50]
-            u = ev.usage.get(spec.name, {})
-            summary["cost"] = round(
-                u.get("prompt_tokens", 0) / 1e6 * jc.price_input_per_mtok
-                + u.get("completion_tokens", 0) / 1e6 * jc.price_output_per_mtok,
-                4,
-            )
-            out.setdefault(es.name, {})[pair] = summary
-    return out
