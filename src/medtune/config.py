@@ -139,6 +139,9 @@ class DataConfig:
     taught them."""
     on_error: Literal["fail", "skip"] = "fail"
     """``fail`` stops at the first malformed record with file:line; ``skip`` quarantines it and goes on."""
+    workers: int | None = None
+    """Processes running the cleaning rules and the safety screen (the costly part of reading); None: one
+    per CPU core, 1: all in this process. The output is the same either way."""
     report_examples: int = 5
     """Examples kept per rule in data_report.json and the summary (every drop is in dropped.jsonl)."""
 

@@ -239,3 +239,20 @@ def test_safety_screen_counts_and_optionally_excludes_dangerous_answers(tmp_path
     excluded = _prepare(_load(None, [*base, "run_name=exclude", "data.safety_screen=exclude"]))
     assert len(excluded.train) + len(excluded.val) == 8
     assert excluded.stats["counts"]["dropped_safety_screen"] == 2
+
+
+def test_cleaning_in_worker_processes_gives_the_serial_outputs(tmp_path, planted, monkeypatch):
+    """Chunks of 7 records over 2 workers (several chunks in flight): every output file is the serial one."""
+    monkeypatch.setattr(prepare_module._CleaningPool, "CHUNK", 7)
+    outs = {}
+    for workers in (1, 2):
+        cfg = _config(tmp_path / f"w{workers}", planted, f"data.workers={workers}", "data.report_examples=2")
+        prepare(cfg)
+        outs[workers] = cfg.data_dir
+    for name in ("train.jsonl", "val.jsonl", "dropped.jsonl", "stats.json"):
+        assert (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
+    serial, parallel = (json.loads((outs[w] / "data_report.json").read_text(encoding="utf-8")) for w in (1, 2))
+    for key in ("rules", "counts", "dropped_examples"):
+        if key in serial:
+            assert serial[key] == parallel[key], key
+    assert prepare_module._WORKER_PIPELINE is None  # nothing left behind for the next run

@@ -413,6 +413,16 @@ class RulePipeline:
         return None
 
 
+def merge_stats(into: dict[str, RuleStats], part: dict[str, RuleStats], n_examples: int) -> None:
+    """Add a worker's per-rule stats for one chunk; merged in chunk order, the examples are the serial ones."""
+    for name, st in part.items():
+        total = into[name]
+        total.seen += st.seen
+        total.dropped += st.dropped
+        total.counts.update(st.counts)
+        total.examples.extend(st.examples[: max(0, n_examples - len(total.examples))])
+
+
 def drop_example(rec: QARecord, rule: str, drop: Drop) -> dict[str, Any]:
     row = {"id": rec.id, "source": rec.source, "rule": rule, "detail": drop.detail}
     if drop.kept is not None:
