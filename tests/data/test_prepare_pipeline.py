@@ -251,7 +251,9 @@ def test_cleaning_in_worker_processes_gives_the_serial_outputs(tmp_path, planted
         outs[workers] = cfg.data_dir
     for name in ("train.jsonl", "val.jsonl", "dropped.jsonl", "stats.json"):
         assert (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
-    serial, parallel = (json.loads((outs[w] / "data_report.json").read_text(encoding="utf-8")) for w in (1, 2))
+    serial, parallel = (
+        json.loads((outs[w] / "data_report.json").read_text(encoding="utf-8")) for w in (1, 2)
+    )
     for key in ("rules", "counts", "dropped_examples"):
         if key in serial:
             assert serial[key] == parallel[key], key
