@@ -296,3 +296,47 @@ def test_the_report_renders_offline_in_a_real_browser(evaluated, tmp_path):
         timeout=120,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_other_adapters_and_checkpoints_are_models_too(trained, evaluated, tmp_path):
+    """The run's adapter named as a folder scores like `tuned`; the base weights as a separate checkpoint
+    score like `base`: both paths load what they name, nothing else."""
+    from medtune.eval.run import run_eval
+
+    root, cfg, _ = trained
+    _, first = evaluated
+    other, _ = make_config(
+        root,
+        cfg.model.name_or_path,
+        f"output_root={tmp_path}",
+        "eval.val_set=false",
+        f"eval.models=[base, {{name: same_adapter, adapter: '{cfg.adapter_dir}'}}, "
+        f"{{name: same_weights, checkpoint: '{cfg.model.name_or_path}'}}]",
+    )
+    results = run_eval(other, sets=["exam"])
+    exam = results["sets"]["exam"]
+    assert results["models"]["same_adapter"]["kind"] == "adapter"
+    assert results["models"]["same_weights"]["kind"] == "checkpoint"
+    for metric in ("accuracy", "accuracy_generate"):
+        assert exam["same_adapter"][metric]["value"] == first["sets"]["exam"]["tuned"][metric]["value"]
+        assert exam["same_weights"][metric]["value"] == first["sets"]["exam"]["base"][metric]["value"]
+
+
+def test_endpoint_logprobs_pick_the_most_probable_option_letter():
+    from types import SimpleNamespace as NS
+
+    from medtune.eval.run import _from_logprobs
+    from medtune.eval.sets import ExamItem
+
+    item = ExamItem("q", "?", {"A": "a", "B": "b", "C": "c"}, frozenset("C"), "f:1")
+    first = NS(
+        top_logprobs=[
+            NS(token="答案", logprob=-0.1),
+            NS(token="B", logprob=-2.0),
+            NS(token=" C", logprob=-1.0),
+        ]
+    )
+    got = _from_logprobs(item, NS(content=[first]))
+    assert got.predicted == ["C"] and got.correct and got.how == "logprobs"
+    assert _from_logprobs(item, None) is None
+    assert _from_logprobs(item, NS(content=[NS(top_logprobs=[NS(token="好", logprob=-0.1)])])) is None
