@@ -62,10 +62,16 @@ def test_unknown_concept_in_a_rule_is_refused_by_rule_id(raw: dict) -> None:
         parse_rules(data, "test.yaml")
 
 
-def test_one_phrase_under_two_concepts_is_refused(raw: dict) -> None:
-    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "胸痛"])
-    with pytest.raises(RulesError, match="胸痛"):
+def test_a_cue_word_reused_as_a_symptom_is_refused(raw: dict) -> None:
+    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "没有"])
+    with pytest.raises(RulesError, match="没有"):
         parse_rules(data, "test.yaml")
+
+
+def test_a_symptom_word_shared_by_two_concepts_yields_both(raw: dict) -> None:
+    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "胸痛"])
+    engine = SafetyEngine(parse_rules(data, "test.yaml"))
+    assert {c for _, _, c in engine.tokens("胸痛")} >= {"chest_pain", "sweating"}
 
 
 def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:

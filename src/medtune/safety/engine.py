@@ -81,6 +81,8 @@ _END = ""  # trie key marking the end of a literal; text characters are never em
 # "我40岁，孩子…" is the asker's, so the child counts as a child of unknown age.
 _AGE_AFTER = 3
 _AGE_BEFORE = 2
+# The derived concept ``older_adult`` (delirium, falls): an explicit age of at least this many years.
+OLDER_ADULT_AGE = 65
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class RedFlag:
     rule_id: str
     category: str
     action: str
-    """``call_120`` | ``emergency_department`` | ``crisis_line``."""
+    """``call_120`` | ``emergency_department`` | ``crisis_line`` | ``poison_control``."""
     action_text: str
     """The Chinese line shown to the user."""
     matched: str
@@ -232,7 +234,9 @@ class SafetyEngine:
                 node = trie
                 for ch in phrase.pattern:
                     node = node.setdefault(ch, {})
-                node[_END] = phrase.concept
+                ends = node.get(_END, ())
+                if phrase.concept not in ends:
+                    node[_END] = (*ends, phrase.concept)
             else:
                 compiled = re.compile(phrase.pattern)
                 for ch in phrase.first_chars:
@@ -289,21 +293,35 @@ class SafetyEngine:
                     if concept is not None:
                         best_end, best = j, concept
             from_regex = False
+            lookalike = best is not None and LOOKALIKE in best
             # Inside a number ("120mg" at "2") a digit-led regex cannot match where it failed at the first
             # digit, since every one starts with \d+: skip the retries, which dominate dose-heavy text.
             if (
                 regexes is not None
-                and best != LOOKALIKE
+                and not lookalike
                 and not (i and text[i].isdigit() and text[i - 1].isdigit())
             ):
+                # Every regex that matches here counts, not only the longest: "咳出一大口鲜血" is both
+                # coughing blood and a large amount. A longer regex match replaces the literal; a tie keeps both.
+                matched = []
                 for pattern, concept in regexes:
                     m = pattern.match(text, i)
-                    if m is not None and m.end() > best_end:
-                        best_end, best, from_regex = m.end(), concept, True
+                    if m is not None and m.end() >= best_end:
+                        matched.append((m.end(), concept))
+                if matched:
+                    longest = max(end for end, _ in matched)
+                    if longest > best_end:
+                        best_end, from_regex = longest, True
+                        for end, concept in matched:
+                            out.append((i, end, concept))
+                        best = ()
+                    else:
+                        best = (*best, *(c for end, c in matched if c not in best))
             if best is None:
                 i += 1
                 continue
-            out.append((i, best_end, best))
+            for concept in best:
+                out.append((i, best_end, concept))
             if from_regex and self._inner:
                 self._inner_tokens(first, text, i + 1, best_end, out)
             i = best_end
@@ -321,9 +339,9 @@ class SafetyEngine:
             j = i
             while node is not None and j < stop:
                 j += 1
-                concept = node.get(_END)
-                if concept is not None and concept in self._inner:
-                    found = (i, j, concept)
+                for concept in node.get(_END, ()):
+                    if concept in self._inner:
+                        found = (i, j, concept)
                 node = node.get(text[j]) if j < stop else None
             if found is not None:
                 out.append(found)
@@ -487,10 +505,28 @@ class SafetyEngine:
         infant = self._infant(scan)
         if infant is not None:
             present["infant_under_3m"] = infant
+        for _, years, m in scan.ages:
+            if years >= OLDER_ADULT_AGE and not m.negated:
+                present["older_adult"] = m
+                break
         return present
 
+    @staticmethod
+    def _out_of_scope(scan: _Scan) -> bool:
+        """The question is not about a real person now: fiction, an exam item, a pet, or general knowledge.
+
+        Fiction (电视剧, 小说), exam wording (选择题, 下列哪项) and animals (狗狗, 宠物) always take the question
+        out of triage. A general "what should one do if someone ..." question (如果有人, 一般来说) does so only
+        while nothing anchors it to now (现在, 刚才, 正在): "如果有人胸痛怎么办" is education, "我爸现在胸痛，
+        如果有人胸痛怎么办" is not.
+        """
+        first = scan.first
+        if "scope_fiction" in first or "scope_exam" in first or "scope_pet" in first:
+            return True
+        return "scope_general" in first and "now_anchor" not in first
+
     def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
-        if not scan.first:
+        if not scan.first or self._out_of_scope(scan):
             return []
         present = self._with_derived(scan)
         flags = []
