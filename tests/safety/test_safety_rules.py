@@ -104,3 +104,18 @@ def test_a_clinician_extension_takes_effect(raw: dict, tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(extended, allow_unicode=True), encoding="utf-8")
     assert SafetyEngine.load(path).triage(question)[0].category == "unconscious"
+
+
+def test_every_coverage_row_names_existing_rules() -> None:
+    import re
+
+    table = (Path(__file__).resolve().parents[2] / "src" / "medtune" / "safety" / "COVERAGE.md").read_text(
+        encoding="utf-8"
+    )
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \|.*\| ([^|]*) \|$", table, flags=re.M)
+    assert len(rows) == 62
+    rule_ids = {rule.id for rule in load_rules().red_flags}
+    for row, cell in rows:
+        named = set(re.findall(r"\brf_[a-z0-9_]+", cell))
+        assert named, f"{row}: no rule named"
+        assert named <= rule_ids, f"{row}: unknown rules {named - rule_ids}"

@@ -81,6 +81,10 @@ _END = ""  # trie key marking the end of a literal; text characters are never em
 # "我40岁，孩子…" is the asker's, so the child counts as a child of unknown age.
 _AGE_AFTER = 3
 _AGE_BEFORE = 2
+# Longer texts are read as their head and tail only: the scan is linear, but a 1 MB "question" would still
+# take seconds, and a patient question or a model answer is a few thousand characters at most.
+MAX_SCAN_CHARS = 20_000
+_SCAN_TAIL = 4_000
 # The derived concept ``older_adult`` (delirium, falls): an explicit age of at least this many years.
 OLDER_ADULT_AGE = 65
 
@@ -122,6 +126,8 @@ class SafetyReport:
     findings: tuple[Finding, ...]
     referral: bool
     """The answer tells the user to seek urgent care (120, 急诊, 立即就医, crisis hotline)."""
+    truncated: bool = False
+    """A text was longer than :data:`MAX_SCAN_CHARS`: only its head and its last 4,000 characters were read."""
 
     @property
     def blocked(self) -> bool:
@@ -350,6 +356,11 @@ class SafetyEngine:
                 i += 1
 
     def _scan(self, text: str, answer: bool = False) -> _Scan:
+        if not isinstance(text, str):
+            raise TypeError(f"safety checks take text (str), not {type(text).__name__}")
+        if len(text) > MAX_SCAN_CHARS:
+            logger.warning("safety scan: %d characters, reading the head and tail only", len(text))
+            text = text[: MAX_SCAN_CHARS - _SCAN_TAIL] + "\n" + text[-_SCAN_TAIL:]
         norm = normalize(text)
         return self._analyse(norm, self.tokens(norm, answer))
 
@@ -657,7 +668,8 @@ class SafetyEngine:
         ascan = self._scan(answer, answer=True)
         flags = self._triage_scan(qscan)
         findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
-        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan))
+        truncated = len(question) > MAX_SCAN_CHARS or len(answer) > MAX_SCAN_CHARS
+        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan), truncated)
 
     def has_urgent_referral(self, answer: str) -> bool:
         """The answer tells the user to seek urgent care (120, 急诊, 立即就医, a crisis hotline)."""

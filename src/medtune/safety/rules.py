@@ -201,7 +201,11 @@ def normalize(text: str) -> str:
     Traditional to simplified characters, full-width to half-width, lower case, and temperatures written
     in words or split digits (三十九度八, 39度8) as decimals (39.8度).
     """
-    text = _COMPAT_RE.sub(_compat, _T2S.convert(text)).lower()
+    try:
+        text = _T2S.convert(text)
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
+        text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
+    text = _COMPAT_RE.sub(_compat, text).lower()
     if "度" in text:
         if "十" in text:
             text = _CN_TEMP_RE.sub(_cn_temp, text)
