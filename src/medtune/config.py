@@ -631,6 +631,19 @@ class ServeConfig:
     """Browser origins allowed to call the API (e.g. https://app.example.org); [] sends no CORS headers."""
     shutdown_grace_s: float = 5.0
     """On SIGTERM, answers still generating get this long to finish before they are cut off."""
+    triage_second_opinion: bool = False
+    """Ask a language model (``triage_base_url``) about questions the safety rules do not flag; it can only add
+    an emergency banner, never remove one (``medtune.safety.second_opinion``)."""
+    triage_base_url: str = "http://127.0.0.1:8000/v1"
+    """OpenAI-compatible endpoint for the triage second opinion (default: this project's own API)."""
+    triage_model: str = "medtune"
+    """Model name sent to the triage endpoint."""
+    triage_api_key_env: str | None = "MEDTUNE_TRIAGE_API_KEY"
+    """Environment variable holding the triage endpoint's key (never the key itself); None sends no key."""
+    triage_timeout_s: float = 5.0
+    """Seconds to wait for a triage verdict; a late one adds nothing."""
+    triage_cache_dir: str | None = "runs/triage_cache"
+    """Verdicts cached on disk by the hash of prompt, model and question; None keeps no cache."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -657,6 +670,10 @@ class ServeConfig:
             )
         if not 0.0 <= self.temperature <= 2.0 or not 0.0 < self.top_p <= 1.0:
             raise ConfigError("serve.temperature must be in [0, 2] and serve.top_p in (0, 1]")
+        if self.triage_timeout_s <= 0:
+            raise ConfigError(f"serve.triage_timeout_s must be positive, got {self.triage_timeout_s}")
+        if self.triage_second_opinion and not self.triage_base_url:
+            raise ConfigError("serve.triage_second_opinion needs serve.triage_base_url")
 
 
 @dataclass
