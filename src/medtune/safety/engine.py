@@ -211,6 +211,7 @@ class SafetyEngine:
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
         self._first_question = self._build_scanner(rules.phrases)
+        self._nest_meanings(self._first_question, rules.symptom_concepts | rules.drug_groups)
         self._first_answer = self._build_scanner(
             [p for p in rules.phrases if p.concept not in rules.symptom_concepts]
         )
@@ -248,6 +249,50 @@ class SafetyEngine:
                 for ch in phrase.first_chars:
                     regexes.setdefault(ch, []).append((compiled, phrase.concept))
         return {ch: (trie.get(ch), regexes.get(ch)) for ch in set(trie) | set(regexes)}
+
+    @staticmethod
+    def _nest_meanings(scanner: dict[str, tuple[dict | None, list | None]], content: frozenset[str]) -> None:
+        """A symptom word keeps the meanings of the symptom words inside it.
+
+        The longest literal wins at a position, so "前胸后背" (a large area, for burns) would hide "前胸" (the
+        chest) and "后背" (the back); "疼得满头大汗" would hide the sweating. Each literal whose concepts are
+        all content (symptoms, drugs) also carries the content concepts of every shorter literal inside it.
+        Cue words (negation, time, populations) and look-alikes are left alone: their words mean just that.
+        """
+        literals: list[tuple[str, dict]] = []
+
+        def walk(prefix: str, node: dict) -> None:
+            for ch, child in node.items():
+                if ch == _END:
+                    continue
+                if _END in child:
+                    literals.append((prefix + ch, child))
+                walk(prefix + ch, child)
+
+        for first_char, (trie, _) in scanner.items():
+            if trie is not None:
+                if _END in trie:
+                    literals.append((first_char, trie))
+                walk(first_char, trie)
+        inner_meanings: list[tuple[dict, tuple[str, ...]]] = []
+        for text, node in literals:
+            if not set(node[_END]) <= content:
+                continue
+            found: list[str] = []
+            for j in range(len(text)):
+                entry = scanner.get(text[j])
+                sub = entry[0] if entry is not None else None
+                k = j
+                while sub is not None:
+                    k += 1
+                    if (j, k) != (0, len(text)):
+                        found += [c for c in sub.get(_END, ()) if c in content and c not in found]
+                    sub = sub.get(text[k]) if k < len(text) else None
+            extra = tuple(c for c in found if c not in node[_END])
+            if extra:
+                inner_meanings.append((node, extra))
+        for node, extra in inner_meanings:  # after the walk, so that meanings do not chain through edits
+            node[_END] = (*node[_END], *extra)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SafetyEngine:
