@@ -338,3 +338,37 @@ def test_check_matches_triage_and_check_answer(engine: SafetyEngine) -> None:
 
 def test_default_engine_is_built_once() -> None:
     assert default_engine() is default_engine()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "电视剧里男主突然胸口疼倒地，满头大汗，这是心梗吗",  # fiction
+        "选择题：患者胸痛伴大汗30分钟，下列哪项处理正确",  # exam
+        "我家狗狗突然抽搐口吐白沫怎么办",  # a pet
+        "如果有人胸痛出汗，应该怎么急救？",  # general knowledge
+        "跑完步喘得厉害，休息几分钟就好了",  # self-limited (``unless``)
+        "孩子误吞了一颗西瓜子，会有事吗",  # harmless object (``unless``)
+        "今天考试太难了，笑死我了，累死了",  # idioms
+    ],
+)
+def test_out_of_scope_and_harmless_questions_are_not_flagged(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question) == []
+
+
+def test_a_general_question_anchored_to_now_is_still_flagged(engine: SafetyEngine) -> None:
+    assert engine.triage("我爸现在胸口疼，满头大汗，如果有人胸痛怎么办")
+
+
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        ("我爸胸口疼，滿頭大汗", "chest_pain"),  # traditional characters
+        ("xiongkou teng, 出冷汗, 我爸69岁", "chest_pain"),  # pinyin and English
+        ("宝宝出生四十天，发烧三十八度二", "infant_fever"),  # numbers in words
+        ("前胸后背像被撕开一样疼", "chest_pain"),  # a long word keeps the words inside it
+        ("佢突然讲嘢唔清楚，半边身冇力", "stroke"),  # Cantonese
+    ],
+)
+def test_patient_wordings_are_read(engine: SafetyEngine, question: str, category: str) -> None:
+    assert category in categories(engine.triage(question))

@@ -119,3 +119,15 @@ def test_every_coverage_row_names_existing_rules() -> None:
         named = set(re.findall(r"\brf_[a-z0-9_]+", cell))
         assert named, f"{row}: no rule named"
         assert named <= rule_ids, f"{row}: unknown rules {named - rule_ids}"
+
+
+def test_unless_names_known_concepts(raw: dict) -> None:
+    data = _broken(raw, red_flags__0__unless=["no_such_concept"])
+    with pytest.raises(RulesError, match=r"rf_chest_pain_plus.*no_such_concept"):
+        parse_rules(data, "test.yaml")
+
+
+def test_unless_stops_a_rule(raw: dict) -> None:
+    engine = SafetyEngine(parse_rules(_broken(raw, red_flags__0__unless=["sudden"]), "test.yaml"))
+    assert "rf_chest_pain_plus" not in {f.rule_id for f in engine.triage("我爸突然胸口疼，满头大汗")}
+    assert "rf_chest_pain_plus" in {f.rule_id for f in engine.triage("我爸胸口疼，满头大汗")}

@@ -587,7 +587,7 @@ class SafetyEngine:
         present = self._with_derived(scan)
         flags = []
         for rule, trigger in self._red_flag_triggers:
-            if trigger.isdisjoint(present):
+            if trigger.isdisjoint(present) or (rule.unless and not present.keys().isdisjoint(rule.unless)):
                 continue
             matched: list[str] = []
             for group in rule.when:

@@ -116,6 +116,8 @@ class RedFlagRule:
     when: tuple[tuple[str, ...], ...]
     """All groups must hold; a group holds when any of its concepts is mentioned (not negated, not history)."""
     rationale: str
+    unless: tuple[str, ...] = ()
+    """The rule does not fire when any of these concepts is mentioned ("休息一下就好了" after breathlessness)."""
 
 
 @dataclass(frozen=True)
@@ -409,8 +411,17 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown = [c for group in when for c in group if c not in concepts]
         if unknown:
             raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
+        unless_raw = entry.get("unless") or []
+        if not isinstance(unless_raw, list):
+            raise RulesError(f"{source}: rule {rule_id!r}: 'unless' must be a list of concepts")
+        unless = tuple(str(c) for c in unless_raw)
+        unknown = [c for c in unless if c not in concepts]
+        if unknown:
+            raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
         red_flags.append(
-            RedFlagRule(rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)))
+            RedFlagRule(
+                rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)), unless
+            )
         )
 
     advice: list[AdviceRule] = []
