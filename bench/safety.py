@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from medtune.safety import SafetyEngine, SafetyReport, evaluate_labelled
+from medtune.safety.engine import _END
 from medtune.safety.rules import LOOKALIKE, RuleSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,15 @@ class NaiveEngine(SafetyEngine):
             for p in rules.phrases
         ]
         self._patterns_answer = [t for t in self._patterns_question if t[1] not in rules.symptom_concepts]
+        # The meanings a question word carries, nested ones included ("前胸后背" is also the chest and the
+        # back): read once from the engine's table, so the baseline times only the finding of phrases.
+        self._meanings: dict[str, tuple[str, ...]] = {}
+        for phrase in rules.phrases:
+            if phrase.literal:
+                node = self._first_question[phrase.pattern[0]][0]
+                for ch in phrase.pattern[1:]:
+                    node = node[ch]
+                self._meanings[phrase.pattern] = node[_END]
 
     def tokens(self, text: str, answer: bool = False) -> list[tuple[int, int, str]]:
         by_start: dict[int, list[tuple[int, str, bool]]] = {}
@@ -57,8 +67,10 @@ class NaiveEngine(SafetyEngine):
                 continue
             here = by_start[start]
             lits = [(e, c) for e, c, lit in here if lit]
+            if not answer:
+                lits = [(e, m) for e, _ in lits for m in self._meanings[text[start:e]]]
             lit_end = max((e for e, _ in lits), default=0)
-            best = [c for e, c in lits if e == lit_end]
+            best = list(dict.fromkeys(c for e, c in lits if e == lit_end))
             if LOOKALIKE in best:
                 out.append((start, lit_end, LOOKALIKE))
                 cursor = lit_end

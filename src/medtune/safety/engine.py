@@ -218,7 +218,12 @@ class SafetyEngine:
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
         self._rule_drugs = {rule.id: self._expand_drugs(rule.drugs) for rule in rules.advice}
-        self._red_flag_triggers = [(rule, frozenset(rule.when[0])) for rule in rules.red_flags]
+        # Concept -> positions of the rules whose first group names it: a question wakes only the few rules it
+        # can satisfy, not all hundred-odd.
+        self._rules_by_trigger: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules.red_flags):
+            for concept in rule.when[0]:
+                self._rules_by_trigger.setdefault(concept, []).append(index)
         logger.debug(
             "safety rules %s: %d phrases, %d red-flag rules, %d advice rules",
             rules.source,
@@ -586,8 +591,12 @@ class SafetyEngine:
             return []
         present = self._with_derived(scan)
         flags = []
-        for rule, trigger in self._red_flag_triggers:
-            if trigger.isdisjoint(present) or (rule.unless and not present.keys().isdisjoint(rule.unless)):
+        by_trigger = self._rules_by_trigger
+        woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
+        red_flags = self.rules.red_flags
+        for index in sorted(woken):
+            rule = red_flags[index]
+            if rule.unless and not present.keys().isdisjoint(rule.unless):
                 continue
             matched: list[str] = []
             for group in rule.when:
