@@ -634,8 +634,10 @@ class ServeConfig:
     triage_second_opinion: bool = False
     """Ask a language model (``triage_base_url``) about questions the safety rules do not flag; it can only add
     an emergency banner, never remove one (``medtune.safety.second_opinion``)."""
-    triage_base_url: str = "http://127.0.0.1:8000/v1"
-    """OpenAI-compatible endpoint for the triage second opinion (default: this project's own API)."""
+    triage_base_url: str | None = None
+    """OpenAI-compatible endpoint for the triage second opinion (e.g. http://127.0.0.1:8001/v1). Not this
+    server's own API when it runs one generation at a time: the triage call would wait behind the request
+    that made it, until the timeout."""
     triage_model: str = "medtune"
     """Model name sent to the triage endpoint."""
     triage_api_key_env: str | None = "MEDTUNE_TRIAGE_API_KEY"

@@ -89,7 +89,19 @@ def test_parse_verdict_is_strict() -> None:
 def test_config_switch_is_off_by_default_and_reads_the_key_from_the_environment(monkeypatch) -> None:
     assert SecondOpinion.from_config(ServeConfig()) is None
     monkeypatch.setenv("MY_TRIAGE_KEY", "secret")
-    cfg = ServeConfig(triage_second_opinion=True, triage_api_key_env="MY_TRIAGE_KEY", triage_cache_dir=None)
+    cfg = ServeConfig(
+        triage_second_opinion=True,
+        triage_base_url="http://127.0.0.1:9/v1",
+        triage_api_key_env="MY_TRIAGE_KEY",
+        triage_cache_dir=None,
+    )
     second = SecondOpinion.from_config(cfg)
     assert second is not None and second._client.headers["authorization"] == "Bearer secret"
     second.close()
+
+
+def test_switching_it_on_without_an_endpoint_is_refused() -> None:
+    from medtune.config import ConfigError
+
+    with pytest.raises(ConfigError, match="triage_base_url"):
+        ServeConfig(triage_second_opinion=True)

@@ -10,7 +10,8 @@ It can only **add** an emergency banner, never remove one: a question the rules 
 answer that is late, malformed or not ``true`` adds nothing. Replies are cached on disk by the hash of the
 prompt, model and question, so a repeated question costs no second call. Off unless
 ``serve.triage_second_opinion`` is true; the key is read from the environment variable that
-``serve.triage_api_key_env`` names, never from the config file.
+``serve.triage_api_key_env`` names, never from the config file. ``medtune serve`` wires it into the
+shared ChatEngine (the banner streams first, as for the rules).
 
     opinion = SecondOpinion.from_config(cfg.serve)
     flags = opinion.triage(question, engine.triage(question)) if opinion else engine.triage(question)
