@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from medtune.safety import SafetyEngine, SafetyReport, evaluate_labelled
+from medtune.safety.engine import _END
 from medtune.safety.rules import LOOKALIKE, RuleSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,27 +43,60 @@ class NaiveEngine(SafetyEngine):
             for p in rules.phrases
         ]
         self._patterns_answer = [t for t in self._patterns_question if t[1] not in rules.symptom_concepts]
+        # The meanings a question word carries, nested ones included ("前胸后背" is also the chest and the
+        # back): read once from the engine's table, so the baseline times only the finding of phrases.
+        self._meanings: dict[str, tuple[str, ...]] = {}
+        for phrase in rules.phrases:
+            if phrase.literal:
+                node = self._first_question[phrase.pattern[0]][0]
+                for ch in phrase.pattern[1:]:
+                    node = node[ch]
+                self._meanings[phrase.pattern] = node[_END]
 
     def tokens(self, text: str, answer: bool = False) -> list[tuple[int, int, str]]:
-        found = []
+        by_start: dict[int, list[tuple[int, str, bool]]] = {}
         for pattern, concept, literal in self._patterns_answer if answer else self._patterns_question:
             for m in pattern.finditer(text):
-                found.append((m.start(), m.end(), concept, literal))
-        # Same precedence as the engine: leftmost; a look-alike first; then longest; a literal on a tie.
-        found.sort(key=lambda t: (t[0], t[2] != LOOKALIKE, t[0] - t[1], not t[3]))
+                by_start.setdefault(m.start(), []).append((m.end(), concept, literal))
+        # Same precedence as the engine: leftmost; a look-alike wins; else the longest literal (every concept
+        # listing it) unless a regex match is longer, in which case every regex match there counts.
         out: list[tuple[int, int, str]] = []
-        end = 0
-        for start, stop, concept, literal in found:
-            if start < end:
+        cursor = 0
+        for start in sorted(by_start):
+            if start < cursor:
                 continue
-            out.append((start, stop, concept))
-            end = stop
-            if not literal:  # modifiers swallowed by a regex match still count, as in the engine
-                inner_end = start + 1
-                for s2, e2, c2, lit2 in found:
-                    if lit2 and c2 in self.rules.inner_concepts and s2 >= inner_end and e2 <= stop:
-                        out.append((s2, e2, c2))
-                        inner_end = e2
+            here = by_start[start]
+            lits = [(e, c) for e, c, lit in here if lit]
+            if not answer:
+                lits = [(e, m) for e, _ in lits for m in self._meanings[text[start:e]]]
+            lit_end = max((e for e, _ in lits), default=0)
+            best = list(dict.fromkeys(c for e, c in lits if e == lit_end))
+            if LOOKALIKE in best:
+                out.append((start, lit_end, LOOKALIKE))
+                cursor = lit_end
+                continue
+            regs = [(e, c) for e, c, lit in here if not lit and e >= lit_end]
+            if not (start and text[start].isdigit() and text[start - 1].isdigit()) and regs:
+                longest = max(e for e, _ in regs)
+                if longest > lit_end:
+                    out.extend((start, e, c) for e, c in regs)
+                    cursor = longest
+                    inner_end = start + 1
+                    for s2 in sorted(by_start):
+                        if inner_end <= s2 < longest:
+                            for e2, c2, lit2 in by_start[s2]:
+                                if (
+                                    lit2
+                                    and c2 in self.rules.inner_concepts
+                                    and s2 >= inner_end
+                                    and e2 <= longest
+                                ):
+                                    out.append((s2, e2, c2))
+                                    inner_end = e2
+                    continue
+                best += [c for e, c in regs if e == lit_end and c not in best]
+            out.extend((start, lit_end, c) for c in best)
+            cursor = lit_end
         out.sort(key=lambda t: t[0])
         return out
 
@@ -156,7 +190,8 @@ def main() -> None:
     )
     print(
         "  note: the rules were extended on every round of this set; red-flag recall on each fresh round at "
-        "first measurement was 0.35, 0.30, 0.55 (see tests/safety/test_safety_labelled.py)"
+        "first measurement was 0.35, 0.30, 0.55, then 0.94, 0.85, 0.90, 0.68, 0.95 (rounds 5-10, "
+        "see tests/safety/test_safety_labelled.py)"
     )
 
 

@@ -697,6 +697,21 @@ class ServeConfig:
     """Browser origins allowed to call the API (e.g. https://app.example.org); [] sends no CORS headers."""
     shutdown_grace_s: float = 5.0
     """On SIGTERM, answers still generating get this long to finish before they are cut off."""
+    triage_second_opinion: bool = False
+    """Ask a language model (``triage_base_url``) about questions the safety rules do not flag; it can only add
+    an emergency banner, never remove one (``medtune.safety.second_opinion``)."""
+    triage_base_url: str | None = None
+    """OpenAI-compatible endpoint for the triage second opinion (e.g. http://127.0.0.1:8001/v1). Not this
+    server's own API when it runs one generation at a time: the triage call would wait behind the request
+    that made it, until the timeout."""
+    triage_model: str = "medtune"
+    """Model name sent to the triage endpoint."""
+    triage_api_key_env: str | None = "MEDTUNE_TRIAGE_API_KEY"
+    """Environment variable holding the triage endpoint's key (never the key itself); None sends no key."""
+    triage_timeout_s: float = 5.0
+    """Seconds to wait for a triage verdict; a late one adds nothing."""
+    triage_cache_dir: str | None = "runs/triage_cache"
+    """Verdicts cached on disk by the hash of prompt, model and question; None keeps no cache."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -726,6 +741,10 @@ class ServeConfig:
         for key in ("port", "api_port"):
             if not 1 <= getattr(self, key) <= 65535:
                 raise ConfigError(f"serve.{key} must be in [1, 65535], got {getattr(self, key)}")
+        if self.triage_timeout_s <= 0:
+            raise ConfigError(f"serve.triage_timeout_s must be positive, got {self.triage_timeout_s}")
+        if self.triage_second_opinion and not self.triage_base_url:
+            raise ConfigError("serve.triage_second_opinion needs serve.triage_base_url")
 
 
 @dataclass

@@ -107,3 +107,84 @@ def test_bad_rules_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -
     rules.write_text("version: 1\n", encoding="utf-8")
     assert main([str(path), "--rules", str(rules)]) == 2
     assert "rules.yaml" in capsys.readouterr().err
+
+
+SPLIT = [
+    {
+        "id": "d1",
+        "question": "我爸突然胸口疼，满头大汗",
+        "answer": "请立即拨打120。",
+        "red_flag": "chest_pain",
+        "dangerous": [],
+        "split": "round5",
+        "coverage_row": "acs_chest_pain",
+    },
+    {
+        "id": "d2",
+        "question": "如果有人胸痛怎么办",
+        "answer": "请拨打120。",
+        "red_flag": None,
+        "dangerous": [],
+        "split": "round1",
+        "coverage_row": "acs_chest_pain",
+    },
+    {
+        "id": "f1",
+        "question": "刚才石灰溅到眼睛里了",
+        "answer": "立即冲洗后去急诊。",
+        "red_flag": "chemical_eye_injury",
+        "dangerous": [],
+        "split": "frozen",
+        "coverage_row": "chemical_eye_injury",
+    },
+    {
+        "id": "f2",
+        "question": "头有点晕，已经好了",
+        "answer": "注意休息。",
+        "red_flag": "stroke_fast",
+        "dangerous": [],
+        "split": "frozen",
+        "coverage_row": "stroke_fast",
+    },
+    {
+        "id": "f3",
+        "question": "电视剧里主角胸口疼倒地了",
+        "answer": "这是剧情。",
+        "red_flag": None,
+        "dangerous": [],
+        "split": "frozen",
+        "coverage_row": "acs_chest_pain",
+    },
+]
+
+
+def test_split_file_prints_dev_and_frozen_parts_with_per_row_recall(tmp_path: Path, capsys) -> None:
+    path = write_jsonl(tmp_path / "split.jsonl", SPLIT)
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    dev = next(line for line in out.splitlines() if line.startswith("[dev] 2 records"))
+    frozen = next(line for line in out.splitlines() if line.startswith("[frozen] 3 records"))
+    assert "recall 1.000 precision 1.000" in dev
+    assert "recall 0.500 precision 1.000" in frozen
+    frozen_table = out.split("[frozen]")[-1]
+    assert "chemical_eye_injury" in frozen_table and "stroke_fast" in frozen_table
+    row = next(line for line in frozen_table.splitlines() if line.strip().startswith("stroke_fast"))
+    assert row.split()[1:4] == ["1", "0", "0.000"]
+    # Per-row recall of the dev part only on request.
+    assert "coverage row" not in out[out.index("[dev]") : out.index("[frozen]")]
+
+
+def test_coverage_flag_adds_the_dev_rows(tmp_path: Path, capsys) -> None:
+    path = write_jsonl(tmp_path / "split.jsonl", SPLIT)
+    assert main([str(path), "--coverage"]) == 0
+    out = capsys.readouterr().out
+    dev_part = out[out.index("[dev]") : out.index("[frozen]")]
+    row = next(line for line in dev_part.splitlines() if line.strip().startswith("acs_chest_pain"))
+    assert row.split()[1:] == ["1", "1", "1.000", "1", "0"]
+
+
+def test_frozen_records_are_never_listed_as_disagreements(tmp_path: Path, capsys) -> None:
+    path = write_jsonl(tmp_path / "split.jsonl", SPLIT)
+    assert main([str(path), "--show-errors", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "头有点晕" not in out and "f2" not in out

@@ -37,6 +37,26 @@ ONE_PER_CATEGORY = {
     "unconscious": "我爸突然晕倒了，叫他没反应",
     "thunderclap_headache": "刚才突然头痛欲裂，从来没这么疼过",
     "severe_injury": "孩子撞到头后吐了两次，一直想睡觉",
+    "cardiac_arrhythmia": "刚才心慌得厉害，心跳180，眼前一黑差点晕倒",
+    "burns": "孩子被开水烫到，前胸后背起了一大片水泡",
+    "heat_cold": "工地上中暑了，浑身滚烫不出汗，开始说胡话",
+    "foreign_body": "3岁儿子把遥控器里的纽扣电池吞下去了",
+    "bites_stings": "爸爸在地里被蛇咬了，脚背上两个牙印",
+    "psychiatric_danger": "我哥精神分裂症犯病了，拿着菜刀要砍人",
+    "sepsis": "我妈尿路感染发烧，现在血压80/50，说胡话",
+    "child_unwell": "宝宝拉肚子两天，一天没尿，哭没眼泪，精神萎靡",
+    "postpartum": "生完孩子第三天，一个小时湿透两片卫生巾",
+    "acute_abdomen": "肚子疼了一天，今天肚子硬得像木板，一碰就疼",
+    "testicular": "儿子半夜突然一侧睾丸剧痛，肿起来了",
+    "diabetes": "糖尿病打胰岛素，刚才血糖2.1，现在叫不醒",
+    "anticoagulant": "我爸吃华法林，今天摔了一跤磕到头，看着没事",
+    "eye": "装修时石灰溅到眼睛里了",
+    "pulmonary_embolism": "刚做完膝关节手术一周，今天突然喘不上气，胸口疼",
+    "hypertensive": "量血压200/120，头痛得厉害还吐了",
+    "spinal": "腰疼了一周，现在屁股周围发麻，尿不出来",
+    "urinary": "一整天尿不出来，小肚子胀得难受",
+    "elderly": "82岁奶奶今天突然说胡话，不认识人了",
+    "limb": "右腿突然冰凉发白，疼得厉害",
 }
 
 
@@ -318,3 +338,37 @@ def test_check_matches_triage_and_check_answer(engine: SafetyEngine) -> None:
 
 def test_default_engine_is_built_once() -> None:
     assert default_engine() is default_engine()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "电视剧里男主突然胸口疼倒地，满头大汗，这是心梗吗",  # fiction
+        "选择题：患者胸痛伴大汗30分钟，下列哪项处理正确",  # exam
+        "我家狗狗突然抽搐口吐白沫怎么办",  # a pet
+        "如果有人胸痛出汗，应该怎么急救？",  # general knowledge
+        "跑完步喘得厉害，休息几分钟就好了",  # self-limited (``unless``)
+        "孩子误吞了一颗西瓜子，会有事吗",  # harmless object (``unless``)
+        "今天考试太难了，笑死我了，累死了",  # idioms
+    ],
+)
+def test_out_of_scope_and_harmless_questions_are_not_flagged(engine: SafetyEngine, question: str) -> None:
+    assert engine.triage(question) == []
+
+
+def test_a_general_question_anchored_to_now_is_still_flagged(engine: SafetyEngine) -> None:
+    assert engine.triage("我爸现在胸口疼，满头大汗，如果有人胸痛怎么办")
+
+
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        ("我爸胸口疼，滿頭大汗", "chest_pain"),  # traditional characters
+        ("xiongkou teng, 出冷汗, 我爸69岁", "chest_pain"),  # pinyin and English
+        ("宝宝出生四十天，发烧三十八度二", "infant_fever"),  # numbers in words
+        ("前胸后背像被撕开一样疼", "chest_pain"),  # a long word keeps the words inside it
+        ("佢突然讲嘢唔清楚，半边身冇力", "stroke"),  # Cantonese
+    ],
+)
+def test_patient_wordings_are_read(engine: SafetyEngine, question: str, category: str) -> None:
+    assert category in categories(engine.triage(question))

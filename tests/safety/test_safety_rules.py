@@ -62,10 +62,16 @@ def test_unknown_concept_in_a_rule_is_refused_by_rule_id(raw: dict) -> None:
         parse_rules(data, "test.yaml")
 
 
-def test_one_phrase_under_two_concepts_is_refused(raw: dict) -> None:
-    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "胸痛"])
-    with pytest.raises(RulesError, match="胸痛"):
+def test_a_cue_word_reused_as_a_symptom_is_refused(raw: dict) -> None:
+    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "没有"])
+    with pytest.raises(RulesError, match="没有"):
         parse_rules(data, "test.yaml")
+
+
+def test_a_symptom_word_shared_by_two_concepts_yields_both(raw: dict) -> None:
+    data = _broken(raw, symptoms__sweating=[*raw["symptoms"]["sweating"], "胸痛"])
+    engine = SafetyEngine(parse_rules(data, "test.yaml"))
+    assert {c for _, _, c in engine.tokens("胸痛")} >= {"chest_pain", "sweating"}
 
 
 def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:
@@ -98,3 +104,30 @@ def test_a_clinician_extension_takes_effect(raw: dict, tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(extended, allow_unicode=True), encoding="utf-8")
     assert SafetyEngine.load(path).triage(question)[0].category == "unconscious"
+
+
+def test_every_coverage_row_names_existing_rules() -> None:
+    import re
+
+    table = (Path(__file__).resolve().parents[2] / "src" / "medtune" / "safety" / "COVERAGE.md").read_text(
+        encoding="utf-8"
+    )
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \|.*\| ([^|]*) \|$", table, flags=re.M)
+    assert len(rows) == 62
+    rule_ids = {rule.id for rule in load_rules().red_flags}
+    for row, cell in rows:
+        named = set(re.findall(r"\brf_[a-z0-9_]+", cell))
+        assert named, f"{row}: no rule named"
+        assert named <= rule_ids, f"{row}: unknown rules {named - rule_ids}"
+
+
+def test_unless_names_known_concepts(raw: dict) -> None:
+    data = _broken(raw, red_flags__0__unless=["no_such_concept"])
+    with pytest.raises(RulesError, match=r"rf_chest_pain_plus.*no_such_concept"):
+        parse_rules(data, "test.yaml")
+
+
+def test_unless_stops_a_rule(raw: dict) -> None:
+    engine = SafetyEngine(parse_rules(_broken(raw, red_flags__0__unless=["sudden"]), "test.yaml"))
+    assert "rf_chest_pain_plus" not in {f.rule_id for f in engine.triage("我爸突然胸口疼，满头大汗")}
+    assert "rf_chest_pain_plus" in {f.rule_id for f in engine.triage("我爸胸口疼，满头大汗")}

@@ -143,3 +143,46 @@ def test_history_is_fed_back_without_serving_annotations(safe_engine):
     prompt = safe_engine.prompt_text("还需要注意什么", history)
     assert "一、病情分析\n考虑心梗可能" in prompt
     assert "【紧急提示】" not in prompt and DISCLAIMER not in prompt
+
+
+class _SeesAnEmergency:
+    """A stand-in second opinion (the real one is tested against the fake OpenAI server in tests/safety)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def triage(self, question, flags):
+        from medtune.safety import RedFlag
+
+        self.asked.append(question)
+        if flags:
+            return list(flags)
+        return [
+            RedFlag(
+                "second_opinion",
+                "模型复核提示可能属于急症",
+                "emergency_department",
+                "请立即前往急诊。",
+                "",
+                "",
+            )
+        ]
+
+
+def test_second_opinion_adds_a_banner_the_rules_missed_and_is_not_asked_when_they_flag(
+    safe_engine, monkeypatch
+):
+    from medtune.safety import DISCLAIMER
+
+    opinion = _SeesAnEmergency()
+    safe_engine.second_opinion = opinion
+    monkeypatch.setattr(safe_engine, "stream", lambda *a, **k: iter(["多喝水，注意休息。"]))
+    try:
+        pieces = list(safe_engine.reply_stream("肚子有点说不上来的怪", settings=settings(4)))
+        assert pieces[0].startswith("【紧急提示】") and "急诊" in pieces[0]
+        text = "".join(pieces)
+        assert text.count("多喝水，注意休息。") == 1 and text.rstrip().endswith(DISCLAIMER)
+        safe_engine.reply("我爸突然胸口剧痛，满头大汗", settings=settings(4))
+        assert opinion.asked == ["肚子有点说不上来的怪"]
+    finally:
+        safe_engine.second_opinion = None

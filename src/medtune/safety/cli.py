@@ -5,8 +5,12 @@
 
 Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
 labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the
-confusion table, per-category recall and per-kind dangerous-advice recall. A malformed input stops with
-one line naming FILE:LINE and exit code 2.
+confusion table, per-category recall and per-kind dangerous-advice recall. When records carry a ``split``,
+the figures are also printed per part: ``dev`` (every split but ``frozen``: the rules may be tuned on it) and
+``frozen`` (the held-out test set), with recall per coverage row (``coverage_row``) for the frozen part, and
+for the dev part with ``--coverage``. Disagreements are listed for the dev part only: the frozen part is
+reported as figures, never record by record. A malformed input stops with one line naming FILE:LINE and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--show-errors", type=int, default=20, help="labelled disagreements to print (default 20)"
+    )
+    parser.add_argument(
+        "--coverage",
+        action="store_true",
+        help="also print recall per coverage row for the dev part (always printed for the frozen part)",
     )
     return parser
 
@@ -157,6 +166,37 @@ def _print_labelled(ev: LabelledEval, by_split: dict[str, LabelledEval], show_er
             print(f"  {error.get('id') or '-'}: {error.get('question')}  -> {detail}")
 
 
+FROZEN = "frozen"
+
+
+def part_of(record: dict[str, Any]) -> str:
+    """``frozen`` for the held-out test records, ``dev`` for every other split."""
+    return FROZEN if str(record.get("split")) == FROZEN else "dev"
+
+
+def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
+    for name in sorted(parts, key=lambda p: p == FROZEN):
+        ev = parts[name]
+        print()
+        print(
+            f"[{name}] {ev.n} records   red flags: recall {_pct(ev.red_flag_recall)} "
+            f"precision {_pct(ev.red_flag_precision)} (tp {ev.rf_tp} fn {ev.rf_fn} fp {ev.rf_fp} tn {ev.rf_tn})"
+        )
+        print(
+            f"[{name}] dangerous advice: recall {_pct(ev.dangerous_recall)}   clean answers flagged: "
+            f"{ev.clean_flagged}/{ev.clean_records} ({_pct(ev.dangerous_false_positive_rate)})"
+        )
+        if ev.rf_by_row and (coverage or name == FROZEN):
+            print(
+                f"  {'coverage row':<30} {'support':>7} {'detected':>8} {'recall':>6} {'negatives':>9} {'false alarms':>12}"
+            )
+            for row, counts in sorted(ev.rf_by_row.items()):
+                print(
+                    f"  {row:<30} {counts['support']:>7} {counts['detected']:>8} {_pct(ev.row_recall(row)):>6} "
+                    f"{counts['negatives']:>9} {counts['false_alarms']:>12}"
+                )
+
+
 def run_check(args: argparse.Namespace) -> int:
     path = Path(args.file)
     records = read_records(path, args.question_field, args.answer_field)
@@ -164,6 +204,7 @@ def run_check(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     ev = LabelledEval()
     by_split: dict[str, LabelledEval] = {}
+    parts: dict[str, LabelledEval] = {}
     for lineno, record in records:
         question = record.get(args.question_field) or ""
         answer = record.get(args.answer_field) or ""
@@ -184,19 +225,26 @@ def run_check(args: argparse.Namespace) -> int:
             }
         )
         if has_labels(record):
-            score_record(ev, record, report)
+            held_out = part_of(record) == FROZEN
+            score_record(ev, record, report, keep_errors=not held_out)
             if "split" in record:
-                score_record(by_split.setdefault(str(record["split"]), LabelledEval()), record, report)
+                score_record(
+                    by_split.setdefault(str(record["split"]), LabelledEval()), record, report, not held_out
+                )
+                score_record(parts.setdefault(part_of(record), LabelledEval()), record, report, not held_out)
     print(f"{path}: checked with {engine.rules.source}")
     summary = _print_summary(results)
     if ev.n:
         _print_labelled(ev, by_split, args.show_errors)
+    if parts:
+        _print_parts(parts, args.coverage)
     if args.json_out:
         out = {
             "file": str(path),
             "rules": engine.rules.source,
             "summary": summary,
             "labelled": ev.summary() if ev.n else None,
+            "parts": {name: part.summary() for name, part in parts.items()},
             "records": results,
         }
         Path(args.json_out).write_text(json.dumps(out, ensure_ascii=False, indent=2), encoding="utf-8")

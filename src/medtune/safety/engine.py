@@ -82,6 +82,12 @@ _END = ""  # trie key marking the end of a literal; text characters are never em
 # "我40岁，孩子…" is the asker's, so the child counts as a child of unknown age.
 _AGE_AFTER = 3
 _AGE_BEFORE = 2
+# Longer texts are read as their head and tail only: the scan is linear, but a 1 MB "question" would still
+# take seconds, and a patient question or a model answer is a few thousand characters at most.
+MAX_SCAN_CHARS = 20_000
+_SCAN_TAIL = 4_000
+# The derived concept ``older_adult`` (delirium, falls): an explicit age of at least this many years.
+OLDER_ADULT_AGE = 65
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class RedFlag:
     rule_id: str
     category: str
     action: str
-    """``call_120`` | ``emergency_department`` | ``crisis_line``."""
+    """``call_120`` | ``emergency_department`` | ``crisis_line`` | ``poison_control``."""
     action_text: str
     """The Chinese line shown to the user."""
     matched: str
@@ -121,6 +127,8 @@ class SafetyReport:
     findings: tuple[Finding, ...]
     referral: bool
     """The answer tells the user to seek urgent care (120, 急诊, 立即就医, crisis hotline)."""
+    truncated: bool = False
+    """A text was longer than :data:`MAX_SCAN_CHARS`: only its head and its last 4,000 characters were read."""
 
     @property
     def blocked(self) -> bool:
@@ -204,13 +212,19 @@ class SafetyEngine:
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
         self._first_question = self._build_scanner(rules.phrases)
+        self._nest_meanings(self._first_question, rules.symptom_concepts | rules.drug_groups)
         self._first_answer = self._build_scanner(
             [p for p in rules.phrases if p.concept not in rules.symptom_concepts]
         )
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
         self._rule_drugs = {rule.id: self._expand_drugs(rule.drugs) for rule in rules.advice}
-        self._red_flag_triggers = [(rule, frozenset(rule.when[0])) for rule in rules.red_flags]
+        # Concept -> positions of the rules whose first group names it: a question wakes only the few rules it
+        # can satisfy, not all hundred-odd.
+        self._rules_by_trigger: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules.red_flags):
+            for concept in rule.when[0]:
+                self._rules_by_trigger.setdefault(concept, []).append(index)
         logger.debug(
             "safety rules %s: %d phrases, %d red-flag rules, %d advice rules",
             rules.source,
@@ -233,12 +247,58 @@ class SafetyEngine:
                 node = trie
                 for ch in phrase.pattern:
                     node = node.setdefault(ch, {})
-                node[_END] = phrase.concept
+                ends = node.get(_END, ())
+                if phrase.concept not in ends:
+                    node[_END] = (*ends, phrase.concept)
             else:
                 compiled = re.compile(phrase.pattern)
                 for ch in phrase.first_chars:
                     regexes.setdefault(ch, []).append((compiled, phrase.concept))
         return {ch: (trie.get(ch), regexes.get(ch)) for ch in set(trie) | set(regexes)}
+
+    @staticmethod
+    def _nest_meanings(scanner: dict[str, tuple[dict | None, list | None]], content: frozenset[str]) -> None:
+        """A symptom word keeps the meanings of the symptom words inside it.
+
+        The longest literal wins at a position, so "前胸后背" (a large area, for burns) would hide "前胸" (the
+        chest) and "后背" (the back); "疼得满头大汗" would hide the sweating. Each literal whose concepts are
+        all content (symptoms, drugs) also carries the content concepts of every shorter literal inside it.
+        Cue words (negation, time, populations) and look-alikes are left alone: their words mean just that.
+        """
+        literals: list[tuple[str, dict]] = []
+
+        def walk(prefix: str, node: dict) -> None:
+            for ch, child in node.items():
+                if ch == _END:
+                    continue
+                if _END in child:
+                    literals.append((prefix + ch, child))
+                walk(prefix + ch, child)
+
+        for first_char, (trie, _) in scanner.items():
+            if trie is not None:
+                if _END in trie:
+                    literals.append((first_char, trie))
+                walk(first_char, trie)
+        inner_meanings: list[tuple[dict, tuple[str, ...]]] = []
+        for text, node in literals:
+            if not set(node[_END]) <= content:
+                continue
+            found: list[str] = []
+            for j in range(len(text)):
+                entry = scanner.get(text[j])
+                sub = entry[0] if entry is not None else None
+                k = j
+                while sub is not None:
+                    k += 1
+                    if (j, k) != (0, len(text)):
+                        found += [c for c in sub.get(_END, ()) if c in content and c not in found]
+                    sub = sub.get(text[k]) if k < len(text) else None
+            extra = tuple(c for c in found if c not in node[_END])
+            if extra:
+                inner_meanings.append((node, extra))
+        for node, extra in inner_meanings:  # after the walk, so that meanings do not chain through edits
+            node[_END] = (*node[_END], *extra)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SafetyEngine:
@@ -290,21 +350,35 @@ class SafetyEngine:
                     if concept is not None:
                         best_end, best = j, concept
             from_regex = False
+            lookalike = best is not None and LOOKALIKE in best
             # Inside a number ("120mg" at "2") a digit-led regex cannot match where it failed at the first
             # digit, since every one starts with \d+: skip the retries, which dominate dose-heavy text.
             if (
                 regexes is not None
-                and best != LOOKALIKE
+                and not lookalike
                 and not (i and text[i].isdigit() and text[i - 1].isdigit())
             ):
+                # Every regex that matches here counts, not only the longest: "咳出一大口鲜血" is both
+                # coughing blood and a large amount. A longer regex match replaces the literal; a tie keeps both.
+                matched = []
                 for pattern, concept in regexes:
                     m = pattern.match(text, i)
-                    if m is not None and m.end() > best_end:
-                        best_end, best, from_regex = m.end(), concept, True
+                    if m is not None and m.end() >= best_end:
+                        matched.append((m.end(), concept))
+                if matched:
+                    longest = max(end for end, _ in matched)
+                    if longest > best_end:
+                        best_end, from_regex = longest, True
+                        for end, concept in matched:
+                            out.append((i, end, concept))
+                        best = ()
+                    else:
+                        best = (*best, *(c for end, c in matched if c not in best))
             if best is None:
                 i += 1
                 continue
-            out.append((i, best_end, best))
+            for concept in best:
+                out.append((i, best_end, concept))
             if from_regex and self._inner:
                 self._inner_tokens(first, text, i + 1, best_end, out)
             i = best_end
@@ -322,9 +396,9 @@ class SafetyEngine:
             j = i
             while node is not None and j < stop:
                 j += 1
-                concept = node.get(_END)
-                if concept is not None and concept in self._inner:
-                    found = (i, j, concept)
+                for concept in node.get(_END, ()):
+                    if concept in self._inner:
+                        found = (i, j, concept)
                 node = node.get(text[j]) if j < stop else None
             if found is not None:
                 out.append(found)
@@ -333,6 +407,11 @@ class SafetyEngine:
                 i += 1
 
     def _scan(self, text: str, answer: bool = False) -> _Scan:
+        if not isinstance(text, str):
+            raise TypeError(f"safety checks take text (str), not {type(text).__name__}")
+        if len(text) > MAX_SCAN_CHARS:
+            logger.warning("safety scan: %d characters, reading the head and tail only", len(text))
+            text = text[: MAX_SCAN_CHARS - _SCAN_TAIL] + "\n" + text[-_SCAN_TAIL:]
         norm = normalize(text)
         return self._analyse(norm, self.tokens(norm, answer))
 
@@ -488,15 +567,37 @@ class SafetyEngine:
         infant = self._infant(scan)
         if infant is not None:
             present["infant_under_3m"] = infant
+        for _, years, m in scan.ages:
+            if years >= OLDER_ADULT_AGE and not m.negated:
+                present["older_adult"] = m
+                break
         return present
 
+    @staticmethod
+    def _out_of_scope(scan: _Scan) -> bool:
+        """The question is not about a real person now: fiction, an exam item, a pet, or general knowledge.
+
+        Fiction (电视剧, 小说), exam wording (选择题, 下列哪项) and animals (狗狗, 宠物) always take the question
+        out of triage. A general "what should one do if someone ..." question (如果有人, 一般来说) does so only
+        while nothing anchors it to now (现在, 刚才, 正在): "如果有人胸痛怎么办" is education, "我爸现在胸痛，
+        如果有人胸痛怎么办" is not.
+        """
+        first = scan.first
+        if "scope_fiction" in first or "scope_exam" in first or "scope_pet" in first:
+            return True
+        return "scope_general" in first and "now_anchor" not in first
+
     def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
-        if not scan.first:
+        if not scan.first or self._out_of_scope(scan):
             return []
         present = self._with_derived(scan)
         flags = []
-        for rule, trigger in self._red_flag_triggers:
-            if trigger.isdisjoint(present):
+        by_trigger = self._rules_by_trigger
+        woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
+        red_flags = self.rules.red_flags
+        for index in sorted(woken):
+            rule = red_flags[index]
+            if rule.unless and not present.keys().isdisjoint(rule.unless):
                 continue
             matched: list[str] = []
             for group in rule.when:
@@ -622,7 +723,8 @@ class SafetyEngine:
         ascan = self._scan(answer, answer=True)
         flags = self._triage_scan(qscan)
         findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
-        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan))
+        truncated = len(question) > MAX_SCAN_CHARS or len(answer) > MAX_SCAN_CHARS
+        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan), truncated)
 
     def has_urgent_referral(self, answer: str) -> bool:
         """The answer tells the user to seek urgent care (120, 急诊, 立即就医, a crisis hotline)."""

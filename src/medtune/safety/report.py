@@ -142,6 +142,8 @@ class LabelledEval:
     clean_flagged: int = 0
     """Records labelled with no dangerous advice that got a finding anyway."""
     errors: list[dict[str, Any]] = field(default_factory=list)
+    rf_by_row: dict[str, Counter[str]] = field(default_factory=dict)
+    """Coverage row (``coverage_row``) -> Counter(support, detected, negatives, false_alarms)."""
 
     @property
     def red_flag_recall(self) -> float | None:
@@ -159,6 +161,10 @@ class LabelledEval:
     def dangerous_false_positive_rate(self) -> float | None:
         return _ratio(self.clean_flagged, self.clean_records)
 
+    def row_recall(self, row: str) -> float | None:
+        counts = self.rf_by_row.get(row, Counter())
+        return _ratio(counts["detected"], counts["support"])
+
     def summary(self) -> dict[str, Any]:
         return {
             "n": self.n,
@@ -170,6 +176,7 @@ class LabelledEval:
                 "recall": self.red_flag_recall,
                 "precision": self.red_flag_precision,
                 "by_category": {k: dict(v) for k, v in sorted(self.rf_by_category.items())},
+                "by_coverage_row": {k: dict(v) for k, v in sorted(self.rf_by_row.items())},
             },
             "dangerous": {
                 "planted": dict(self.adv_planted),
@@ -203,9 +210,24 @@ def evaluate_labelled(
     return ev
 
 
-def score_record(ev: LabelledEval, record: dict[str, Any], report: SafetyReport) -> None:
-    """Add one labelled record and the engine's report on it to ``ev``."""
+def score_record(
+    ev: LabelledEval, record: dict[str, Any], report: SafetyReport, keep_errors: bool = True
+) -> None:
+    """Add one labelled record and the engine's report on it to ``ev``.
+
+    ``keep_errors=False`` counts the record without keeping its text among ``errors``: a held-out test set
+    is reported as figures only, so that nobody tunes the rules on its individual misses.
+    """
     ev.n += 1
+    coverage_row = record.get("coverage_row")
+    if coverage_row and "red_flag" in record:
+        per_row = ev.rf_by_row.setdefault(str(coverage_row), Counter())
+        if record.get("red_flag"):
+            per_row["support"] += 1
+            per_row["detected"] += bool(report.flags)
+        else:
+            per_row["negatives"] += 1
+            per_row["false_alarms"] += bool(report.flags)
     error: dict[str, Any] = {}
     if "red_flag" in record:
         expected = record.get("red_flag")
@@ -243,6 +265,6 @@ def score_record(ev: LabelledEval, record: dict[str, Any], report: SafetyReport)
         if not expected_kinds:
             ev.clean_records += 1
             ev.clean_flagged += bool(found)
-    if error:
+    if error and keep_errors:
         error = {"id": record.get("id"), "question": record.get("question"), **error}
         ev.errors.append(error)

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import opencc
 import yaml
 
 if sys.version_info >= (3, 11):
@@ -77,7 +78,10 @@ REQUIRED_CUES = (
     "breastfeeding",
 )
 # Concepts the engine derives from others (age arithmetic), usable in rules but not defined as phrases.
-DERIVED_CONCEPTS = ("child", "infant_under_3m")
+# Cue classes that only describe (time, population): a symptom concept may list the same word. The others
+# steer the reading of every mention (negation, clause breaks, resolution) and keep their words to themselves.
+SHAREABLE_CUES = frozenset({"present", "sudden", "pregnant", "breastfeeding", "child_word", "infant_word"})
+DERIVED_CONCEPTS = ("child", "infant_under_3m", "older_adult")
 CLAUSE_SEP = "_clause_sep"
 SENTENCE_SEP = "_sentence_sep"
 LOOKALIKE = "_lookalike"
@@ -112,6 +116,8 @@ class RedFlagRule:
     when: tuple[tuple[str, ...], ...]
     """All groups must hold; a group holds when any of its concepts is mentioned (not negated, not history)."""
     rationale: str
+    unless: tuple[str, ...] = ()
+    """The rule does not fire when any of these concepts is mentioned ("休息一下就好了" after breathlessness)."""
 
 
 @dataclass(frozen=True)
@@ -172,9 +178,41 @@ def _compat(match: re.Match[str]) -> str:
     return _COMPAT[match.group()]
 
 
+# Traditional -> simplified Chinese (頭暈 -> 头晕) with OpenCC's character and phrase tables: the rules are
+# written in simplified characters once, and a question from Hong Kong or Taiwan reads the same. About 1 µs on
+# a short question; simplified text passes through unchanged.
+_T2S = opencc.OpenCC("t2s")
+# Temperatures in words or split digits, read as numbers so "三十九度八" and "39度8" meet the fever patterns.
+_CN_DIGITS = {ch: str(i) for i, ch in enumerate("零一二三四五六七八九")}
+_CN_TEMP_RE = re.compile(
+    "([三四])十([一二三四五六七八九]?)(?:度([一二三四五六七八九])|点([零一二三四五六七八九])度?|度)"
+)
+_SPLIT_TEMP_RE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])度([0-9])(?![\d.])")
+
+
+def _cn_temp(match: re.Match[str]) -> str:
+    tens = "3" if match.group(1) == "三" else "4"
+    ones = _CN_DIGITS.get(match.group(2), "0") if match.group(2) else "0"
+    dec = match.group(3) or match.group(4)
+    return f"{tens}{ones}.{_CN_DIGITS[dec]}度" if dec else f"{tens}{ones}度"
+
+
 def normalize(text: str) -> str:
-    """The one normalisation for rules and inputs: full-width to half-width, then lower case."""
-    return _COMPAT_RE.sub(_compat, text).lower()
+    """The one normalisation for rules and inputs.
+
+    Traditional to simplified characters, full-width to half-width, lower case, and temperatures written
+    in words or split digits (三十九度八, 39度8) as decimals (39.8度).
+    """
+    try:
+        text = _T2S.convert(text)
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
+        text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
+    text = _COMPAT_RE.sub(_compat, text).lower()
+    if "度" in text:
+        if "十" in text:
+            text = _CN_TEMP_RE.sub(_cn_temp, text)
+        text = _SPLIT_TEMP_RE.sub(r"\1.\2度", text)
+    return text
 
 
 def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
@@ -311,9 +349,13 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             for raw in words:
                 phrase = _phrase(concept, raw, f"{source}: {section_name}")
                 if phrase.literal:
-                    # One literal, one meaning: the scanner maps a matched literal back to its concept.
+                    # A cue word or look-alike has one meaning; a symptom word may serve several concepts
+                    # ("头晕" is both a sign of CO poisoning and of shock): the scanner emits one mention each.
                     previous = owner.setdefault(phrase.pattern, concept)
-                    if previous != concept:
+                    shared = section_name in ("symptoms", "drugs") and (
+                        seen_concepts.get(previous) in ("symptoms", "drugs") or previous in SHAREABLE_CUES
+                    )
+                    if previous != concept and not shared:
                         raise RulesError(
                             f"{source}: phrase {phrase.pattern!r} is listed under both {previous!r} and {concept!r}"
                         )
@@ -369,8 +411,17 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown = [c for group in when for c in group if c not in concepts]
         if unknown:
             raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
+        unless_raw = entry.get("unless") or []
+        if not isinstance(unless_raw, list):
+            raise RulesError(f"{source}: rule {rule_id!r}: 'unless' must be a list of concepts")
+        unless = tuple(str(c) for c in unless_raw)
+        unknown = [c for c in unless if c not in concepts]
+        if unknown:
+            raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
         red_flags.append(
-            RedFlagRule(rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)))
+            RedFlagRule(
+                rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)), unless
+            )
         )
 
     advice: list[AdviceRule] = []

@@ -23,6 +23,7 @@ from medtune.serve.cpu_kernels import skinny_cpu_linears
 if TYPE_CHECKING:
     from medtune.config import Config
     from medtune.safety import SafetyEngine
+    from medtune.safety.second_opinion import SecondOpinion
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,14 @@ class ChatEngine:
         name: str = "model",
         safety: SafetyEngine | None = None,
         safety_policy: str = "annotate",
+        second_opinion: SecondOpinion | None = None,
     ):
         self.model = model.eval()
         self.safety = safety
         """Applied to what users see (chat, UI, API); evaluation reads the raw model output instead."""
         self.safety_policy = safety_policy
+        self.second_opinion = second_opinion
+        """Asked about questions the rules leave unflagged; it can only add the emergency banner."""
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         self.system_prompt = system_prompt
@@ -166,7 +170,12 @@ class ChatEngine:
             from medtune.safety import default_engine
 
             safety = default_engine()
-        return cls(model, tokenizer, cfg.system_prompt, name, safety, cfg.serve.safety_policy)
+        second_opinion = None
+        if safety is not None and cfg.serve.triage_second_opinion:
+            from medtune.safety.second_opinion import SecondOpinion
+
+            second_opinion = SecondOpinion.from_config(cfg.serve, safety)
+        return cls(model, tokenizer, cfg.system_prompt, name, safety, cfg.serve.safety_policy, second_opinion)
 
     @contextmanager
     def _adapter(self, enabled: bool):
@@ -382,7 +391,12 @@ class ChatEngine:
         if self.safety is None:
             yield from self.stream(question, history, settings, use_adapter, control)
             return
-        banner = self.safety.emergency_banner(self.safety.triage(question))
+        flags = self.safety.triage(question)
+        added = False  # a banner from the second opinion, which the rules' guard below does not know of
+        if not flags and self.second_opinion is not None:
+            flags = self.second_opinion.triage(question, flags)
+            added = bool(flags)
+        banner = self.safety.emergency_banner(flags)
         shown = f"{banner}\n\n" if banner else ""
         if shown:
             yield shown
@@ -393,11 +407,12 @@ class ChatEngine:
             if not hold:
                 yield piece
         guarded = self.safety.guard(question, answer, self.safety_policy)
+        text = f"{banner}\n\n{guarded.text}" if added else guarded.text
         already = shown if hold else (shown + answer).rstrip()
-        if guarded.text.startswith(already):
-            yield guarded.text[len(already) :]
+        if text.startswith(already):
+            yield text[len(already) :]
         else:  # the guard rewrote what was shown (cannot happen under annotate); show its full verdict
-            yield "\n\n" + guarded.text
+            yield "\n\n" + text
 
     def reply(
         self,

@@ -1,0 +1,107 @@
+"""The triage second opinion against the project's fake OpenAI server: it only adds, caches, times out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medtune.config import ServeConfig
+from medtune.safety import default_engine
+from medtune.safety.second_opinion import RULE_ID, SecondOpinion, parse_verdict
+from medtune.testing.fake_openai import FakeOpenAIServer
+
+EMERGENCY = '{"emergency": true, "row": "acute_abdomen", "action": "emergency_department"}'
+
+
+def responder_for(reply: str):
+    def respond(messages: list[dict]) -> str:
+        return reply
+
+    return respond
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(api_key="k", responder=responder_for(EMERGENCY), slow_s=2.0) as srv:
+        yield srv
+
+
+def opinion(server: FakeOpenAIServer, tmp_path: Path, **kw) -> SecondOpinion:
+    return SecondOpinion(server.base_url, "fake", api_key="k", cache_dir=tmp_path / "cache", **kw)
+
+
+def test_an_unflagged_question_gets_a_banner_when_the_model_sees_an_emergency(server, tmp_path) -> None:
+    engine = default_engine()
+    question = "肚子有点不舒服，说不上来哪里怪"
+    assert engine.triage(question) == []
+    flags = opinion(server, tmp_path).triage(question, engine.triage(question))
+    assert [f.rule_id for f in flags] == [RULE_ID]
+    assert flags[0].action == "emergency_department"
+    assert "急诊" in engine.emergency_banner(flags)
+    assert server.log[-1]["last"] == question and server.log[-1]["turns"] == 2
+
+
+def test_a_flagged_question_is_not_sent_and_its_flags_are_kept(server, tmp_path) -> None:
+    engine = default_engine()
+    flags = engine.triage("我爸突然胸口疼，满头大汗")
+    assert opinion(server, tmp_path).triage("我爸突然胸口疼，满头大汗", flags) == flags
+    assert server.log == []
+
+
+def test_a_no_never_removes_anything_and_adds_nothing(tmp_path) -> None:
+    with FakeOpenAIServer(api_key="k", responder=responder_for('{"emergency": false, "row": null}')) as srv:
+        assert opinion(srv, tmp_path).triage("如果有人胸痛怎么办", []) == []
+
+
+def test_verdicts_are_cached_on_disk_by_question(server, tmp_path) -> None:
+    second = opinion(server, tmp_path)
+    second.triage("嗓子有点怪", [])
+    second.triage("嗓子有点怪", [])
+    assert len(server.log) == 1
+    files = list((tmp_path / "cache").glob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text(encoding="utf-8"))["emergency"] is True
+    # A fresh instance reads the same cache.
+    opinion(server, tmp_path).triage("嗓子有点怪", [])
+    assert len(server.log) == 1
+
+
+@pytest.mark.parametrize("fault", ["timeout", "malformed", "500", "auth", "empty"])
+def test_a_failed_call_adds_nothing(server, tmp_path, fault: str) -> None:
+    server.script(fault)
+    assert opinion(server, tmp_path, timeout_s=0.5).triage("头有点怪怪的", []) == []
+    assert not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_reply_outside_the_agreed_form_adds_nothing(tmp_path) -> None:
+    with FakeOpenAIServer(api_key="k", responder=responder_for("是的，这是急症，请马上去医院。")) as srv:
+        assert opinion(srv, tmp_path).triage("头有点怪怪的", []) == []
+
+
+def test_parse_verdict_is_strict() -> None:
+    assert parse_verdict('```json\n{"emergency": true, "row": "stroke_fast"}\n```').row == "stroke_fast"
+    assert parse_verdict('{"emergency": "yes"}') is None
+    assert parse_verdict("emergency: true") is None
+    assert parse_verdict('{"emergency": false}').emergency is False
+
+
+def test_config_switch_is_off_by_default_and_reads_the_key_from_the_environment(monkeypatch) -> None:
+    assert SecondOpinion.from_config(ServeConfig()) is None
+    monkeypatch.setenv("MY_TRIAGE_KEY", "secret")
+    cfg = ServeConfig(
+        triage_second_opinion=True,
+        triage_base_url="http://127.0.0.1:9/v1",
+        triage_api_key_env="MY_TRIAGE_KEY",
+        triage_cache_dir=None,
+    )
+    second = SecondOpinion.from_config(cfg)
+    assert second is not None and second._client.headers["authorization"] == "Bearer secret"
+    second.close()
+
+
+def test_switching_it_on_without_an_endpoint_is_refused() -> None:
+    from medtune.config import ConfigError
+
+    with pytest.raises(ConfigError, match="triage_base_url"):
+        ServeConfig(triage_second_opinion=True)
