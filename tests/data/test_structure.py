@@ -102,7 +102,7 @@ def test_titles_sub_labels_and_notice_markers_are_declared_only_in_structure():
     import medtune.data.restructure.offline
     import medtune.data.structure as structure
     import medtune.eval.metrics
-    import medtune.eval.report
+    import medtune.eval.scoring
     import medtune.prompts
     import medtune.safety.engine
     import medtune.serve.engine
@@ -110,7 +110,7 @@ def test_titles_sub_labels_and_notice_markers_are_declared_only_in_structure():
 
     users = {
         medtune.eval.metrics: ["SECTION_TITLES"],
-        medtune.eval.report: ["SECTION_TITLES"],
+        medtune.eval.scoring: ["SECTION_TITLES"],
         medtune.serve.webui: ["SECTION_TITLES", "SUBLABELS", "NOTICE_MARKERS"],
         medtune.serve.engine: ["NOTICE_MARKERS"],
         medtune.safety.engine: ["DISCLAIMER_NOTICE", "EMERGENCY_NOTICE", "SAFETY_NOTICE"],

@@ -10,7 +10,7 @@ import pytest
 from medtune.config import ServeConfig
 from medtune.safety import default_engine
 from medtune.safety.second_opinion import RULE_ID, SecondOpinion, parse_verdict
-from medtune.testing.fake_openai import FakeOpenAIServer
+from tests.fakes.fake_openai import FakeOpenAIServer
 
 EMERGENCY = '{"emergency": true, "row": "acute_abdomen", "action": "emergency_department"}'
 
