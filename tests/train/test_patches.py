@@ -216,3 +216,21 @@ def test_run_sft_trains_through_the_plain_path_when_versions_are_outside(tiny_co
         result = run_sft(cfg)
     assert math.isfinite(result.metrics["train_loss"]) and math.isfinite(result.metrics["eval_loss"])
     assert process_state()["allocator"] == {}
+
+
+@pytest.mark.gpu
+def test_run_sft_on_cuda_trains_through_plain_peft(tiny_config):
+    """On a GPU only the library patches apply (LoRA); TRL computes the loss; nothing is left behind."""
+    from medtune.data.prepare import prepare
+    from medtune.train.sft import run_sft
+
+    assert torch.cuda.is_available()
+    cfg = tiny_config("train.max_steps=2", "train.eval_steps=2", "train.load_best_at_end=false")
+    on = [name for name, state, *_ in doctor_rows(cfg) if state == "on"]
+    assert on == ["lora"]
+    before = process_state()
+    prepare(cfg)
+    result = run_sft(cfg)
+    assert math.isfinite(result.metrics["train_loss"]) and math.isfinite(result.metrics["eval_loss"])
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert process_state() == before
