@@ -283,7 +283,11 @@ class LoRA(Patch):
 
 class FusedLoRA(Patch):
     name, what = "fused_lora", "LoRA linears and gated MLPs as fused autograd functions (fused_lora)"
-    libraries = ("peft", "transformers")  # PEFT's LoraLinear internals, transformers' SiLU/MLP layout
+    libraries = (
+        "peft",
+        "transformers",
+        "torch",
+    )  # LoraLinear internals, the SiLU/MLP layout, aten.silu_backward
 
     def switch(self, ctx):
         return ctx.cfg.train.fused_lora, f"train.fused_lora={ctx.cfg.train.fused_lora}"

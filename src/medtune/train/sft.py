@@ -290,8 +290,11 @@ def final_metrics(cfg: Config, trainer, train_output, plan: CheckpointPlan, prec
     }
 
 
-def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
-    """Train the LoRA adapter of ``cfg``; ``resume`` continues from the newest checkpoint."""
+def run_sft(cfg: Config, resume: bool = False, *, trainer_class: type | None = None) -> TrainResult:
+    """Train the LoRA adapter of ``cfg``; ``resume`` continues from the newest checkpoint.
+
+    ``trainer_class``: a subclass of ``make_trainer_class()`` to train with (the benchmark's meter).
+    """
     from transformers import set_seed
 
     from medtune.data.template import preflight
@@ -315,7 +318,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
 
         ctx = patched.ctx
         args = training_arguments(cfg, ctx.checkpointing, ctx.precision, on_cpu=ctx.device == "cpu")
-        trainer = make_trainer_class()(
+        trainer = (trainer_class or make_trainer_class())(
             model=model,
             args=args,
             train_dataset=train_ds,
