@@ -1,5 +1,5 @@
 """Helpers of the GPU training benchmark (bench/gpu_train.py): GPU peaks, FLOPs per token, packed rows, the
-random Qwen2.5-7B. Not a benchmark itself (``make bench`` leaves out files starting with ``_``)."""
+random Qwen2.5-7B, the report. Not a benchmark itself (``make bench`` leaves out files starting with ``_``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from _common import SAMPLE, matmul_params_from_config, sample_pairs, skip
+from _common import SAMPLE, matmul_params_from_config, sample_pairs, skip, table
+
+TARGET_QLORA_GB = 10.0
+TARGET_MFU = 0.40
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from NVIDIA's data sheets. First match wins:
 # H200 must come before the H20 pattern, the PCIe/NVL H100 parts before the SXM one.
@@ -161,3 +164,49 @@ def random_qwen25_7b(cfg, load_kwargs: dict, tmp: Path):
         **load_kwargs,
     )
     return model, tokenizer
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r["method"],
+                "on" if r["checkpointing"] else "off",
+                f"{r['batch']}x{r['seq']}",
+                f"{r['step_s']:.3f}",
+                f"{r['tok_s']:,.0f}",
+                pct(r["mfu"]),
+                pct(r["hfu"]),
+                f"{r['max_allocated_gb']:.2f}",
+                f"{r['max_reserved_gb']:.2f}",
+                f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}",
+                f"{r['load_s']:.0f}",
+            ]
+        )
+    header = ["method", "ckpt", "tokens", "step s", "tok/s", "MFU", "HFU", "max alloc GB", "reserved GB"]
+    print(table(rows, [*header, "loss", "load s"]))
+    r0 = results[0]
+    peak = (
+        f"{r0['peak_tflops']:.0f} TFLOP/s dense bf16" if r0["peak_tflops"] else "unknown: pass --peak-tflops"
+    )
+    print(
+        f"\n{r0['model']} on {r0['device']} (peak {peak}); {r0['model_gflop_per_token']:.1f} model GFLOP per "
+        f"token (4N + 3A), {100 * r0['supervised_frac']:.0f}% of tokens supervised."
+    )
+    for r in results:
+        if r["method"] == "qlora" and r["seq"] >= 2048:
+            ok = r["max_allocated_gb"] <= TARGET_QLORA_GB
+            print(
+                f"target QLoRA at {r['seq']} tokens within {TARGET_QLORA_GB:.0f} GB: "
+                f"{r['max_allocated_gb']:.2f} GB {'MET' if ok else 'MISSED'}"
+            )
+        if r["mfu"] is not None:
+            ok = r["mfu"] >= TARGET_MFU
+            print(
+                f"target MFU >= {TARGET_MFU:.0%} ({r['method']}): {100 * r['mfu']:.1f}% {'MET' if ok else 'MISSED'}"
+            )

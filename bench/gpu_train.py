@@ -35,20 +35,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import matmul_params_from_config, run_child, table
+from _common import matmul_params_from_config, run_child
 from _gpu import (
     QWEN25_7B,
     RANDOM_7B,
+    TARGET_MFU,
     batch_stats,
     flops_per_token,
     packed_rows,
     peak_tflops,
     random_qwen25_7b,
+    report,
     require_gpu,
 )
-
-TARGET_QLORA_GB = 10.0
-TARGET_MFU = 0.40
 
 
 def resolve_checkpointing(args: argparse.Namespace, method: str) -> bool:
@@ -209,52 +208,6 @@ def dry_run(args: argparse.Namespace) -> None:
             assert peak is not None
             need = TARGET_MFU * peak * 1e12 / model_f
             print(f"  {gpu} ({peak:.0f} TFLOP/s bf16): {TARGET_MFU:.0%} MFU = {need:,.0f} tokens/s")
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def report(results: list[dict[str, Any]]) -> None:
-    rows = []
-    for r in results:
-        rows.append(
-            [
-                r["method"],
-                "on" if r["checkpointing"] else "off",
-                f"{r['batch']}x{r['seq']}",
-                f"{r['step_s']:.3f}",
-                f"{r['tok_s']:,.0f}",
-                pct(r["mfu"]),
-                pct(r["hfu"]),
-                f"{r['max_allocated_gb']:.2f}",
-                f"{r['max_reserved_gb']:.2f}",
-                f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}",
-                f"{r['load_s']:.0f}",
-            ]
-        )
-    header = ["method", "ckpt", "tokens", "step s", "tok/s", "MFU", "HFU", "max alloc GB", "reserved GB"]
-    print(table(rows, [*header, "loss", "load s"]))
-    r0 = results[0]
-    peak = (
-        f"{r0['peak_tflops']:.0f} TFLOP/s dense bf16" if r0["peak_tflops"] else "unknown: pass --peak-tflops"
-    )
-    print(
-        f"\n{r0['model']} on {r0['device']} (peak {peak}); {r0['model_gflop_per_token']:.1f} model GFLOP per "
-        f"token (4N + 3A), {100 * r0['supervised_frac']:.0f}% of tokens supervised."
-    )
-    for r in results:
-        if r["method"] == "qlora" and r["seq"] >= 2048:
-            ok = r["max_allocated_gb"] <= TARGET_QLORA_GB
-            print(
-                f"target QLoRA at {r['seq']} tokens within {TARGET_QLORA_GB:.0f} GB: "
-                f"{r['max_allocated_gb']:.2f} GB {'MET' if ok else 'MISSED'}"
-            )
-        if r["mfu"] is not None:
-            ok = r["mfu"] >= TARGET_MFU
-            print(
-                f"target MFU >= {TARGET_MFU:.0%} ({r['method']}): {100 * r['mfu']:.1f}% {'MET' if ok else 'MISSED'}"
-            )
 
 
 def main(argv: list[str] | None = None) -> None:
