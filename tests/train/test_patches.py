@@ -58,11 +58,16 @@ class _Boom(Exception):
     pass
 
 
-@pytest.mark.parametrize("error", [_Boom, KeyboardInterrupt], ids=["exception", "ctrl-c"])
+@pytest.mark.parametrize(
+    "error, where",
+    [(_Boom, "step 2"), (KeyboardInterrupt, "step 2"), (RuntimeError, "rank check")],
+    ids=["exception", "ctrl-c", "failed-rank-check"],
+)
 def test_an_error_inside_training_leaves_the_process_as_it_found_it(
-    tiny_config, fp16_model_dir, monkeypatch, error
+    tiny_config, fp16_model_dir, monkeypatch, error, where
 ):
-    """A callback raises at step 2 of run_sft: every patch was on then, and every one is undone after."""
+    """run_sft fails at step 2 (a callback raises) or at the rank check after training: every patch was on
+    then, and every one is undone after."""
     from transformers import TrainerCallback
 
     import medtune.train.sft as sft
@@ -76,13 +81,18 @@ def test_an_error_inside_training_leaves_the_process_as_it_found_it(
             if state.global_step == 2:
                 seen["during"] = process_state()
                 seen["model"] = model
-                raise error("stop")
+                if where == "step 2":
+                    raise error("stop")
 
+    def ranks_differ(trainer):
+        raise error("data-parallel ranks ended with different adapters")
+
+    monkeypatch.setattr(sft, "_rank_checksums", ranks_differ)
     real_callbacks = sft.make_callbacks
     monkeypatch.setattr(sft, "make_callbacks", lambda cfg: [*real_callbacks(cfg), RaiseAtStep2()])
     cfg = tiny_config(
         f"model.name_or_path={fp16_model_dir}",
-        "train.max_steps=4",
+        "train.max_steps=2",
         "train.eval_steps=0",
         "train.load_best_at_end=false",
         "train.gradient_checkpointing=auto",
