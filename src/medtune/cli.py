@@ -213,8 +213,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     rows = doctor_rows(cfg)
     width = max(len(name) for name, *_ in rows)
     print(f"\ntraining patches for {args.config or 'the default config'} (in the order they apply):")
-    for name, state, reason, libraries in rows:
-        print(f"  {name:<{width}}  {state:<3}  {reason}  [relies on: {libraries}]")
+    for name, state, reason, libraries, what in rows:
+        print(f"  {name:<{width}}  {state:<3}  {reason}")
+        print(f"  {'':<{width}}       {what}; relies on: {libraries}")
     return 0
 
 

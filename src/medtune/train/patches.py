@@ -450,10 +450,13 @@ def training_patches(cfg: Config, device: str | None = None) -> Iterator[Patched
         patched.undo()
 
 
-def doctor_rows(cfg: Config, device: str | None = None) -> list[tuple[str, str, str, str]]:
-    """(patch, on/off, reason, libraries relied on) for ``medtune doctor``."""
+def doctor_rows(cfg: Config, device: str | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(patch, on/off, reason, libraries relied on, what it does) for ``medtune doctor``."""
     ctx = PatchContext.from_config(cfg, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PatchVersionWarning)  # the reason column says it
         rows = plan(ctx)
-    return [(p.name, "on" if on else "off", reason, ", ".join(p.libraries) or "-") for p, on, reason in rows]
+    return [
+        (p.name, "on" if on else "off", reason, ", ".join(p.libraries) or "-", p.what)
+        for p, on, reason in rows
+    ]
