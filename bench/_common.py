@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: sample pairs, matmul peak, FLOP counts, peak memory, load, tables, skip.
+"""Helpers shared by the benchmarks: sample pairs, matmul peak, FLOP counts, peak memory, load, child
+processes, tables, skip.
 
 Not a benchmark itself (``make bench`` leaves out files starting with ``_``): ``python bench/_common.py``
 only prints this machine's matmul peak.
@@ -6,8 +7,10 @@ only prints this machine's matmul peak.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,7 +19,8 @@ SKIPPED = 77
 """Exit status of a benchmark that does not apply on this machine (automake's skip status): ``make bench``
 counts it as skipped and goes on; any other non-zero status is a failure. The Makefile repeats the number."""
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "medqa_three_part.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample" / "medqa_three_part.jsonl"
 
 # Shapes of the 0.5B model's MLP at batch 4 x 1024 tokens: (tokens x hidden) @ (hidden x intermediate)
 # and back. A square matmul is added because some BLAS kernels prefer it; the best of all is the peak.
@@ -142,6 +146,23 @@ def loadavg() -> str:
         return "/".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def run_child(cmd: list[str], log_path: Path | None = None) -> tuple[int, Any]:
+    """Run one benchmark arm as its own process: a fresh allocator, CUDA context and peak RSS per arm.
+
+    Returns the exit status and the child's resource usage (``wait4``: this child's own peak RSS, where
+    RUSAGE_CHILDREN would be the maximum over every arm run so far). Output goes to ``log_path`` if given.
+    """
+    with open(log_path, "w", encoding="utf-8") if log_path else contextlib.nullcontext() as log:
+        out = {"stdout": log, "stderr": subprocess.STDOUT} if log else {}
+        proc = subprocess.Popen(cmd, cwd=ROOT, **out)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

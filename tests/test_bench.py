@@ -63,3 +63,37 @@ def test_make_bench_runs_every_bench_but_the_helpers():
     )
     assert "bench/gpu_train.py" in out.stdout and "bench/safety.py" in out.stdout
     assert "bench/_common.py" not in out.stdout
+
+
+def test_the_gpu_check_dry_run_prints_every_command_and_runs_none():
+    """``bench/gpu_check.sh --dry-run``: the CUDA wheel, the extras, both 7B benches at 2048 tokens and the
+    training tests on CUDA, each under a time limit; PY points nowhere, so a command that ran would fail."""
+    env = {**os.environ, "PY": "/nonexistent/python"}
+    out = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    commands = [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
+    text = "\n".join(commands)
+    assert "--index-url https://download.pytorch.org/whl/cu" in text and "torch==" in text
+    assert "pip install --quiet -e .[gpu]" in text
+    assert "bench/gpu_train.py --model qwen2.5-7b-random --method lora qlora --seq 2048" in text
+    assert "pytest -q -m gpu tests" in text and "pytest -q -x tests/train" in text
+    # The last step (tests/train) gets the seconds the others left of 590 (10 minutes less a margin).
+    limits = [int(c.split()[1]) for c in commands if c.startswith("timeout ")]
+    assert sum(limits[:-1]) <= 420 and limits[-1] <= 590, limits  # tests/train: at least 170 s
+
+
+def test_the_gpu_bench_dry_run_plans_the_random_7b_on_plain_peft():
+    out = subprocess.run(
+        [sys.executable, "bench/gpu_train.py", "--model", "qwen2.5-7b-random", "--dry-run", "--method", "lora"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "model qwen2.5-7b-random: N = 7.070B" in out.stdout
+    assert "patches on CUDA: lora\n" in out.stdout

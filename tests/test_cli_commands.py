@@ -204,3 +204,15 @@ def test_model_fetch_resolves_a_local_folder(tiny_model_dir, capsys):
 def test_config_explain_lists_every_key(capsys):
     printed = run_cli(capsys, "config", "explain")
     assert "train.eval_steps = None" in printed and "lora.top_layers" in printed
+
+
+@drives("doctor")
+def test_doctor_lists_every_training_patch_with_its_reason_and_the_versions(capsys):
+    from medtune.train.patches import all_patches
+
+    printed = run_cli(capsys, "doctor", TINY, "train.fused_lora=false")
+    assert "transformers " in printed and "peft " in printed and "trl " in printed
+    for patch in all_patches():
+        assert f"  {patch.name} " in printed, patch.name
+    fused = next(line for line in printed.splitlines() if line.strip().startswith("fused_lora "))
+    assert " off " in fused and "train.fused_lora=False" in fused

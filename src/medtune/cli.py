@@ -8,6 +8,7 @@
     medtune run configs/demo/lora_sft.yaml          # prepare -> train -> eval
     medtune safety check answers.jsonl
     medtune config explain
+    medtune doctor configs/demo/lora_sft.yaml       # which training patches apply here, and why
 
 Every command takes a YAML config and dotted ``section.key=value`` overrides; ``--model`` is a shortcut for
 ``model.name_or_path=...``. Heavy libraries are imported inside the commands so ``--help`` stays instant.
@@ -196,6 +197,28 @@ def cmd_config_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Library versions and, for each training patch, whether it applies on this machine and why."""
+    import platform
+
+    from medtune.train.patches import VERIFIED, doctor_rows, library_versions
+
+    cfg = _config(args)
+    print(f"python {platform.python_version()}")
+    for name, version in library_versions().items():
+        verified = (
+            f"   (patches verified on >={VERIFIED[name][0]},<{VERIFIED[name][1]})" if name in VERIFIED else ""
+        )
+        print(f"{name} {version}{verified}")
+    rows = doctor_rows(cfg)
+    width = max(len(name) for name, *_ in rows)
+    print(f"\ntraining patches for {args.config or 'the default config'} (in the order they apply):")
+    for name, state, reason, libraries, what in rows:
+        print(f"  {name:<{width}}  {state:<3}  {reason}")
+        print(f"  {'':<{width}}       {what}; relies on: {libraries}")
+    return 0
+
+
 # name -> (function, help, arguments). Arguments: "config" (config + overrides), "rest" (passed through).
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     "data prepare": (cmd_data_prepare, "read, clean, deduplicate and split the raw data", "config"),
@@ -213,6 +236,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
     "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
     "config explain": (cmd_config_explain, "every config key with its default and meaning", "none"),
+    "doctor": (cmd_doctor, "library versions and which training patches apply here, and why", "config"),
 }
 
 

@@ -33,6 +33,7 @@ def _run_sft_decisions(monkeypatch, tmp_path, *overrides: str) -> tuple[str, tor
     import medtune.model.loader as loader
     import medtune.train.sft as sft
     from medtune.config import load_config
+    from medtune.train.patches import PatchedTraining
 
     seen = {}
 
@@ -40,14 +41,13 @@ def _run_sft_decisions(monkeypatch, tmp_path, *overrides: str) -> tuple[str, tor
         seen["dtype"] = loader.resolve_dtype(model_cfg.dtype) if dtype is None else dtype
         return SimpleNamespace(dtype=seen["dtype"], config=None), None, None
 
-    def fake_checkpointing(cfg, model_config, precision, weight_bytes):
-        seen["precision"] = precision
+    def fake_apply(self, model):
+        seen["precision"] = self.ctx.precision
         raise _Stop
 
     monkeypatch.setattr(loader, "load_model", fake_load_model)
     monkeypatch.setattr(medtune.data.template, "preflight", lambda tokenizer, system_prompt: {})
-    monkeypatch.setattr(sft, "weight_bytes", lambda model, bytes_per_value=None: 0)
-    monkeypatch.setattr(sft, "resolve_checkpointing", fake_checkpointing)
+    monkeypatch.setattr(PatchedTraining, "apply", fake_apply)
     with pytest.raises(_Stop):
         # reuse_freed_memory off: the run stops before it could hand the memory back.
         cfg = load_config(None, [f"output_root={tmp_path}", "train.reuse_freed_memory=false", *overrides])

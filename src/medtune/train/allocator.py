@@ -8,7 +8,7 @@ Qwen2.5-0.5B LoRA step at 4 x 500 tokens ran 13% faster (30.7 -> 34.6 tokens/s) 
 
 ``keep_freed_memory`` turns off mmap-backed allocations and heap trimming, so freed blocks stay in the heap
 and are reused by the next step. The price: the process keeps its high-water mark until ``release_freed_memory``
-(``malloc_trim``) is called after training, and a heap that fragments grows with it: temporaries whose
+(``malloc_trim``, and glibc's default settings back) is called after training, and a heap that fragments grows with it: temporaries whose
 size follows the batch's width leave holes that the next, wider batch cannot use (measured: a heap of
 5.4-6.8 GB for 3.1-3.8 GB of live tensors). The fused MLP therefore works in fixed slices of tokens
 (``medtune.train.fused_lora.MLP_ROWS``), and with it the heap stopped growing after the third step (5.1 GB
@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1  # mallopt takes a C int: a larger value would wrap around
+# glibc's documented defaults (mallopt(3)); glibc has no getter, so these are what undo restores.
+_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+
+_applied: dict[int, int] = {}
+"""The mallopt settings this module has made and not yet undone (the process's state, as far as medtune
+changed it; empty when untouched)."""
 
 
 def _glibc():
@@ -43,13 +49,31 @@ def keep_freed_memory() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    ok = True
+    for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _INT_MAX)):
+        if libc.mallopt(param, value):
+            _applied[param] = value
+        else:
+            ok = False
     logger.info("allocator: freed memory kept for reuse (glibc mallopt %s)", "applied" if ok else "refused")
     return ok
 
 
+def settings() -> dict[str, int]:
+    """The allocator settings medtune has made and not undone, by name (empty: glibc's own)."""
+    names = {_M_MMAP_MAX: "M_MMAP_MAX", _M_TRIM_THRESHOLD: "M_TRIM_THRESHOLD"}
+    return {names[k]: v for k, v in _applied.items()}
+
+
 def release_freed_memory() -> None:
-    """Give the heap's free memory back to the kernel (after training)."""
+    """glibc's default settings back, and the heap's free memory given back to the kernel (after training).
+
+    One thing stays: once any of these is set, glibc no longer adapts its mmap threshold dynamically.
+    """
     libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    if libc is None:
+        return
+    for param in list(_applied):
+        libc.mallopt(param, _DEFAULTS[param])
+        del _applied[param]
+    libc.malloc_trim(0)

@@ -129,3 +129,13 @@ def add_selective_lm_head(model: torch.nn.Module, chunk: int = 1024) -> None:
         return SelectiveLossOutput(loss=loss_sum / denom, num_tokens=n_tokens, num_correct=n_correct)
 
     model.forward = types.MethodType(forward, model)
+
+
+def remove_selective_lm_head(model: torch.nn.Module) -> None:
+    """Give ``model`` its class's forward back (undoes ``add_selective_lm_head``)."""
+    if getattr(vars(model).get("forward"), "__func__", None) is not None:
+        del model.forward
+
+
+def has_selective_lm_head(model: torch.nn.Module) -> bool:
+    return "forward" in vars(model)

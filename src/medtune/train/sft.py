@@ -1,7 +1,8 @@
 """``medtune train``: LoRA supervised fine-tuning, read top to bottom.
 
-tokenizer + model -> pre-flight template check -> encode samples with the loss mask -> LoRA ->
-TRL SFTTrainer (with a lean supervised-only loss) -> checkpoints, curves, adapter and model card.
+tokenizer + model -> pre-flight template check -> the training patches (LoRA and medtune's CPU speed-ups,
+``medtune.train.patches``) -> encode samples with the loss mask -> TRL SFTTrainer -> checkpoints, curves,
+adapter and model card. Every patch is undone when training ends, however it ends.
 
 Run it through ``accelerate launch`` or ``torchrun`` for data-parallel training; nothing changes here.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from medtune.config import Config, ConfigError
-from medtune.train.checkpointing import adapted_layers, resolve_checkpointing, weight_bytes
+from medtune.train.checkpointing import CheckpointPlan, adapted_layers
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +75,6 @@ def build_datasets(cfg: Config, tokenizer) -> tuple[Any, Any, dict[str, Any]]:
     return out[0], out[1], stats
 
 
-def _library_versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "trl": trl.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
 def _rank_checksums(trainer) -> list[float]:
     """A checksum of the trainable weights from every process: data-parallel ranks must end identical.
 
@@ -110,7 +94,7 @@ def _rank_checksums(trainer) -> list[float]:
 
 
 def make_trainer_class():
-    """SFTTrainer whose loss is computed by the selective LM head (see lean_loss)."""
+    """SFTTrainer whose loss is computed by the selective LM head (see lean_loss) where it is patched in."""
     from trl import SFTTrainer
 
     class MedtuneSFTTrainer(SFTTrainer):
@@ -126,10 +110,11 @@ def make_trainer_class():
             lengths = [len(ids) for ids in dataset["input_ids"]]
             return LengthBucketSampler(lengths, self.args.train_batch_size, seed=self.args.seed)
 
-        medtune_checkpoint_plan = (
-            None  # set by run_sft; per-batch checkpointing under train.gradient_checkpointing=auto
-        )
-        medtune_varlen = False  # set by run_sft when the model runs medtune's per-sample attention
+        # Set from the training patches: per-batch checkpointing (train.gradient_checkpointing=auto), whether
+        # the model runs medtune's per-sample attention, whether its forward takes medtune_labels.
+        medtune_checkpoint_plan: CheckpointPlan | None = None
+        medtune_varlen = False
+        medtune_lean_loss = True
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             plan = self.medtune_checkpoint_plan
@@ -149,6 +134,9 @@ def make_trainer_class():
                 drop.append("cu_seq_lens_q")
             for key in drop:
                 inputs.pop(key, None)
+            if not self.medtune_lean_loss:  # the plain path: TRL's loss over full logits
+                inputs["labels"] = labels
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             outputs = model(**inputs, medtune_labels=labels, num_items_in_batch=num_items_in_batch)
             loss = outputs.loss
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -162,110 +150,18 @@ def make_trainer_class():
     return MedtuneSFTTrainer
 
 
-def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
-    import torch
-    from transformers import EarlyStoppingCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
+def training_arguments(cfg: Config, plan: CheckpointPlan, precision: str, on_cpu: bool):
+    """TRL's SFTConfig for ``cfg``: schedule, precision, evaluation and saving, batches as medtune encodes them."""
     from trl import SFTConfig
-
-    from medtune.data.template import preflight
-    from medtune.io import write_json, write_text
-    from medtune.model.adapters import attach_lora
-    from medtune.model.loader import load_model, resolve_dtype, resolve_precision
-    from medtune.train.allocator import keep_freed_memory, release_freed_memory
-    from medtune.train.callbacks import MetricsCallback
-    from medtune.train.compact_weights import (
-        COMPACT_DTYPES,
-        adapters_in_fp32,
-        compact_frozen_weights,
-        widen_frozen_weights,
-    )
-    from medtune.train.fused_lora import fuse_lora_linears, unfuse_lora_linears
-    from medtune.train.lean_loss import add_selective_lm_head
-    from medtune.train.model_card import write_model_card
-    from medtune.train.varlen import register as register_varlen
-
-    run_dir = cfg.run_dir
-    ckpt_dir = run_dir / "checkpoints"
-    checkpoint = None
-    if resume:
-        # Checked before the model loads. Starting afresh instead would quietly drop what --resume asked for.
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        if checkpoint is None:
-            raise NoCheckpointError(
-                f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start a new run"
-            )
-    set_seed(cfg.train.seed)
-    precision = resolve_precision(cfg.train.precision)
-    on_cpu = not torch.cuda.is_available()
-    if on_cpu and cfg.train.reuse_freed_memory:
-        keep_freed_memory()
-
-    quantization_config = None
-    if cfg.train.method == "qlora":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "train.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); use method=lora on CPU"
-            )
-        from transformers import BitsAndBytesConfig
-
-        quantization_config = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
-        )
-    as_stored = (
-        on_cpu
-        and precision == "fp32"
-        and cfg.train.fused_lora
-        and cfg.train.compact_frozen_weights
-        and resolve_dtype(cfg.model.dtype) == torch.float32
-    )
-    # Loaded as stored: a bf16/fp16 checkpoint keeps the fused projections' frozen weights in 16 bits
-    # (everything else is widened below); an fp32 one loads as before.
-    model, tokenizer, resolved = load_model(
-        cfg.model, quantization_config=quantization_config, dtype="auto" if as_stored else None
-    )
-    compact_dtype = model.dtype if model.dtype in COMPACT_DTYPES else None
-    template_check = preflight(tokenizer, cfg.system_prompt)
-    # The budget follows the weights' size at the compute precision, however they are held.
-    checkpoint_plan = resolve_checkpointing(
-        cfg, model.config, precision, weight_bytes(model, bytes_per_value=4 if compact_dtype else None)
-    )
-    checkpointing = checkpoint_plan.enabled
-    train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
-    if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
-        val_ds = val_ds.select(range(cfg.train.max_eval_samples))
-    logger.info("train data: %s", data_stats)
-
-    if quantization_config is not None:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    add_selective_lm_head(model, cfg.train.lm_head_chunk)
-    padding_free = cfg.train.padding_free or cfg.train.packing
-    attn_before = model.config._attn_implementation
-    if padding_free and attn_before == "sdpa":
-        model.set_attn_implementation(register_varlen())
-    if compact_dtype is not None:
-        adapters_in_fp32(model)
-    model = attach_lora(model, cfg.lora)
-    if cfg.train.fused_lora:
-        fuse_lora_linears(model)
-    if compact_dtype is not None:
-        compact_frozen_weights(model)
-    if checkpointing:
-        # LoRA freezes the embeddings; checkpointed blocks need an input that requires grad.
-        model.enable_input_require_grads()
 
     evaluate_by_steps = bool(cfg.train.eval_steps)
     if cfg.train.eval_steps == 0:
         eval_strategy = "no"
     else:
         eval_strategy = "steps" if evaluate_by_steps else "epoch"
-    args = SFTConfig(
-        output_dir=str(ckpt_dir),
+    padding_free = cfg.train.padding_free or cfg.train.packing
+    return SFTConfig(
+        output_dir=str(cfg.run_dir / "checkpoints"),
         learning_rate=cfg.train.learning_rate,
         lr_scheduler_type=cfg.train.lr_scheduler,
         warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is read as a fraction of the steps
@@ -274,7 +170,7 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         per_device_train_batch_size=cfg.train.batch_size,
         per_device_eval_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=cfg.train.grad_accum,
-        gradient_checkpointing=checkpointing,
+        gradient_checkpointing=plan.enabled,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -308,41 +204,56 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         remove_unused_columns=False,
         disable_tqdm=False,
     )
-    trainer_cls = make_trainer_class()
-    callbacks = [MetricsCallback(run_dir)]
+
+
+def make_callbacks(cfg: Config) -> list:
+    """Metrics and curves; TensorBoard and early stopping where configured."""
+    from transformers import EarlyStoppingCallback
+
+    from medtune.train.callbacks import MetricsCallback
+
+    callbacks = [MetricsCallback(cfg.run_dir)]
     if "tensorboard" in cfg.train.report_to:
         # Given its own writer so the logs land in <run_dir>/tensorboard, not inside the checkpoints folder.
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
+        callbacks.append(
+            TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(cfg.run_dir / "tensorboard")))
+        )
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    trainer.medtune_checkpoint_plan = checkpoint_plan
-    trainer.medtune_varlen = model.config._attn_implementation != attn_before
+    return callbacks
 
-    if trainer.is_world_process_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(
-            run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False)
+
+def last_checkpoint(cfg: Config) -> str:
+    """The newest checkpoint for ``--resume``, checked before the model loads: starting afresh instead would
+    quietly drop what --resume asked for."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = cfg.run_dir / "checkpoints"
+    checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if checkpoint is None:
+        raise NoCheckpointError(
+            f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start a new run"
         )
-        write_json(run_dir / "versions.json", _library_versions() | {"model": resolved.path})
-        write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
+    return checkpoint
 
-    if (
-        not resume
-        and ckpt_dir.is_dir()
-        and any(ckpt_dir.glob("checkpoint-*"))
-        and trainer.is_world_process_zero()
-    ):
+
+def start_run_dir(cfg: Config, trainer, resolved, template_check, resume: bool) -> None:
+    """Config, versions and a rendered sample in the run folder; a fresh run sets older checkpoints aside."""
+    from medtune.io import write_json, write_text
+    from medtune.train.patches import library_versions
+
+    if not trainer.is_world_process_zero():
+        return
+    run_dir, ckpt_dir = cfg.run_dir, cfg.run_dir / "checkpoints"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
+    versions = {"python": platform.python_version(), **library_versions(), "model": resolved.path}
+    write_json(run_dir / "versions.json", versions)
+    write_text(run_dir / "template_sample.txt", str(template_check["rendered_sample"]))
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*")):
         # A fresh run must not leave older checkpoints where a later --resume would pick them up.
         previous = ckpt_dir.with_name("checkpoints.previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -350,9 +261,10 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         logger.warning(
             "starting a fresh run: earlier checkpoints moved to %s (use --resume to continue)", previous
         )
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def final_metrics(cfg: Config, trainer, train_output, plan: CheckpointPlan, precision, data_stats) -> dict:
+    """Train and validation loss (the last evaluation when it was at the last step), ranks, plan, data."""
     final_eval = [
         h
         for h in trainer.state.log_history
@@ -364,33 +276,69 @@ def run_sft(cfg: Config, resume: bool = False) -> TrainResult:
         eval_metrics = final_eval[-1]
     else:
         eval_metrics = trainer.evaluate()
-
-    rank_checksums = _rank_checksums(trainer)
-    metrics = {
+    return {
         "world_size": trainer.accelerator.num_processes,
-        "rank_checksums": rank_checksums,
+        "rank_checksums": _rank_checksums(trainer),
         "train_loss": train_output.training_loss,
         "eval_loss": eval_metrics.get("eval_loss"),
         "global_step": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "precision": precision,
-        "gradient_checkpointing": checkpoint_plan.summary(),
+        "gradient_checkpointing": plan.summary(),
         "data": data_stats,
     }
-    adapter_dir = cfg.adapter_dir
-    if trainer.is_world_process_zero():
-        trainer.save_model(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
-        write_json(run_dir / "train_metrics.json", metrics)
-        write_model_card(adapter_dir, cfg, resolved.display_name, metrics)
-        logger.info("adapter saved to %s", adapter_dir)
-    # The final evaluation above ran as training did; callers (eval, notebooks) get PEFT's modules and
-    # the model's own attention back.
-    unfuse_lora_linears(trainer.model)
-    widen_frozen_weights(trainer.model)
-    if trainer.medtune_varlen:
-        model.set_attn_implementation(attn_before)
-    if on_cpu and cfg.train.reuse_freed_memory:
-        release_freed_memory()
-    return TrainResult(adapter_dir, json.loads(json.dumps(metrics, default=str)), trainer.model)
+
+
+def run_sft(cfg: Config, resume: bool = False, *, trainer_class: type | None = None) -> TrainResult:
+    """Train the LoRA adapter of ``cfg``; ``resume`` continues from the newest checkpoint.
+
+    ``trainer_class``: a subclass of ``make_trainer_class()`` to train with (the benchmark's meter).
+    """
+    from transformers import set_seed
+
+    from medtune.data.template import preflight
+    from medtune.io import write_json
+    from medtune.model.loader import load_model
+    from medtune.train.model_card import write_model_card
+    from medtune.train.patches import training_patches
+
+    checkpoint = last_checkpoint(cfg) if resume else None
+    set_seed(cfg.train.seed)
+    # Everything that changes the model or the process for training is undone on leaving this block,
+    # an exception or Ctrl-C included; result.model is PEFT's plain model with the trained adapter.
+    with training_patches(cfg) as patched:
+        model, tokenizer, resolved = load_model(cfg.model, **patched.load_kwargs())
+        template_check = preflight(tokenizer, cfg.system_prompt)
+        model = patched.apply(model)
+        train_ds, val_ds, data_stats = build_datasets(cfg, tokenizer)
+        if cfg.train.max_eval_samples is not None and len(val_ds) > cfg.train.max_eval_samples:
+            val_ds = val_ds.select(range(cfg.train.max_eval_samples))
+        logger.info("train data: %s", data_stats)
+
+        ctx = patched.ctx
+        args = training_arguments(cfg, ctx.checkpointing, ctx.precision, on_cpu=ctx.device == "cpu")
+        trainer = (trainer_class or make_trainer_class())(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=val_ds,
+            processing_class=tokenizer,
+            callbacks=make_callbacks(cfg),
+        )
+        if patched.on("checkpointing_plan"):
+            trainer.medtune_checkpoint_plan = ctx.checkpointing
+        trainer.medtune_varlen = patched.per_sample_attention
+        trainer.medtune_lean_loss = patched.on("lean_lm_head")
+        start_run_dir(cfg, trainer, resolved, template_check, resume)
+        if checkpoint is not None:
+            logger.info("resuming from %s", checkpoint)
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        metrics = final_metrics(cfg, trainer, train_output, ctx.checkpointing, ctx.precision, data_stats)
+        if trainer.is_world_process_zero():
+            trainer.save_model(str(cfg.adapter_dir))
+            tokenizer.save_pretrained(str(cfg.adapter_dir))
+            write_json(cfg.run_dir / "train_metrics.json", metrics)
+            write_model_card(cfg.adapter_dir, cfg, resolved.display_name, metrics)
+            logger.info("adapter saved to %s", cfg.adapter_dir)
+    return TrainResult(cfg.adapter_dir, json.loads(json.dumps(metrics, default=str)), trainer.model)

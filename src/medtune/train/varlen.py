@@ -143,6 +143,28 @@ def _masked_attention(query, key, value, attention_mask, dropout, scaling, group
     return out.transpose(1, 2).contiguous()
 
 
+def reset_cache() -> None:
+    """Forget the boundaries kept from the last forward pass (module state; see ``_boundaries``)."""
+    global _last_bounds
+    _last_bounds = None
+
+
+def registered() -> bool:
+    from transformers import AttentionInterface
+
+    return NAME in AttentionInterface._global_mapping
+
+
+def unregister() -> None:
+    """Remove ``medtune_varlen`` from transformers' attention and mask registries (after training)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface._global_mapping.pop(NAME, None)
+    type(ALL_MASK_ATTENTION_FUNCTIONS)._global_mapping.pop(NAME, None)
+    reset_cache()
+
+
 def register() -> str:
     """Make ``medtune_varlen`` a valid ``config._attn_implementation``; returns the name."""
     from transformers import AttentionInterface
