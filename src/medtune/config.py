@@ -671,9 +671,10 @@ class ServeConfig:
     rate_limit_per_minute: int | None = 60
     """Chat requests per minute per API key (token bucket, bursts up to the same number; without keys one
     bucket for all); past it 429 with Retry-After. None: no limit."""
-    max_concurrent: int = 1
-    """Generations running at once. The engine holds one model and generates one request at a time, so
-    more only helps once a batching engine is behind the API."""
+    max_concurrent: int = 8
+    """Requests generating at once: the engine's batch size (continuous batching, requests join and leave
+    the running batch at each token step). 1 serves one request at a time. Each row costs its KV cache in
+    memory; decoding speed grows little with it while reading the weights dominates."""
     max_queue: int = 8
     """Requests waiting for a generation slot; past it 429 with Retry-After instead of a growing backlog."""
     max_body_bytes: int = 262_144

@@ -113,4 +113,7 @@ def serve_webui(cfg: Config, engine: ChatEngine | None = None) -> None:
     engine = engine or ChatEngine.from_config(cfg)
     demo = build_ui(engine, cfg)
     logger.info("web UI on http://%s:%d", cfg.serve.host, cfg.serve.port)
-    demo.queue(default_concurrency_limit=1).launch(server_name=cfg.serve.host, server_port=cfg.serve.port)
+    # The engine batches concurrent answers, so the UI lets as many generate at once as the batch holds and
+    # keeps a bounded line behind them, like the API's admission.
+    demo.queue(default_concurrency_limit=cfg.serve.max_concurrent, max_size=cfg.serve.max_queue)
+    demo.launch(server_name=cfg.serve.host, server_port=cfg.serve.port)
