@@ -691,6 +691,14 @@ class ServeConfig:
     """Browser origins allowed to call the API (e.g. https://app.example.org); [] sends no CORS headers."""
     shutdown_grace_s: float = 5.0
     """On SIGTERM, answers still generating get this long to finish before they are cut off."""
+    feedback_url: str | None = None
+    """Where the web UI stores thumbs up/down and comments: any SQLAlchemy URL (e.g.
+    ``postgresql+psycopg://user@host/db``); None is SQLite at ``<run_dir>/feedback.db``."""
+    remote_url: str | None = None
+    """The web UI answers from this OpenAI-compatible endpoint (e.g. a vLLM server's
+    ``http://host:8000/v1``) instead of loading the model; its key comes from $MEDTUNE_REMOTE_API_KEY."""
+    remote_model: str = "tuned"
+    """The model name sent to ``remote_url`` (``medtune serve --engine vllm`` serves the adapter as ``tuned``)."""
 
     def __post_init__(self) -> None:
         positive = (
