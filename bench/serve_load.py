@@ -136,9 +136,11 @@ def drive(arm: Arm, url: str, model: str, args, with_bad: bool) -> None:
             jobs.put(("good", questions[i % len(questions)]))
     lock = threading.Lock()
 
+    deadline = time.perf_counter() + args.arm_limit_s
+
     def worker() -> None:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=900)
-        while True:
+        while time.perf_counter() < deadline:  # past it, no new request (a cap for a slow arm)
             try:
                 kind, job = jobs.get_nowait()
             except queue.Empty:
@@ -251,6 +253,58 @@ def _client(url: str):
     return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
 
 
+def identity_check(args) -> None:
+    """Greedy answers alone vs in one batch on the demo model; where they part, the top-2 logit margin there.
+
+    A batch changes the shapes of the matrix products (more rows, left padding in attention), so float
+    sums are taken in another order; a difference can only start where two candidate tokens were nearly
+    tied, which the margin at the first differing position shows.
+    """
+    import threading as th
+
+    import torch
+
+    from medtune.config import load_config
+    from medtune.serve.batching import BatchRequest
+    from medtune.serve.engine import ChatEngine, GenerationSettings, StreamControl
+
+    engine = ChatEngine.from_config(load_config(args.config, ["serve.safety=false"]), adapter=None)
+    engine.max_batch = args.identity
+    settings = GenerationSettings(max_new_tokens=args.max_tokens, temperature=0.0)
+    questions = [q for q, _ in sample_pairs()][: args.identity]
+
+    def tokens(question: str) -> list[int]:
+        ids = engine.tokenizer(engine.prompt_text(question), add_special_tokens=False)["input_ids"]
+        req = engine.scheduler.submit(BatchRequest(list(ids), settings, "default", StreamControl()))
+        req.done.wait()
+        return req.generated
+
+    alone = [tokens(q) for q in questions]
+    together: dict[int, list[int]] = {}
+    threads = [
+        th.Thread(target=lambda i=i: together.update({i: tokens(questions[i])}))
+        for i in range(len(questions))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same = sum(alone[i] == together[i] for i in range(len(questions)))
+    print(f"identity: {same}/{len(questions)} greedy answers identical alone and batched (peak batch "
+          f"{engine.scheduler.peak_batch}, {args.max_tokens} tokens)")  # fmt: skip
+    for i, q in enumerate(questions):
+        a, b = alone[i], together[i]
+        if a == b:
+            continue
+        k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        ids = engine.tokenizer(engine.prompt_text(q), add_special_tokens=False)["input_ids"] + a[:k]
+        with torch.inference_mode():
+            logits = engine.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        top = logits.topk(2)
+        print(f"  question {i}: first difference at token {k}; top-2 logit margin there (alone) "
+              f"{float(top.values[0] - top.values[1]):.4f}")  # fmt: skip
+
+
 def summarize(arm: Arm) -> list[str]:
     good = [r for r in arm.results if r.kind == "good"]
     ok = [r for r in good if r.status == 200 and r.complete]
@@ -282,6 +336,16 @@ def main() -> None:
     parser.add_argument("--arms", default="batched,single,peer", help="comma-separated: batched,single,peer")
     parser.add_argument("--start-s", type=float, default=300, help="wait this long for a server to start")
     parser.add_argument("--peer-start-s", type=float, default=300)
+    parser.add_argument(
+        "--arm-limit-s",
+        type=float,
+        default=900,
+        help="no new request after this long in one arm (rates stay valid)",
+    )
+    parser.add_argument(
+        "--identity", type=int, default=0, metavar="N",
+        help="also compare N greedy answers served alone and batched in-process (share identical, first differences)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     try:
@@ -316,6 +380,8 @@ def main() -> None:
                 if r.status >= 500 or (r.kind == "good" and not r.complete):
                     print(f"  {r.kind}: {r.status} {r.error}")
             arms.append(arm)
+    if args.identity:
+        identity_check(args)
     header = ["arm", "ok", "4xx", "5xx", "ttft p50 s", "ttft p95 s", "tok/s/client", "tok/s total", "wall s"]
     ran = [a for a in arms if a.results]
     print(table([summarize(a) for a in ran], header))
