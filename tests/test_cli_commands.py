@@ -157,7 +157,11 @@ def test_serve_builds_the_app_on_the_configured_port(pipeline, capsys, monkeypat
     if flags:
         import uvicorn
 
-        monkeypatch.setattr(uvicorn, "run", lambda app, **kw: launched.update(kw, app=app))
+        # serve_api runs a uvicorn.Server of its own (it drains on SIGTERM), not uvicorn.run.
+        def record(server, sockets=None):
+            launched.update(host=server.config.host, port=server.config.port, app=server.config.app)
+
+        monkeypatch.setattr(uvicorn.Server, "run", record)
     else:
         import gradio
 

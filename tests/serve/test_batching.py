@@ -48,6 +48,7 @@ def test_batched_greedy_output_is_identical_to_alone(batched):
         t.join()
     assert [results[i][0] for i in range(len(jobs))] == [a[0] for a in alone]
     assert batched.scheduler.peak_batch > 1
+    assert batched.scheduler.prefix_hits >= 2 * len(jobs)  # the system turn's cache was reused
     # Fewer steps than one request after another would take.
     assert batched.scheduler.steps - steps < sum(a[1].completion_tokens for a in alone)
 

@@ -10,7 +10,11 @@ thread that owns the model and steps a batch of running requests one token at a 
   ``StreamControl.cancel`` event or its consumer leaving), and columns that only padding uses any more are
   cut off the left of the cache;
 * each row runs through its own LoRA adapter or around all of them (PEFT ``adapter_names``), so base and
-  tuned requests share batches; each row has its own sampling settings and repetition penalty.
+  tuned requests share batches; each row has its own sampling settings and repetition penalty;
+* every prompt starts with the same system turn, whose KV cache is computed once per adapter and reused:
+  a new row prefills only its own question (on this CPU prefill is compute-bound, and the system turn is
+  most of a short question's prompt). Padding then sits between the shared prefix and the question; the
+  attention mask hides it and positions come from the mask, so the row sees exactly its own prompt.
 
 Why not transformers' own continuous-batching manager (``model.generate_batch`` /
 ``init_continuous_batching``, transformers 5.x): it runs on CPU for a plain model, but it packs every
@@ -70,6 +74,11 @@ class BatchScheduler:
         self._pending: queue.Queue[BatchRequest] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._prefix_ids: list[int] | None = None
+        self._prefix_kv: dict[str, Any] = {}
+        """adapter -> (cache object, per-layer (keys, values)) of the shared system turn, batch of one."""
+        self.prefix_hits = 0
+        """Rows admitted on the shared prefix's cache."""
         self.steps = 0
         """Decode steps run so far (tests and the benchmark read it)."""
         self.peak_batch = 0
@@ -141,21 +150,69 @@ class BatchScheduler:
         with engine._lock, ctx, skinny_cpu_linears(model), torch.inference_mode():
             return model(**inputs, **extra, use_cache=True)
 
+    def _shared_prefix(self) -> list[int]:
+        """The system turn every prompt starts with, as tokens."""
+        if self._prefix_ids is None:
+            from medtune.data.template import render
+            from medtune.prompts import build_messages
+
+            engine = self.engine
+            system = build_messages("", None, engine.system_prompt)[:1]
+            text = render(engine.tokenizer, system)
+            self._prefix_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._prefix_ids
+
+    def _prefix_cache(self, rows: list[BatchRequest]):
+        """A fresh cache holding the shared prefix for each row (under the row's adapter)."""
+        import copy
+
+        import torch
+
+        prefix = self._shared_prefix()
+        for adapter in {r.adapter for r in rows} - set(self._prefix_kv):
+            dummy = BatchRequest(prefix, None, adapter, None)  # type: ignore[arg-type]
+            ids = torch.tensor([prefix], device=self.engine.model.device)
+            out = self._forward([dummy], input_ids=ids, logits_to_keep=1)
+            self._prefix_kv[adapter] = out.cache
+        cache = copy.deepcopy(self._prefix_kv[rows[0].adapter])
+        for i, layer in enumerate(cache.layers):
+            layer.keys = torch.cat([self._prefix_kv[r.adapter].layers[i].keys for r in rows])
+            layer.values = torch.cat([self._prefix_kv[r.adapter].layers[i].values for r in rows])
+        return cache
+
     def _admit(self, running, state, new):
         """Prefill the new rows together and merge their cache into the running batch's."""
         import torch
 
         pad = self.engine.tokenizer.pad_token_id
-        width = max(len(r.prompt_ids) for r in new)
-        ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in new])
-        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in new])
         device = self.engine.model.device
+        prefix = self._shared_prefix()
+        p = len(prefix)
+        if all(len(r.prompt_ids) > p and r.prompt_ids[:p] == prefix for r in new):
+            # Only the questions are prefilled, on a copy of the shared prefix's cache.
+            tails = [r.prompt_ids[p:] for r in new]
+            width = max(map(len, tails))
+            ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails])
+            mask = torch.tensor([[1] * p + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+            extra = {
+                "cache": self._prefix_cache(new),
+                "cache_position": torch.arange(p, p + width, device=device),
+            }
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+            self.prefix_hits += len(new)
+        else:
+            width = max(len(r.prompt_ids) for r in new)
+            ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in new])
+            mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in new])
+            extra = {}
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._forward(
             new,
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+            position_ids=positions.to(device),
             logits_to_keep=1,
+            **extra,
         )
         first = self._pick(new, out.logits[:, -1, :])
         cache, mask = out.cache, mask.to(device)

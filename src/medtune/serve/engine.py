@@ -3,6 +3,11 @@
 It owns the model, the tokenizer and the system prompt, so every surface renders conversations the way
 training did. A LoRA adapter, when loaded, can be switched off per call: base and tuned answers come from
 the same weights in memory, which is how the UI and the evaluation compare them.
+
+Streamed answers (``stream``, ``reply_stream``, ``reply``: chat, UI, API) go through one background
+scheduler that batches concurrent requests token step by token step (``medtune.serve.batching``);
+evaluation's ``generate``/``generate_jobs``/``generate_compare`` batch a known list of questions with
+``model.generate``; both take the engine's lock for each pass over the weights.
 """
 
 from __future__ import annotations
