@@ -353,6 +353,9 @@ def main() -> None:
     args = parser.parse_args()
 
     try:
+        # Imported here, once: a first import racing in several client threads fails (partially
+        # initialised module).
+        import httpx  # noqa: F401
         import openai  # noqa: F401
 
         from medtune.config import load_config
