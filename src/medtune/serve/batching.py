@@ -17,10 +17,14 @@ thread that owns the model and steps a batch of running requests one token at a 
   attention mask hides it and positions come from the mask, so the row sees exactly its own prompt.
 
 Why not transformers' own continuous-batching manager (``model.generate_batch`` /
-``init_continuous_batching``, transformers 5.x): it runs on CPU for a plain model, but it packs every
+``init_continuous_batching``, transformers 5.25): it runs on CPU for a plain model, but it packs every
 request into one flat sequence (batch dimension 1, paged attention), so PEFT's per-row ``adapter_names``
-cannot select an adapter per request, and on this 2-core CPU it took 11.8 s for 2 x 8 tokens on the
-2-layer test model (its per-step bookkeeping dominates), where this loop takes well under a second.
+cannot pick an adapter per request (base and tuned in one batch, as the API's ``medtune:base`` and the
+evaluation need), and it has no per-request repetition penalty or stop/cancel hook of ours. Its speed is
+not the reason: in ``bench/serve_load.py`` on the demo model (base only, 8 clients x 48 tokens, 2 shared
+CPU cores) ``transformers serve --continuous-batching`` gave ~22-23 tokens/s in total against this loop's
+~17 (packed sequences waste no padding, and paged attention reads no padded cache); in-process on the
+2-layer test model its first ``generate_batch`` took 11.8 s for 2 x 8 tokens (set-up).
 """
 
 from __future__ import annotations
