@@ -140,15 +140,28 @@ def test_chat_answers_from_stdin_until_an_empty_line(pipeline, capsys, monkeypat
 
 
 @drives("serve")
-@pytest.mark.parametrize("flags", [[], ["--api"]], ids=["web-ui", "api"])
+@pytest.mark.parametrize("flags", [[], ["--api"], ["--engine", "vllm"]], ids=["web-ui", "api", "vllm"])
 def test_serve_builds_the_app_on_the_configured_port(pipeline, capsys, monkeypatch, flags):
     """The engine and the app are built for real; only binding the port is replaced."""
     _, overrides, _ = pipeline
     launched = {}
+    if flags == ["--engine", "vllm"]:
+        # vLLM is not installed here: the command is built and handed to exec, which is replaced.
+        monkeypatch.setattr("shutil.which", lambda name: f"/opt/bin/{name}")
+        monkeypatch.setattr("os.execve", lambda exe, cmd, env: launched.update(exe=exe, cmd=cmd, env=env))
+        run_cli(capsys, "serve", TINY, *overrides, "serve.api_port=8001", *flags)
+        cmd = launched["cmd"]
+        assert cmd[:2] == ["/opt/bin/vllm", "serve"] and cmd[cmd.index("--port") + 1] == "8001"
+        assert any(m.startswith("tuned=") and m.endswith("adapter") for m in cmd)
+        return
     if flags:
         import uvicorn
 
-        monkeypatch.setattr(uvicorn, "run", lambda app, **kw: launched.update(kw, app=app))
+        # serve_api runs a uvicorn.Server of its own (it drains on SIGTERM), not uvicorn.run.
+        def record(server, sockets=None):
+            launched.update(host=server.config.host, port=server.config.port, app=server.config.app)
+
+        monkeypatch.setattr(uvicorn.Server, "run", record)
     else:
         import gradio
 
@@ -159,6 +172,33 @@ def test_serve_builds_the_app_on_the_configured_port(pipeline, capsys, monkeypat
         assert any(getattr(r, "path", "") == "/v1/chat/completions" for r in launched["app"].routes)
     else:
         assert (launched["server_name"], launched["server_port"]) == ("127.0.0.1", 7861)
+
+
+@drives("feedback export")
+def test_feedback_export_writes_pairs_that_data_prepare_reads(root, capsys, tmp_path):
+    from medtune.config import load_config
+    from medtune.serve.feedback import Feedback, FeedbackStore, feedback_url
+
+    out, overrides = root
+    cfg = load_config(TINY, [*overrides, "run_name=rated"])
+    store = FeedbackStore(feedback_url(cfg))
+    rows = [json.loads(line) for line in SAMPLE_THREE_PART.read_text(encoding="utf-8").splitlines()[:24]]
+    for row in rows:
+        store.add(Feedback(row["instruction"], row["output"], 1, "tiny (tuned)", {"temperature": 0.7}))
+        store.add(Feedback(row["instruction"], "多喝热水。", -1, "tiny (base)", {"temperature": 0.7}))
+    store.add(Feedback("只被点过赞的问题", THREE_PART_ANSWER, 1, "tiny (tuned)", {}))
+    pairs = tmp_path / "prefs.jsonl"
+    printed = run_cli(capsys, "feedback", "export", TINY, *overrides, "run_name=rated", "--out", str(pairs))
+    assert "24 chosen/rejected pairs" in printed and "1 single rated" in printed
+    first = json.loads(pairs.read_text(encoding="utf-8").splitlines()[0])
+    assert set(first) == {"prompt", "chosen", "rejected"} and first["rejected"] == "多喝热水。"
+    # The same file is training data for `data prepare` (question + chosen answer).
+    printed = run_cli(
+        capsys, "data", "prepare", TINY, *overrides, f"data.raw_file={pairs}", "run_name=from_prefs"
+    )
+    assert "read 24 records" in printed
+    train = (out / "runs" / "from_prefs" / "data" / "train.jsonl").read_text(encoding="utf-8")
+    assert "多喝热水" not in train
 
 
 @drives("safety check")

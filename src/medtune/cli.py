@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from medtune.config import Config, ConfigError, explain, load_config
@@ -146,6 +147,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if args.engine == "vllm":
+        from medtune.serve.vllm import exec_vllm
+
+        return exec_vllm(cfg)
     if args.api:
         from medtune.serve.api import serve_api
 
@@ -154,6 +159,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from medtune.serve.webui import serve_webui
 
         serve_webui(cfg)
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from medtune.serve.feedback import FeedbackStore, export_preferences, feedback_url, unpaired_path
+
+    cfg = _config(args)
+    out = Path(args.out) if args.out else cfg.run_dir / "feedback" / "preferences.jsonl"
+    counts = export_preferences(FeedbackStore(feedback_url(cfg)), out)
+    print(f"{counts['pairs']} chosen/rejected pairs -> {out}")
+    print(f"{counts['unpaired']} single rated answers -> {unpaired_path(out)}")
     return 0
 
 
@@ -232,6 +248,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     "run": (cmd_run, "the whole pipeline: prepare, train, eval", "config"),
     "chat": (cmd_chat, "terminal chat with streaming", "config"),
     "serve": (cmd_serve, "Gradio web chat on port 7860 (or --api for the OpenAI-compatible API)", "config"),
+    "feedback export": (
+        cmd_feedback_export,
+        "web UI ratings as preference pairs (prompt/chosen/rejected JSONL) for DPO and data prepare",
+        "config",
+    ),
     "export": (cmd_export, "merge the adapter into the base weights and verify the logits", "config"),
     "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
     "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
@@ -269,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "export":
             p.add_argument("--out", help="output folder (default: <run_dir>/merged)")
+        if name == "feedback export":
+            p.add_argument("--out", help="pairs file (default: <run_dir>/feedback/preferences.jsonl)")
         if name == "eval":
             p.add_argument("--set", dest="sets", nargs="+", action="extend", help="evaluate only these sets")
             p.add_argument("--models", help="comma-separated models, e.g. base,tuned or an adapter folder")
@@ -278,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             p.add_argument(
                 "--api", action="store_true", help="serve the OpenAI-compatible API instead of the web UI"
+            )
+            p.add_argument(
+                "--engine",
+                choices=("medtune", "vllm"),
+                default="medtune",
+                help="vllm: exec vLLM's OpenAI server on the base model with this run's adapter (optional extra)",
             )
     return parser
 

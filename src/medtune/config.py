@@ -678,9 +678,10 @@ class ServeConfig:
     rate_limit_per_minute: int | None = 60
     """Chat requests per minute per API key (token bucket, bursts up to the same number; without keys one
     bucket for all); past it 429 with Retry-After. None: no limit."""
-    max_concurrent: int = 1
-    """Generations running at once. The engine holds one model and generates one request at a time, so
-    more only helps once a batching engine is behind the API."""
+    max_concurrent: int = 8
+    """Requests generating at once: the engine's batch size (continuous batching, requests join and leave
+    the running batch at each token step). 1 serves one request at a time. Each row costs its KV cache in
+    memory; decoding speed grows little with it while reading the weights dominates."""
     max_queue: int = 8
     """Requests waiting for a generation slot; past it 429 with Retry-After instead of a growing backlog."""
     max_body_bytes: int = 262_144
@@ -712,6 +713,14 @@ class ServeConfig:
     """Seconds to wait for a triage verdict; a late one adds nothing."""
     triage_cache_dir: str | None = "runs/triage_cache"
     """Verdicts cached on disk by the hash of prompt, model and question; None keeps no cache."""
+    feedback_url: str | None = None
+    """Where the web UI stores thumbs up/down and comments: any SQLAlchemy URL (e.g.
+    ``postgresql+psycopg://user@host/db``); None is SQLite at ``<run_dir>/feedback.db``."""
+    remote_url: str | None = None
+    """The web UI answers from this OpenAI-compatible endpoint (e.g. a vLLM server's
+    ``http://host:8000/v1``) instead of loading the model; its key comes from $MEDTUNE_REMOTE_API_KEY."""
+    remote_model: str = "tuned"
+    """The model name sent to ``remote_url`` (``medtune serve --engine vllm`` serves the adapter as ``tuned``)."""
 
     def __post_init__(self) -> None:
         positive = (

@@ -260,7 +260,8 @@ class FakeOpenAIServer:
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
                     f"Content-Length: {len(payload)}",
                 ]
-                head += ["Content-Type: application/json", "Connection: keep-alive"]
+                content_type = extra_headers.pop("content-type", "application/json")
+                head += [f"Content-Type: {content_type}", "Connection: keep-alive"]
                 head += [f"{k}: {v}" for k, v in extra_headers.items()]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
                 await writer.drain()
@@ -380,7 +381,21 @@ class FakeOpenAIServer:
             "choices": choices,
             "usage": usage,
         }
+        if req.get("stream") and choices:
+            return 200, {"content-type": "text/event-stream"}, _sse(completion, text, finish)
         return 200, {}, json.dumps(completion, ensure_ascii=False).encode()
+
+
+def _sse(completion: dict[str, Any], text: str, finish: str) -> bytes:
+    """A streamed answer in one body: a chunk per 8 characters, then the finish and ``[DONE]``."""
+    head = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    deltas = [{"role": "assistant", "content": ""}] + [
+        {"content": text[i : i + 8]} for i in range(0, len(text), 8)
+    ]
+    events = [head | {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    events.append(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    lines = [f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+    return "".join(lines).encode()
 
 
 def _choice(text: str, finish: str) -> dict[str, Any]:

@@ -74,7 +74,10 @@ class Live:
 def api(engine):
     from medtune.serve.api import create_app
 
-    cfg = serve_config("serve.max_input_tokens=256", "serve.max_queue=1", "serve.rate_limit_per_minute=null")
+    cfg = serve_config(
+        "serve.max_input_tokens=256", "serve.max_queue=1", "serve.rate_limit_per_minute=null",
+        "serve.max_concurrent=1",
+    )  # fmt: skip
     app = create_app(engine, cfg, KEYS)
     with live(app) as url:
         yield Live(url, app)
@@ -451,3 +454,30 @@ def test_sigterm_stops_the_server_within_seconds_mid_generation(tiny_model_dir, 
             proc.kill()
         output = proc.communicate()[0]
     assert "Traceback" not in output, output
+
+
+def test_concurrent_streams_share_the_running_batch(engine):
+    from medtune.serve.api import create_app
+    from medtune.serve.engine import ChatEngine
+
+    batched = ChatEngine(engine.model, engine.tokenizer, name="tiny", max_batch=4)
+    app = create_app(
+        batched, serve_config("serve.max_concurrent=4", "serve.rate_limit_per_minute=null"), KEYS
+    )
+    questions = ["胃疼怎么办", "头疼", "孩子发烧38度", "咳嗽有痰"]
+    expected = [greedy(engine, 12, q).text for q in questions]
+    with live(app) as url:
+        server = Live(url, app)
+        replies: dict[int, str] = {}
+
+        def one(i: int) -> None:
+            stream = ask(server.client(), questions[i], max_tokens=12, stream=True)
+            replies[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert [replies[i].strip() for i in range(4)] == expected
+    assert batched.scheduler.peak_batch > 1

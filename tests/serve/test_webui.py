@@ -53,13 +53,20 @@ def test_compare_handler_fills_base_then_tuned(engine):
     assert steps[0][1] == "", "tuned starts after base is done"
 
 
-def test_ui_serves_http(engine):
+@pytest.fixture
+def store(tmp_path):
+    from medtune.serve.feedback import FeedbackStore
+
+    return FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+
+
+def test_ui_serves_http(engine, store):
     import httpx
 
     from medtune.config import Config
     from medtune.serve.webui import build_ui
 
-    demo = build_ui(engine, Config())
+    demo = build_ui(engine, Config(), store)
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         page = httpx.get(demo.local_url, timeout=30)
@@ -75,14 +82,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)")
-def test_a_real_browser_renders_the_ui(engine, tmp_path):
+def test_a_real_browser_renders_the_ui(engine, tmp_path, store):
     """Headless Chromium loads the page and runs Gradio's front end: the components appear in the DOM."""
     import subprocess
 
     from medtune.config import Config
     from medtune.serve.webui import build_ui
 
-    demo = build_ui(engine, Config())
+    demo = build_ui(engine, Config(), store)
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -120,3 +127,52 @@ def test_model_output_is_rendered_as_text_never_as_html(engine, monkeypatch):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
         assert "&lt;img src=x onerror=alert(document.cookie)&gt;" in md
         assert "#### 一、病情分析" in md and "a &amp; b" in md
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)")
+def test_a_browser_asks_sees_the_streamed_sections_and_rates_the_answer(engine, tmp_path, store, monkeypatch):
+    """Playwright drives the system Chromium: ask in Chinese, watch the answer stream in with its section
+    headings, thumbs up, add a comment, and find the rating in the database. Screenshot in tmp_path."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import time
+
+    from medtune.config import Config
+    from medtune.serve.webui import build_ui
+
+    def slow_answer(*args, **kwargs):
+        for line in THREE_PART_ANSWER.splitlines(keepends=True):
+            time.sleep(0.1)  # slow enough for the page to show a partial answer
+            yield line
+
+    monkeypatch.setattr(engine, "stream", slow_answer)
+    demo = build_ui(engine, Config(), store)
+    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(demo.local_url, timeout=60_000)
+            box = page.get_by_placeholder("Type a message...").or_(page.locator("textarea").first).first
+            box.fill("孩子发烧38.5度一天了，需要去医院吗？")
+            box.press("Enter")
+            bot = page.locator(".message.bot, [data-testid='bot']").last
+            bot.wait_for(timeout=60_000)
+            partial = bot.inner_text(timeout=30_000)
+            page.locator("h4", has_text="三、治疗建议").first.wait_for(timeout=60_000)
+            page.get_by_text("免责声明").or_(page.get_by_text("仅供")).first.wait_for(timeout=60_000)
+            final = bot.inner_text()
+            assert "一、病情分析" in final and len(partial) < len(final), "the answer did not stream in"
+            page.locator("button[aria-label='Like'], button[title='Like']").last.click()
+            page.get_by_text("已记录").first.wait_for(timeout=30_000)
+            page.locator("#feedback-comment textarea").fill("回答很清楚，我的电话是13812345678")
+            page.locator("#feedback-send").click()
+            page.get_by_text("意见已保存").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "webui.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
+    [row] = store.all()
+    assert row.question == "孩子发烧38.5度一天了，需要去医院吗？" and row.rating == 1
+    assert row.answer.startswith(THREE_PART_ANSWER.strip()[:20]), repr(row.answer[-300:])
+    assert "13812345678" not in row.comment
+    assert (tmp_path / "webui.png").stat().st_size > 10_000

@@ -38,7 +38,7 @@ _ROLE_MAP = {
     "system": "system",
 }
 _QUESTION_KEYS = ("question", "ask", "query", "prompt")
-_ANSWER_KEYS = ("answer", "response", "reply")
+_ANSWER_KEYS = ("answer", "response", "reply", "chosen")  # chosen: a preference pair's liked answer
 _META_KEYS = ("condition",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv", ".tab")

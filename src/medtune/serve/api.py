@@ -7,8 +7,10 @@ Model ``medtune`` answers with the adapter on; ``medtune:base`` with it off, for
 A chat request passes, in this order and before any model compute: the API key (401), the key's rate
 limit (429), the body size (413), the request's fields and bounds (400), the model name (404), message
 count and length in characters, then the prompt's length in tokens (400), and admission: a generation
-slot or a place in a bounded line (429 when both are taken). Generation then runs on a worker thread and
-stops early when the client goes away or the server shuts down. ``/health`` is open; ``/v1/models`` and
+slot or a place in a bounded line (429 when both are taken). ``serve.max_concurrent`` slots are the rows
+of the engine's running batch: an admitted request joins it at the next decode step (continuous batching,
+``medtune.serve.batching``) and leaves it, freeing its slot, when it ends, when the client goes away or
+when the server shuts down. ``/health`` is open; ``/v1/models`` and
 ``/metrics`` (Prometheus) need a key like the chat route. Keys and message contents are never logged.
 """
 

@@ -3,6 +3,11 @@
 It owns the model, the tokenizer and the system prompt, so every surface renders conversations the way
 training did. A LoRA adapter, when loaded, can be switched off per call: base and tuned answers come from
 the same weights in memory, which is how the UI and the evaluation compare them.
+
+Streamed answers (``stream``, ``reply_stream``, ``reply``: chat, UI, API) go through one background
+scheduler that batches concurrent requests token step by token step (``medtune.serve.batching``);
+evaluation's ``generate``/``generate_jobs``/``generate_compare`` batch a known list of questions with
+``model.generate``; both take the engine's lock for each pass over the weights.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from medtune.config import Config
     from medtune.safety import SafetyEngine
     from medtune.safety.second_opinion import SecondOpinion
+    from medtune.serve.batching import BatchScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -82,19 +88,6 @@ class StreamControl:
     """``stop`` (end of turn or a stop sequence), ``length`` (max_new_tokens reached) or ``cancelled``."""
 
 
-def _stopping_when(*events: threading.Event):
-    """A stopping criterion that ends generation once any of the events is set (checked after each token)."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _EventSet(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-            done = any(e.is_set() for e in events)
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_EventSet()])
-
-
 def _until_stop(pieces: Iterable[str], stops: Sequence[str], on_stop: Callable[[], None]) -> Iterator[str]:
     """The streamed text up to the first stop sequence.
 
@@ -131,6 +124,7 @@ class ChatEngine:
         safety: SafetyEngine | None = None,
         safety_policy: str = "annotate",
         second_opinion: SecondOpinion | None = None,
+        max_batch: int = 8,
     ):
         self.model = model.eval()
         self.safety = safety
@@ -145,6 +139,18 @@ class ChatEngine:
         self.stop_ids = stop_token_ids(tokenizer)
         # One model in memory serves every request; generate() is not safe to run concurrently on it.
         self._lock = threading.Lock()
+        self.max_batch = max_batch
+        """Streamed requests generated together (continuous batching); 1 serves one at a time."""
+        self._scheduler: BatchScheduler | None = None
+
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """The background batcher behind stream(), started on first use (evaluation never needs it)."""
+        if self._scheduler is None:
+            from medtune.serve.batching import BatchScheduler
+
+            self._scheduler = BatchScheduler(self, self.max_batch)
+        return self._scheduler
 
     @property
     def has_adapter(self) -> bool:
@@ -175,7 +181,16 @@ class ChatEngine:
             from medtune.safety.second_opinion import SecondOpinion
 
             second_opinion = SecondOpinion.from_config(cfg.serve, safety)
-        return cls(model, tokenizer, cfg.system_prompt, name, safety, cfg.serve.safety_policy, second_opinion)
+        return cls(
+            model,
+            tokenizer,
+            cfg.system_prompt,
+            name,
+            safety,
+            cfg.serve.safety_policy,
+            second_opinion,
+            cfg.serve.max_concurrent,
+        )
 
     @contextmanager
     def _adapter(self, enabled: bool):
@@ -302,77 +317,50 @@ class ChatEngine:
         question: str,
         history: list[dict] | None = None,
         settings: GenerationSettings | None = None,
-        use_adapter: bool = True,
+        use_adapter: bool | str = True,
         control: StreamControl | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece as the model produces it.
 
-        Generation stops at the end of turn, at max_new_tokens, at a stop sequence, when ``control.cancel``
-        is set, or when the consumer stops iterating; ``control`` then tells how it ended.
+        The request joins the scheduler's running batch at its next step (continuous batching, up to
+        ``max_batch`` rows). Generation stops at the end of turn, at max_new_tokens, at a stop sequence,
+        when ``control.cancel`` is set, or when the consumer stops iterating; the row then leaves the batch
+        at once and ``control`` tells how it ended. ``use_adapter``: False for the base model, True for the
+        active adapter, or an adapter's name.
         """
-        import torch
-        from transformers import TextIteratorStreamer
+        from medtune.serve.batching import BASE, BatchRequest, tokens_as_text
 
         settings = settings or GenerationSettings()
         control = control or StreamControl()
-        enc = self.tokenizer(
-            [self.prompt_text(question, history)], return_tensors="pt", add_special_tokens=False
-        )
-        enc = {k: v.to(self.model.device) for k, v in enc.items()}
-        prompt_len = enc["input_ids"].shape[1]
-        streamer = TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
-        )
-        errors: list[BaseException] = []
-        halt = threading.Event()  # a stop sequence was seen, or the consumer left
-        ended = {"finished": False, "stopped": False}
+        ids = self.tokenizer(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
+        if not self.has_adapter or use_adapter is False:
+            adapter = BASE if self.has_adapter else "default"
+        else:
+            adapter = use_adapter if isinstance(use_adapter, str) else self.model.active_adapter
+        req = self.scheduler.submit(BatchRequest(list(ids), settings, adapter, control))
+        stopped = {"at_stop": False}
 
         def at_stop_sequence() -> None:
-            ended["stopped"] = True
-            halt.set()
+            stopped["at_stop"] = True
+            req.halt.set()
 
-        def work() -> None:
-            try:
-                # Polled, so a request given up on while another generates never waits for the model.
-                while not self._lock.acquire(timeout=0.05):
-                    if halt.is_set() or control.cancel.is_set():
-                        streamer.end()
-                        return
-                try:
-                    with self._adapter(use_adapter), skinny_cpu_linears(self.model), torch.inference_mode():
-                        out = self.model.generate(
-                            **enc,
-                            **settings.kwargs(),
-                            eos_token_id=self.stop_ids,
-                            pad_token_id=self.tokenizer.pad_token_id,
-                            streamer=streamer,
-                            stopping_criteria=_stopping_when(halt, control.cancel),
-                        )
-                finally:
-                    self._lock.release()
-                row = out[0, prompt_len:].tolist()
-                ends = [row.index(t) for t in self.stop_ids if t in row]
-                ended["finished"] = bool(ends)
-                control.completion_tokens = min(ends) if ends else len(row)
-            except BaseException as exc:  # surfaced to the consumer below, not swallowed
-                errors.append(exc)
-                streamer.end()
+        def tokens() -> Iterator[int]:
+            while (item := req.tokens.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
         try:
-            yield from _until_stop(streamer, settings.stop, at_stop_sequence)
+            yield from _until_stop(tokens_as_text(self.tokenizer, tokens()), settings.stop, at_stop_sequence)
         finally:
-            halt.set()
-            thread.join()
-            if ended["finished"] or ended["stopped"]:
+            req.halt.set()
+            req.done.wait()  # the slot is free once the row has left the batch, not before
+            if req.finished or stopped["at_stop"]:
                 control.finish_reason = "stop"
             elif control.completion_tokens >= settings.max_new_tokens:
                 control.finish_reason = "length"
             else:
                 control.finish_reason = "cancelled"
-        if errors:
-            raise errors[0]
 
     def reply_stream(
         self,

@@ -1,0 +1,89 @@
+"""Continuous batching in the engine: rows join and leave a running batch; greedy output as if alone."""
+
+import threading
+import time
+
+import pytest
+
+from medtune.serve.engine import ChatEngine, GenerationSettings, StreamControl
+
+QUESTIONS = ["发烧怎么办", "胃反酸烧心，晚上躺下更明显，怎么办？需要做胃镜吗", "头疼", "孩子咳嗽三天了，有痰"]
+
+
+@pytest.fixture(scope="module")
+def batched(engine):
+    return ChatEngine(engine.model, engine.tokenizer, name="tiny", max_batch=4)
+
+
+def _tokens(engine, question, settings, use_adapter=True):
+    control = StreamControl()
+    text = "".join(engine.stream(question, settings=settings, use_adapter=use_adapter, control=control))
+    return text, control
+
+
+def test_stream_alone_matches_hf_generate(batched):
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
+    text, control = _tokens(batched, QUESTIONS[1], settings)
+    [answer] = batched.generate([QUESTIONS[1]], settings, batch_size=1)
+    assert text.strip() == answer.text
+    assert control.completion_tokens == answer.num_tokens
+
+
+def test_batched_greedy_output_is_identical_to_alone(batched):
+    settings = GenerationSettings(max_new_tokens=16, temperature=0.0)
+    # Base and tuned rows, different prompt lengths, mixed in one batch.
+    jobs = [(q, i % 2 == 0) for i, q in enumerate(QUESTIONS)]
+    alone = [_tokens(batched, q, settings, use) for q, use in jobs]
+    steps = batched.scheduler.steps
+    results: dict[int, tuple] = {}
+
+    def run(i, q, use):
+        time.sleep(0.05 * i)  # arrive one after another, while the earlier ones are generating
+        results[i] = _tokens(batched, q, settings, use)
+
+    threads = [threading.Thread(target=run, args=(i, q, use)) for i, (q, use) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i][0] for i in range(len(jobs))] == [a[0] for a in alone]
+    assert batched.scheduler.peak_batch > 1
+    assert batched.scheduler.prefix_hits >= 2 * len(jobs)  # the system turn's cache was reused
+    # Fewer steps than one request after another would take.
+    assert batched.scheduler.steps - steps < sum(a[1].completion_tokens for a in alone)
+
+
+def test_cancel_frees_the_row_at_once(batched):
+    long = GenerationSettings(max_new_tokens=400, temperature=0.0, repetition_penalty=1.0)
+    control = StreamControl()
+    pieces = batched.stream(QUESTIONS[0], settings=long, control=control)
+    next(pieces)
+    control.cancel.set()
+    started = time.perf_counter()
+    rest = list(pieces)
+    assert time.perf_counter() - started < 2.0
+    assert control.finish_reason == "cancelled"
+    assert control.completion_tokens < 400
+    assert len(rest) < 50
+    # The consumer leaving also ends the row.
+    control2 = StreamControl()
+    pieces = batched.stream(QUESTIONS[0], settings=long, control=control2)
+    next(pieces)
+    pieces.close()
+    assert control2.finish_reason == "cancelled"
+
+
+def test_sampling_rows_run_alongside_greedy(batched):
+    sampled = GenerationSettings(max_new_tokens=8, temperature=0.8, top_p=0.9)
+    greedy = GenerationSettings(max_new_tokens=8, temperature=0.0)
+    out = {}
+    threads = [
+        threading.Thread(target=lambda: out.setdefault("s", _tokens(batched, QUESTIONS[0], sampled))),
+        threading.Thread(target=lambda: out.setdefault("g", _tokens(batched, QUESTIONS[2], greedy))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out["g"][0] == _tokens(batched, QUESTIONS[2], greedy)[0]
+    assert out["s"][1].finish_reason in ("stop", "length")
