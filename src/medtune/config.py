@@ -623,7 +623,7 @@ class EvalConfig:
             raise ConfigError(f"eval.num_questions must be >= 0 (0: all), got {self.num_questions}")
         if min(self.max_new_tokens, self.batch_size, self.exam_batch_size, self.exam_max_new_tokens) < 1:
             raise ConfigError(
-                "eval.max_new_tokens, batch_size, exam_batch_size, exam_max_new_tokens must be >= 1"
+                "eval.max_new_tokens and eval.batch_size (and exam_batch_size, exam_max_new_tokens) must be >= 1"
             )
         if self.temperature < 0:
             raise ConfigError(f"eval.temperature must not be negative, got {self.temperature}")

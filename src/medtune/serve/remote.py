@@ -44,6 +44,8 @@ class RemoteEngine:
         self.name = f"{model} @ {base_url}"
         self.safety = safety
         self.safety_policy = safety_policy
+        # The rules still run here; a model's second opinion would need an endpoint of its own.
+        self.second_opinion = None
 
     @property
     def has_adapter(self) -> bool:
