@@ -288,17 +288,22 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_medtune(raw: str, out_root: str, conn) -> None:
+def run_medtune(raw: str, out_root: str, conn, *extra: str) -> None:
     from medtune.config import load_config
     from medtune.data.prepare import prepare
 
-    cfg = load_config(None, [f"data.raw_file={raw}", f"output_root={out_root}", "run_name=bench"])
+    cfg = load_config(None, [f"data.raw_file={raw}", f"output_root={out_root}", "run_name=bench", *extra])
     t = time.perf_counter()
     result = prepare(cfg)
     seconds = time.perf_counter() - t
     report = json.loads((cfg.data_dir / "data_report.json").read_text(encoding="utf-8"))
     conn.send({"seconds": seconds, "peak_mb": _peak_mb(), "stages": report["timings_s"],
                "kept": result.stats["counts"]["kept"], "out": str(cfg.data_dir)})  # fmt: skip
+
+
+def run_medtune_serial(raw: str, out_root: str, conn) -> None:
+    """medtune with the cleaning rules in this one process (``data.workers=1``): what the workers buy."""
+    run_medtune(raw, out_root, conn, "data.workers=1")
 
 
 def run_baseline(raw: str, out_root: str, conn) -> None:
@@ -426,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--baseline-n", type=int, default=100_000, help="size at which the baseline also runs (0: never)"
     )
+    ap.add_argument(
+        "--serial-n",
+        type=int,
+        default=0,
+        help="size at which medtune also runs with data.workers=1 (0: never)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", default=None, help="where data and outputs go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
@@ -443,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generated {n} records in {time.perf_counter() - t:.0f} s ({raw.stat().st_size / 1e6:.0f} MB)",
                   flush=True)  # fmt: skip
             runs = [("medtune", run_medtune)]
+            if n == args.serial_n:
+                runs.append(("serial", run_medtune_serial))
             if n == args.baseline_n:
                 runs.append(("baseline", run_baseline))
             for name, target in runs:
