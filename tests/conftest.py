@@ -36,6 +36,24 @@ def tiny_model_dir(cache_dir, qwen_tokenizer) -> Path:
     return ensure_tiny_model_dir(cache_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_peft_engine(tiny_model_dir):
+    """The tiny model with a random (non-zero) LoRA adapter in a ChatEngine, built once per session."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medtune.config import ModelConfig
+    from medtune.model.loader import load_model
+    from medtune.serve.engine import ChatEngine
+
+    model, tok, _ = load_model(ModelConfig(name_or_path=str(tiny_model_dir)))
+    torch.manual_seed(0)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    return ChatEngine(peft_model, tok, name="tiny")
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

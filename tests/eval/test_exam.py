@@ -10,20 +10,9 @@ from medtune.eval.exam import PREFILL, LetterScorer, letter_token_ids, score_gen
 from medtune.eval.sets import ExamItem
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir):
-    from peft import LoraConfig, get_peft_model
-
-    from medtune.config import ModelConfig
-    from medtune.model.loader import load_model
-    from medtune.serve.engine import ChatEngine
-
-    model, tok, _ = load_model(ModelConfig(name_or_path=str(tiny_model_dir)))
-    torch.manual_seed(0)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    )
-    return ChatEngine(peft_model, tok, name="tiny")
+@pytest.fixture
+def engine(tiny_peft_engine):
+    return tiny_peft_engine
 
 
 def item(i, answer="B", n_options=4, length=1):
