@@ -137,9 +137,9 @@ def test_an_interrupted_evaluation_computes_only_what_is_missing(trained, evalua
     scored = []
     real = run_module.LetterScorer.score
 
-    def counting(self, items, shots, progress=None):
+    def counting(self, items, shots):
         scored.extend(i.id for i in items)
-        return real(self, items, shots, progress)
+        return real(self, items, shots)
 
     monkeypatch.setattr(run_module.LetterScorer, "score", counting)
     again = run_eval(cfg)
@@ -170,6 +170,12 @@ def test_cli_selects_sets_models_and_limit(trained, capsys):
     assert code == 0
     assert "set exam (exam, 2 items" in out and "set patients (open, 2 items" in out and "set val" not in out
     assert "accuracy" in out and "tuned" not in out.split("report:")[0]
+    # An adapter folder named on the command line is a model of its own (README: --models base,tuned,DIR).
+    _, cfg, _ = trained
+    code = main(["eval", str(ROOT / "configs" / "tiny" / "lora_sft.yaml"), *overrides, "--set", "exam", "--limit", "2",
+                 "--models", f"base,{cfg.adapter_dir}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "    adapter      " in out and "Δ" in out
     assert main(["eval", str(ROOT / "configs" / "tiny" / "lora_sft.yaml"), *overrides, "--set", "nope"]) == 2
     assert "no such evaluation set" in capsys.readouterr().err
 

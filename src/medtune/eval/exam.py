@@ -151,9 +151,7 @@ class LetterScorer:
         return out.last_hidden_state
 
     # -- scoring -------------------------------------------------------------------------------------
-    def score(
-        self, items: list[ExamItem], shots: list[ExamItem], progress: Callable[[int], None] | None = None
-    ) -> Iterator[tuple[ExamItem, ExamResult]]:
+    def score(self, items: list[ExamItem], shots: list[ExamItem]) -> Iterator[tuple[ExamItem, ExamResult]]:
         import torch
 
         if not items:
@@ -168,12 +166,8 @@ class LetterScorer:
                 chunk = singles[start : start + self.batch_size]
                 rows = [suffixes[id(i)] for i in chunk]
                 yield from zip(chunk, self._score_singles(cache, prefix, chunk, rows))
-                if progress:
-                    progress(len(chunk))
             for item in (i for i in items if i.multi):
                 yield item, self._score_multi(cache, prefix, item, shots)
-                if progress:
-                    progress(1)
 
     def _suffix(self, prefix: list[int], item: ExamItem, shots: list[ExamItem]) -> list[int]:
         own_prefix, suffix = self.split_prompt(item, shots)
@@ -231,7 +225,7 @@ class LetterScorer:
         return ExamResult(sorted(chosen), judge_choice(item, chosen), "likelihood", round(1 / total, 4))
 
 
-def score_generated(item: ExamItem, text: str, finished: bool = True) -> ExamResult:
+def score_generated(item: ExamItem, text: str) -> ExamResult:
     got = extract_choice(text, item.options)
     letters = sorted(got.letters) if got.letters else None
     return ExamResult(letters, judge_choice(item, got.letters), got.how, raw=text)

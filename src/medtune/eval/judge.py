@@ -8,7 +8,6 @@ reply that is not is counted as ``invalid`` and shown, never guessed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from importlib import resources
@@ -107,16 +106,13 @@ def run_judge(cfg, ev: Evaluator, eval_sets, answers) -> dict[str, Any]:
                         text = render(prompt, item.question, item.reference, x, y)
                         jobs.append(((key, item), [{"role": "user", "content": text}]))
             if jobs:
-                remote = EndpointModel(cfg, spec)
-                remote.cfg = dataclasses.replace(
-                    cfg,
-                    eval=dataclasses.replace(
-                        cfg.eval,
-                        endpoint_concurrency=jc.concurrency,
-                        endpoint_timeout_s=jc.timeout_s,
-                        endpoint_max_retries=jc.max_retries,
-                        temperature=0.0,
-                    ),
+                # Verdicts must not depend on sampling: the judge always decodes greedily.
+                remote = EndpointModel(
+                    spec,
+                    timeout_s=jc.timeout_s,
+                    max_retries=jc.max_retries,
+                    concurrency=jc.concurrency,
+                    temperature=0.0,
                 )
                 rows: list[dict] = []
 

@@ -132,30 +132,50 @@ class LocalModels:
 class EndpointModel:
     """An OpenAI-compatible endpoint answering through the teacher client (retries, limits, tokens)."""
 
-    def __init__(self, cfg: Config, spec: EvalModelConfig) -> None:
+    def __init__(
+        self,
+        spec: EvalModelConfig,
+        *,
+        timeout_s: float,
+        max_retries: int,
+        concurrency: int,
+        temperature: float,
+    ) -> None:
         key = os.environ.get(spec.api_key_env, "")
         if not key:
             raise EvalModelError(
                 f"model {spec.name!r}: set the endpoint's key in ${spec.api_key_env} (keys are read from the environment only)"
             )
         self.spec = spec
-        self.cfg = cfg
         self.key = key
+        self.settings = {
+            "timeout_s": timeout_s,
+            "max_retries": max_retries,
+            "concurrency": concurrency,
+            "temperature": temperature,
+        }
+
+    @classmethod
+    def for_eval(cls, cfg: Config, spec: EvalModelConfig) -> EndpointModel:
+        ev = cfg.eval
+        return cls(
+            spec,
+            timeout_s=ev.endpoint_timeout_s,
+            max_retries=ev.endpoint_max_retries,
+            concurrency=ev.endpoint_concurrency,
+            temperature=ev.temperature,
+        )
 
     def client(self, max_tokens: int):
         from medtune.data.restructure.client import TeacherClient
 
-        ev = self.cfg.eval
         return TeacherClient(
             base_url=self.spec.endpoint,
             model=self.spec.endpoint_model or self.spec.name,
             api_key=self.key,
             api_key_env=self.spec.api_key_env,
-            timeout_s=ev.endpoint_timeout_s,
-            max_retries=ev.endpoint_max_retries,
-            concurrency=ev.endpoint_concurrency,
             max_tokens=max_tokens,
-            temperature=ev.temperature,
+            **self.settings,
         )
 
     def run(

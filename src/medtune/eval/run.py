@@ -90,10 +90,9 @@ def resolve_models(cfg: Config, names: list[str] | None) -> list[EvalModelConfig
 
 
 class Evaluator:
-    def __init__(self, cfg: Config, store: ResultStore, engine=None) -> None:
+    def __init__(self, cfg: Config, store: ResultStore) -> None:
         self.cfg = cfg
         self.store = store
-        self.engine = engine
         ev = cfg.eval
         self.settings = GenerationSettings(
             max_new_tokens=ev.max_new_tokens,
@@ -124,19 +123,26 @@ class Evaluator:
             self.cfg.eval.exam_scorer
         ]
 
+    def key(self, es: EvalSet, item, identity: str, scorer: str | None) -> str:
+        return (
+            self.open_key(identity, item) if es.kind == "open" else self.exam_key(identity, es, item, scorer)
+        )
+
     def pending(self, es: EvalSet, spec: EvalModelConfig, identity: str, scorer: str | None = None) -> list:
         cached = self.store.load(es.name, spec.name)
         out = []
         for item in es.items:
-            key = (
-                self.open_key(identity, item)
-                if es.kind == "open"
-                else self.exam_key(identity, es, item, scorer)
-            )
+            key = self.key(es, item, identity, scorer)
             row = cached.get(key)
             if row is None or row.get("error"):  # failed requests are asked again
                 out.append((key, item))
         return out
+
+    def stored(self, es: EvalSet, spec: EvalModelConfig, identity: str, scorer: str | None = None) -> dict:
+        """item id -> its stored row, for what has been computed with the current settings."""
+        cached = self.store.load(es.name, spec.name)
+        keys = {item.id: self.key(es, item, identity, scorer) for item in es.items}
+        return {i: cached[k] for i, k in keys.items() if k in cached}
 
     # -- local models ------------------------------------------------------------------------------
     def run_local(
@@ -260,7 +266,7 @@ class Evaluator:
             todo = self.pending(es, spec, identity, "generate")
             if not todo:
                 continue
-            remote = remote or EndpointModel(self.cfg, spec)
+            remote = remote or EndpointModel.for_eval(self.cfg, spec)
             rows: list[dict[str, Any]] = []
 
             def done(tag, completion, es=es, rows=rows):
@@ -344,7 +350,7 @@ def run_eval(
         ):
             raise EvalModelError(f"{cfg.adapter_dir}: no trained adapter; run `medtune train` first")
     ids = {s.name: model_identity(cfg, s) for s in specs}
-    ev = Evaluator(cfg, store, engine)
+    ev = Evaluator(cfg, store)
 
     local_specs = [s for s in specs if s.kind in ("base", "tuned", "adapter")]
     runtimes: dict[str, LocalModels] = {}
@@ -382,18 +388,6 @@ def run_eval(
     return summarise(cfg, ev, eval_sets, specs, ids, losses, out_dir)
 
 
-def _rows_by_item(
-    ev: Evaluator, es: EvalSet, spec, identity: str, scorer: str | None = None
-) -> dict[str, dict]:
-    cached = ev.store.load(es.name, spec.name)
-    out = {}
-    for item in es.items:
-        key = ev.open_key(identity, item) if es.kind == "open" else ev.exam_key(identity, es, item, scorer)
-        if key in cached:
-            out[item.id] = cached[key]
-    return out
-
-
 def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) -> dict[str, Any]:
     from medtune.eval.report import write_reports
 
@@ -420,13 +414,14 @@ def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) 
         "endpoint_usage": ev.usage,
     }
     answers: dict[str, dict[str, dict]] = {}
+    per_item_by_set: dict[str, dict] = {}
     for es in eval_sets:
         metrics: dict[str, dict] = {}
         per_item: dict[str, dict] = {}
         answers[es.name] = {}
         for spec in specs:
             if es.kind == "open":
-                rows = _rows_by_item(ev, es, spec, ids[spec.name])
+                rows = ev.stored(es, spec, ids[spec.name])
                 metrics[spec.name], per_item[spec.name] = open_metrics(es, rows, safety)
                 loss = losses.get((es.name, spec.name))
                 if loss is not None:
@@ -442,7 +437,7 @@ def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) 
                 metrics[spec.name], per_item[spec.name] = {}, {}
                 for i, scorer in enumerate(ev.scorers(spec)):
                     suffix = "" if i == 0 else "_generate"
-                    rows = _rows_by_item(ev, es, spec, ids[spec.name], scorer)
+                    rows = ev.stored(es, spec, ids[spec.name], scorer)
                     m, p = exam_metrics(es, rows, suffix)
                     metrics[spec.name].update(m)
                     for k, v in p.items():
@@ -462,10 +457,10 @@ def summarise(cfg, ev: Evaluator, eval_sets, specs, ids, losses, out_dir: Path) 
             "shots": es.shots,
             "has_references": es.has_references,
         }
-        results.setdefault("_per_item", {})[es.name] = per_item
+        per_item_by_set[es.name] = per_item
     if cfg.eval.judge.enabled:
         results["judge"] = judging.run_judge(cfg, ev, eval_sets, answers)
-    rows_out = answer_rows(eval_sets, specs, answers, results.pop("_per_item"))
+    rows_out = answer_rows(eval_sets, specs, answers, per_item_by_set)
     write_jsonl(out_dir / "answers.jsonl", rows_out)
     write_json(out_dir / "metrics.json", results)
     write_reports(out_dir, results, rows_out)

@@ -51,6 +51,7 @@ _OPEN_RATES = [
 _RATE_NAMES = {"compliant": "compliance_rate", "full_form": "full_form_rate", "cut_off": "cut_off_rate",
                "empty": "empty_rate", "repetitive": "repetition_rate", "dangerous": "dangerous_advice_rate",
                "disclaimer": "disclaimer_rate", "correct": "accuracy", "correct_generate": "accuracy_generate"}  # fmt: skip
+_ITEM_KEYS = {metric: item_key for item_key, metric in _RATE_NAMES.items()}
 
 
 def open_metrics(es: EvalSet, rows: dict[str, dict], safety) -> tuple[dict[str, Any], dict[str, dict]]:
@@ -122,8 +123,7 @@ def add_paired(metrics: dict, per_item: dict, base: str) -> None:
             continue
         common = [i for i in items if i in per_item[base]]
         for name, value in metrics[model].items():
-            key = next((k for k, v in _RATE_NAMES.items() if v == name), name.removesuffix("_rate"))
-            key = {"accuracy": "correct", "accuracy_generate": "correct"}.get(name, key)
+            key = _ITEM_KEYS.get(name, name.removesuffix("_rate"))
             if not isinstance(value, dict) or "value" not in value or not common:
                 continue
             a_vals = [per_item[base][i].get(key) for i in common]
