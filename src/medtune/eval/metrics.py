@@ -8,21 +8,32 @@ from collections import Counter
 from medtune.data.structure import SECTION_TITLES, parse_answer
 
 
-def structure_metrics(answers: list[str]) -> dict[str, float]:
-    """Structure metrics over a list of answers.
-
-    ``compliance_rate``: three sections, once each, in order, non-empty. ``full_form_rate``: that plus all
-    six sub-labels (症状评估 … 治疗与生活建议), the complete form medtune trains for.
-    """
-    parsed = [parse_answer(a) for a in answers]
-    n = max(len(parsed), 1)
-    out = {
-        "compliance_rate": sum(p.compliant for p in parsed) / n,
-        "full_form_rate": sum(p.compliant and all(p.subsections.values()) for p in parsed) / n,
-        "mean_structure_score": sum(p.score for p in parsed) / n,
+def structure_flags(answer: str) -> dict[str, float | bool]:
+    """One answer's form: ``compliant`` (three sections, once each, in order, non-empty), ``full_form``
+    (that plus all six sub-labels 症状评估 … 治疗与生活建议, the complete form medtune trains for), the
+    0-1 ``structure_score`` and ``has_<section>`` per section."""
+    parsed = parse_answer(answer)
+    out: dict[str, float | bool] = {
+        "compliant": parsed.compliant,
+        "full_form": parsed.compliant and all(parsed.subsections.values()),
+        "structure_score": parsed.score,
     }
     for title in SECTION_TITLES:
-        out[f"has_{title}"] = sum(title in p.sections for p in parsed) / n
+        out[f"has_{title}"] = title in parsed.sections
+    return out
+
+
+def structure_metrics(answers: list[str]) -> dict[str, float]:
+    """The rates of ``structure_flags`` over a list of answers."""
+    flags = [structure_flags(a) for a in answers]
+    n = max(len(flags), 1)
+    out = {
+        "compliance_rate": sum(f["compliant"] for f in flags) / n,
+        "full_form_rate": sum(f["full_form"] for f in flags) / n,
+        "mean_structure_score": sum(f["structure_score"] for f in flags) / n,
+    }
+    for title in SECTION_TITLES:
+        out[f"has_{title}"] = sum(f[f"has_{title}"] for f in flags) / n
     return out
 
 

@@ -14,7 +14,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from medtune.data.structure import parse_answer
+from medtune.data.structure import SECTION_TITLES, parse_answer
 from medtune.io import write_text
 
 # (metric, label, percent?) in the order a reader wants them; others are listed after these.
@@ -26,9 +26,7 @@ _ORDER = [
     ("compliance_rate", "Three-part structure compliance", True),
     ("full_form_rate", "Full form (three parts + six sub-labels)", True),
     ("mean_structure_score", "Mean structure score (0-1)", False),
-    ("has_病情分析_rate", "Section 病情分析 present", True),
-    ("has_原因分析_rate", "Section 原因分析 present", True),
-    ("has_治疗建议_rate", "Section 治疗建议 present", True),
+    *((f"has_{title}_rate", f"Section {title} present", True) for title in SECTION_TITLES),
     ("cut_off_rate", "Answers cut off at max_new_tokens", True),
     ("empty_rate", "Empty answers", True),
     ("repetition_rate", "Answers that loop (a span repeated 3x)", True),

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from medtune.data.structure import SECTION_TITLES, parse_answer
-from medtune.eval.metrics import bleu4, distinct_n, is_repetitive, rouge_l
+from medtune.data.structure import SECTION_TITLES
+from medtune.eval.metrics import bleu4, distinct_n, is_repetitive, rouge_l, structure_flags
 from medtune.eval.sets import EvalSet
 from medtune.eval.stats import Paired, mean_ci, rate
 
 
 def open_item_scores(question: str, answer: str, reference: str | None, safety) -> dict[str, Any]:
-    parsed = parse_answer(answer)
     out: dict[str, Any] = {
-        "compliant": parsed.compliant,
-        "full_form": parsed.compliant and all(parsed.subsections.values()),
-        "structure_score": parsed.score,
+        **structure_flags(answer),
         "repetitive": is_repetitive(answer),
         "empty": not answer.strip(),
         "chars": len(answer),
     }
-    for title in SECTION_TITLES:
-        out[f"has_{title}"] = title in parsed.sections
     if reference:
         out["rouge_l"] = rouge_l(answer, reference)
         out["bleu4"] = bleu4(answer, reference)
@@ -41,9 +36,7 @@ def open_item_scores(question: str, answer: str, reference: str | None, safety) 
 _OPEN_RATES = [
     "compliant",
     "full_form",
-    "has_病情分析",
-    "has_原因分析",
-    "has_治疗建议",
+    *(f"has_{title}" for title in SECTION_TITLES),
     "cut_off",
     "empty",
     "repetitive",
