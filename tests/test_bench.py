@@ -97,3 +97,27 @@ def test_the_gpu_bench_dry_run_plans_the_random_7b_on_plain_peft():
     assert out.returncode == 0, out.stderr
     assert "model qwen2.5-7b-random: N = 7.070B" in out.stdout
     assert "patches on CUDA: lora\n" in out.stdout
+
+
+def _bench(script: str, *args: str, env: dict | None = None) -> str:
+    out = subprocess.run(
+        [sys.executable, f"bench/{script}", *args],
+        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_the_exam_scoring_bench_runs_end_to_end_on_the_tiny_model(cache_dir, tiny_model_dir):
+    printed = _bench("eval_exam.py", "--model", "tiny", "--n", "6", "--per-option-n", "2",
+                     env={"MEDTUNE_CACHE": str(cache_dir)})  # fmt: skip
+    # The three arms compute the same probabilities: they must agree on every item.
+    assert "batched" in printed and "6/6" in printed and "2/2" in printed
+
+
+def test_the_data_pipeline_bench_runs_its_arms_side_by_side_on_a_small_size():
+    printed = _bench("data_pipeline.py", "--sizes", "400", "--baseline-n", "400", "--serial-n", "400")
+    rows = [line.split() for line in printed.splitlines() if line.strip().startswith("400 ")]
+    assert [r[1] for r in rows] == ["medtune", "serial", "baseline"]
+    medtune, serial = rows[0], rows[1]
+    assert medtune[5:] == serial[5:]  # workers change the speed, never the precision and recall columns
