@@ -253,16 +253,11 @@ class ChatEngine:
         """
         if not self.has_adapter:
             raise ValueError("generate_compare needs a model with a LoRA adapter loaded")
-        jobs = [(q, False) for q in questions] + [(q, True) for q in questions]
-        # Interleave so every batch holds base and tuned rows of the same questions (similar lengths).
-        order = [
-            i for pair in zip(range(len(questions)), range(len(questions), 2 * len(questions))) for i in pair
-        ]
-        answers = self._generate([jobs[i] for i in order], settings, batch_size, progress)
-        by_job = dict(zip(order, answers))
-        return [by_job[i] for i in range(len(questions))], [
-            by_job[i] for i in range(len(questions), len(jobs))
-        ]
+        # Interleaved: every batch holds base and tuned rows of the same questions (similar lengths).
+        answers = self.generate_jobs(
+            [(q, use) for q in questions for use in (False, True)], settings, batch_size, progress
+        )
+        return answers[0::2], answers[1::2]
 
     def _generate(
         self,
