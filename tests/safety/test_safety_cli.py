@@ -188,3 +188,24 @@ def test_frozen_records_are_never_listed_as_disagreements(tmp_path: Path, capsys
     assert main([str(path), "--show-errors", "50"]) == 0
     out = capsys.readouterr().out
     assert "头有点晕" not in out and "f2" not in out
+
+
+def test_each_held_out_round_is_its_own_part_across_files(tmp_path: Path, capsys) -> None:
+    dev = write_jsonl(tmp_path / "dev.jsonl", [r for r in SPLIT if r["split"] != "frozen"])
+    first = write_jsonl(tmp_path / "frozen.jsonl", [r for r in SPLIT if r["split"] == "frozen"])
+    second = write_jsonl(tmp_path / "frozen_r2.jsonl", [{**SPLIT[2], "id": "g1", "split": "frozen-r2"}])
+    assert main([str(dev), str(first), str(second), "--show-errors", "50"]) == 0
+    out = capsys.readouterr().out
+    heads = [line.split("]")[0] + "]" for line in out.splitlines() if "records   red flags" in line]
+    assert heads == ["[dev]", "[frozen]", "[frozen-r2]"]
+    r2 = next(line for line in out.splitlines() if line.startswith("[frozen-r2] 1 records"))
+    assert "recall 1.000" in r2
+    assert "g1" not in out  # held-out rounds are never listed record by record
+
+
+def test_a_bad_line_in_the_second_file_names_that_file(tmp_path: Path, capsys) -> None:
+    good = write_jsonl(tmp_path / "good.jsonl", SPLIT[:1])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\n{oops\n', encoding="utf-8")
+    assert main([str(good), str(bad)]) == 2
+    assert f"{bad}:2:" in capsys.readouterr().err

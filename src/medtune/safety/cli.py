@@ -1,16 +1,17 @@
 """``medtune safety check FILE``: run the safety checks on any JSONL file of questions and answers.
 
-    medtune safety check data/safety/labelled.jsonl
+    medtune safety check data/safety/labelled.jsonl data/safety/frozen.jsonl data/safety/frozen_r2.jsonl
     medtune safety check generations.jsonl --question-field prompt --answer-field output --json report.json
 
 Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
 labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the
 confusion table, per-category recall and per-kind dangerous-advice recall. When records carry a ``split``,
-the figures are also printed per part: ``dev`` (every split but ``frozen``: the rules may be tuned on it) and
-``frozen`` (the held-out test set), with recall per coverage row (``coverage_row``) for the frozen part, and
-for the dev part with ``--coverage``. Disagreements are listed for the dev part only: the frozen part is
-reported as figures, never record by record. A malformed input stops with one line naming FILE:LINE and
-exit code 2.
+the figures are also printed per part: ``dev`` (every split not named ``frozen...``: the rules may be tuned
+on it) and one part per held-out round (``frozen``, ``frozen-r2``, ...: each written before a rule change
+and reported on its own, so a later round is not averaged away by an earlier one), with recall per coverage
+row (``coverage_row``) for the held-out parts, and for the dev part with ``--coverage``. Disagreements are
+listed for the dev part only: held-out parts are reported as figures, never record by record. Several files
+may be given; a malformed input stops with one line naming FILE:LINE and exit code 2.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medtune safety check",
         description="Red-flag triage and dangerous-advice checks on a JSONL file of questions and answers.",
     )
-    parser.add_argument("file", help="JSONL file, one JSON object per line")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="JSONL file(s), one JSON object per line")
     parser.add_argument("--question-field", default="question", help="field holding the user question")
     parser.add_argument("--answer-field", default="answer", help="field holding the answer to check")
     parser.add_argument("--rules", default=None, help="rules YAML (default: the packaged rules.yaml)")
@@ -170,12 +171,17 @@ FROZEN = "frozen"
 
 
 def part_of(record: dict[str, Any]) -> str:
-    """``frozen`` for the held-out test records, ``dev`` for every other split."""
-    return FROZEN if str(record.get("split")) == FROZEN else "dev"
+    """The held-out round (``frozen``, ``frozen-r2``, ...) for held-out records, ``dev`` for every other split."""
+    split = str(record.get("split"))
+    return split if split.startswith(FROZEN) else "dev"
+
+
+def is_held_out(part: str) -> bool:
+    return part.startswith(FROZEN)
 
 
 def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
-    for name in sorted(parts, key=lambda p: p == FROZEN):
+    for name in sorted(parts, key=lambda p: (is_held_out(p), p)):
         ev = parts[name]
         print()
         print(
@@ -186,7 +192,7 @@ def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
             f"[{name}] dangerous advice: recall {_pct(ev.dangerous_recall)}   clean answers flagged: "
             f"{ev.clean_flagged}/{ev.clean_records} ({_pct(ev.dangerous_false_positive_rate)})"
         )
-        if ev.rf_by_row and (coverage or name == FROZEN):
+        if ev.rf_by_row and (coverage or is_held_out(name)):
             print(
                 f"  {'coverage row':<30} {'support':>7} {'detected':>8} {'recall':>6} {'negatives':>9} {'false alarms':>12}"
             )
@@ -198,19 +204,24 @@ def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    records = read_records(path, args.question_field, args.answer_field)
+    paths = [Path(f) for f in args.files]
+    records = [
+        (path, lineno, record)
+        for path in paths
+        for lineno, record in read_records(path, args.question_field, args.answer_field)
+    ]
     engine = SafetyEngine.load(args.rules)
     results: list[dict[str, Any]] = []
     ev = LabelledEval()
     by_split: dict[str, LabelledEval] = {}
     parts: dict[str, LabelledEval] = {}
-    for lineno, record in records:
+    for path, lineno, record in records:
         question = record.get(args.question_field) or ""
         answer = record.get(args.answer_field) or ""
         report = engine.check(question, answer, require_disclaimer=args.require_disclaimer)
         results.append(
             {
+                "file": str(path),
                 "line": lineno,
                 "id": record.get("id"),
                 "red_flags": [
@@ -225,14 +236,14 @@ def run_check(args: argparse.Namespace) -> int:
             }
         )
         if has_labels(record):
-            held_out = part_of(record) == FROZEN
+            held_out = is_held_out(part_of(record))
             score_record(ev, record, report, keep_errors=not held_out)
             if "split" in record:
                 score_record(
                     by_split.setdefault(str(record["split"]), LabelledEval()), record, report, not held_out
                 )
                 score_record(parts.setdefault(part_of(record), LabelledEval()), record, report, not held_out)
-    print(f"{path}: checked with {engine.rules.source}")
+    print(f"{', '.join(map(str, paths))}: checked with {engine.rules.source}")
     summary = _print_summary(results)
     if ev.n:
         _print_labelled(ev, by_split, args.show_errors)
@@ -240,7 +251,7 @@ def run_check(args: argparse.Namespace) -> int:
         _print_parts(parts, args.coverage)
     if args.json_out:
         out = {
-            "file": str(path),
+            "files": [str(p) for p in paths],
             "rules": engine.rules.source,
             "summary": summary,
             "labelled": ev.summary() if ev.n else None,
