@@ -99,6 +99,33 @@ def test_the_adapter_changes_the_scores_and_disabling_it_gives_the_base(engine):
     assert tuned != pytest.approx(base, abs=1e-6)
 
 
+def test_scoring_keeps_freed_memory_only_while_it_runs(engine, monkeypatch):
+    from medtune.train import allocator
+
+    if allocator._glibc() is None:
+        pytest.skip("the allocator setting applies to glibc only")
+    seen = []
+    real_hidden = LetterScorer._hidden
+
+    def spy(self, *args):
+        seen.append(allocator.settings())
+        return real_hidden(self, *args)
+
+    monkeypatch.setattr(LetterScorer, "_hidden", spy)
+    scorer = LetterScorer(engine.model, engine.tokenizer, engine.prompt_text, 4)
+    assert allocator.settings() == {}
+    list(scorer.score(ITEMS, []))
+    assert seen and all(s == {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": 2**31 - 1} for s in seen)
+    assert allocator.settings() == {}
+    # A caller that already keeps freed memory (a training run) keeps it afterwards.
+    allocator.keep_freed_memory()
+    try:
+        list(scorer.score(ITEMS[:2], []))
+        assert allocator.settings() == {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": 2**31 - 1}
+    finally:
+        allocator.release_freed_memory()
+
+
 def test_generated_answers_are_scored_as_exact_sets():
     it = item(1, answer="AC", n_options=4)
     assert score_generated(it, "答案：A、C").correct

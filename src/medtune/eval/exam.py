@@ -156,12 +156,17 @@ class LetterScorer:
 
         if not items:
             return
+        from medtune.train.allocator import freed_memory_kept
+
         prefix, _ = self.split_prompt(items[0], shots)
-        with torch.inference_mode():
+        # A batch's activations are tens of MB each; glibc would hand every one back to the kernel and
+        # fault it in again, zeroed, for the next layer (a penalty one question at a time barely pays).
+        with torch.inference_mode(), freed_memory_kept():
             cache = self._prefix_cache(prefix) if prefix else None
             suffixes = {id(i): self._suffix(prefix, i, shots) for i in items if not i.multi}
             # Similar lengths side by side: a batch is as wide as its longest question, the rest is padding.
-            singles = sorted((i for i in items if not i.multi), key=lambda i: len(suffixes[id(i)]))
+            # Longest first, so each later (narrower) batch fits in the memory the first one freed.
+            singles = sorted((i for i in items if not i.multi), key=lambda i: -len(suffixes[id(i)]))
             for start in range(0, len(singles), self.batch_size):
                 chunk = singles[start : start + self.batch_size]
                 rows = [suffixes[id(i)] for i in chunk]

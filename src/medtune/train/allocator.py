@@ -17,10 +17,12 @@ for the same tensors). Elsewhere (macOS, musl, Windows) this module does nothing
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import platform
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +79,19 @@ def release_freed_memory() -> None:
         libc.mallopt(param, _DEFAULTS[param])
         del _applied[param]
     libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def freed_memory_kept() -> Iterator[bool]:
+    """``keep_freed_memory`` for the block, then glibc's defaults back unless they were already changed.
+
+    For inference loops whose temporaries are large and repeat (batched exam scoring): a caller that had
+    already applied the setting (a training run) keeps it after the block.
+    """
+    already = bool(_applied)
+    applied = already or keep_freed_memory()
+    try:
+        yield applied
+    finally:
+        if not already:
+            release_freed_memory()
