@@ -121,3 +121,17 @@ def test_the_data_pipeline_bench_runs_its_arms_side_by_side_on_a_small_size():
     assert [r[1] for r in rows] == ["medtune", "serial", "baseline"]
     medtune, serial = rows[0], rows[1]
     assert medtune[5:] == serial[5:]  # workers change the speed, never the precision and recall columns
+
+
+def test_the_training_workload_does_not_change_when_the_sample_grows(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import _train_data
+
+    pairs = _train_data.sample_pairs()
+    assert len(pairs) >= _train_data.POOL_RECORDS
+    before = _train_data.synth_records(40, seed=0)
+    grown = pairs + [("新加的问题，很长很长的一句话", "一、病情分析\n新加的回答句子在这里。")] * 50
+    monkeypatch.setattr(_train_data, "sample_pairs", lambda: grown)
+    assert _train_data.synth_records(40, seed=0) == before
+    monkeypatch.setattr(_train_data, "sample_pairs", lambda: pairs[1:] + pairs[:1])
+    assert _train_data.synth_records(40, seed=0) != before  # the check can fail: the pools do matter
