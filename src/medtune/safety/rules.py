@@ -171,7 +171,12 @@ class RuleSet:
 # regex substitution that only visits the dozen full-width characters costs a few.
 _COMPAT = {chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)}
 _COMPAT.update({"\u3000": " ", "℃": "°c", "µ": "μ", "㎎": "mg", "㎖": "ml", "㎏": "kg"})
-_COMPAT_RE = re.compile("[\uff01-\uff5e\u3000℃µ㎎㎖㎏]")
+# Variant glyphs OpenCC leaves alone: the Taiwan form 睪 (睪丸), and look-alikes typed by mistake (岀世, 胸囗).
+_COMPAT.update({"睪": "睾", "岀": "出", "囗": "口"})
+# Cantonese function characters with one Mandarin reading, so negation and the Mandarin phrases apply to
+# Hong Kong wording: 唔 不, 冇 没, 咗 了, 嘅 的, 佢 他 ("屙唔到尿" reads "屙不到尿", "冇力" reads "没力").
+_COMPAT.update({"唔": "不", "冇": "没", "咗": "了", "嘅": "的", "佢": "他"})
+_COMPAT_RE = re.compile("[\uff01-\uff5e\u3000℃µ㎎㎖㎏睪岀囗唔冇咗嘅佢]")
 
 
 def _compat(match: re.Match[str]) -> str:
