@@ -87,3 +87,20 @@ def test_sampling_rows_run_alongside_greedy(batched):
         t.join()
     assert out["g"][0] == _tokens(batched, QUESTIONS[2], greedy)[0]
     assert out["s"][1].finish_reason in ("stop", "length")
+
+
+def test_warm_up_runs_the_serving_path_once_joins_included(engine):
+    from medtune.serve.batching import BASE
+
+    fresh = ChatEngine(engine.model, engine.tokenizer, name="tiny", max_batch=4)
+    assert fresh.warm_up() > 0
+    scheduler = fresh.scheduler
+    assert scheduler.steps > 0
+    assert scheduler.peak_batch == 3, "rows joined a running batch"
+    assert set(scheduler._prefix_kv) == {BASE, engine.model.active_adapter}, "both adapters' prefix caches"
+    # Afterwards the engine serves as before.
+    settings = GenerationSettings(max_new_tokens=6, temperature=0.0)
+    assert (
+        _tokens(fresh, QUESTIONS[0], settings)[0]
+        == _tokens(ChatEngine(engine.model, engine.tokenizer, name="tiny"), QUESTIONS[0], settings)[0]
+    )
