@@ -121,3 +121,23 @@ def test_the_data_pipeline_bench_runs_its_arms_side_by_side_on_a_small_size():
     assert [r[1] for r in rows] == ["medtune", "serial", "baseline"]
     medtune, serial = rows[0], rows[1]
     assert medtune[5:] == serial[5:]  # workers change the speed, never the precision and recall columns
+
+
+def test_the_serve_load_bench_runs_end_to_end_on_the_tiny_model(cache_dir, tiny_model_dir):
+    """Both our arms, live API servers on the tiny model: every bad request (each kind once) is a 4xx, no 5xx,
+    every good answer complete; the bench itself exits 1 otherwise."""
+    printed = _bench(
+        "serve_load.py", "--config", "configs/tiny/lora_sft.yaml", "--override",
+        f"model.name_or_path={tiny_model_dir}", "--arms", "batched,single", "--clients", "4",
+        "--requests", "25", "--bad-share", "0.2", "--max-tokens", "4",
+        env={"MEDTUNE_CACHE": str(cache_dir)},
+    )  # fmt: skip
+    rows = {
+        line.split()[0]: line.split()
+        for line in printed.splitlines()
+        if line.split()[:1] in (["batched"], ["single"])
+    }
+    for arm in ("batched", "single"):
+        assert rows[arm][1:4] == ["20/20", "5/5", "0"], printed
+    assert "checks: no 5xx, every bad request a 4xx, every answer complete" in printed
+    assert "total tokens/s, batched / single" in printed
