@@ -9,182 +9,35 @@ share ``--bad-share`` of malformed or oversize requests sent raw (expected: 4xx,
 * ``peer``: ``transformers serve --continuous-batching`` on the same model folder on CPU (offline), when
   it starts within ``--peer-start-s``; good requests only (its errors are not ours to check).
 
-Every server answers one short request before the clock starts (warm-up, not counted).
+Our server warms itself up before its /health says ready; every server (the peer too) also answers one
+short request before the clock starts (not counted).
+
+``--override KEY=VALUE`` (repeatable) goes to the servers' config, e.g. the tiny test model's folder.
 
 Printed: a table per arm (ok / 4xx / 5xx / incomplete, p50 and p95 time to first token, tokens/s per
 client and in total) and the total-throughput ratios. Targets at 8 clients: batched >= 3x single, p95
-TTFT < 5 s. ``--clients 32 --requests 300`` is the full run; the defaults fit a 2-core machine.
+TTFT < 5 s. The full run is ``--clients 32 --requests 300 --bad-share 0.1``; the defaults fit a 2-core
+machine. The exit status is 1 when one of our arms answers a request with a 5xx, refuses a bad one with
+anything but a 4xx or leaves a good one incomplete.
 
     PYTHONPATH=src python bench/serve_load.py [--clients 8 --requests 32 --max-tokens 48]
+    PYTHONPATH=src python bench/serve_load.py --clients 32 --requests 300 --bad-share 0.1 --arms batched,single
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import cpu_summary, free_port, loadavg, percentile, sample_pairs, skip, table, wait_http
+from _serve_load_io import Arm, Server, drive, openai_client, run_good
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Result:
-    kind: str
-    """good, or the malformed kind sent."""
-    status: int = 0
-    ttft: float | None = None
-    seconds: float = 0.0
-    tokens: int = 0
-    complete: bool = False
-    error: str = ""
-
-
-@dataclass
-class Arm:
-    name: str
-    results: list[Result] = field(default_factory=list)
-    wall: float = 0.0
-    note: str = ""
-
-
-def bad_requests() -> list[tuple[str, bytes | str, int]]:
-    """(kind, raw body, expected status) of requests a hardened API must refuse without a 5xx."""
-    msg = [{"role": "user", "content": "头疼"}]
-    return [
-        ("oversize", json.dumps({"model": "medtune", "messages": [{"role": "user", "content": "痛" * 200_000}]}), 413),
-        ("bad-json", "{not json", 400),
-        ("no-model", json.dumps({"model": "nope", "messages": msg}), 404),
-        ("huge-max_tokens", json.dumps({"model": "medtune", "messages": msg, "max_tokens": 10**7}), 400),
-        ("no-messages", json.dumps({"model": "medtune", "messages": []}), 400),
-    ]  # fmt: skip
-
-
-def run_good(client, model: str, question: str, max_tokens: int) -> Result:
-    import openai
-
-    res = Result("good")
-    start = time.perf_counter()
-    try:
-        stream = client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": question}],
-            max_tokens=max_tokens,
-            temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        pieces = 0
-        for chunk in stream:
-            if chunk.usage is not None:
-                res.tokens = chunk.usage.completion_tokens
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    pieces += 1
-                    if res.ttft is None:
-                        res.ttft = time.perf_counter() - start
-                if choice.finish_reason in ("stop", "length"):
-                    res.complete = True
-        res.tokens = res.tokens or pieces  # a server without usage in streams: one piece ~ one token
-        res.status = 200
-    except openai.APIStatusError as exc:
-        res.status, res.error = exc.status_code, str(exc)[:200]
-    except Exception as exc:  # a dropped connection is a failure of the server under load
-        res.status, res.error = 599, f"{type(exc).__name__}: {exc}"[:200]
-    res.seconds = time.perf_counter() - start
-    return res
-
-
-def run_bad(url: str, kind: str, body, expected: int) -> Result:
-    import httpx
-
-    res = Result(kind)
-    try:
-        r = httpx.post(
-            f"{url}/v1/chat/completions",
-            content=body,
-            headers={"content-type": "application/json", "authorization": "Bearer none"},
-            timeout=60,
-        )
-        res.status = r.status_code
-        res.complete = r.status_code == expected
-    except Exception as exc:
-        res.status, res.error = 599, f"{type(exc).__name__}: {exc}"[:200]
-    return res
-
-
-def drive(arm: Arm, url: str, model: str, args, with_bad: bool) -> None:
-    import openai
-
-    questions = [q for q, _ in sample_pairs()]
-    bad = bad_requests()
-    jobs: queue.Queue = queue.Queue()
-    every = round(1 / args.bad_share) if with_bad and args.bad_share > 0 else 0
-    for i in range(args.requests):
-        if every and i % every == every - 1:
-            jobs.put(("bad", bad[(i // every) % len(bad)]))
-        else:
-            jobs.put(("good", questions[i % len(questions)]))
-    lock = threading.Lock()
-
-    deadline = time.perf_counter() + args.arm_limit_s
-
-    def worker() -> None:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=900)
-        while time.perf_counter() < deadline:  # past it, no new request (a cap for a slow arm)
-            try:
-                kind, job = jobs.get_nowait()
-            except queue.Empty:
-                return
-            res = run_good(client, model, job, args.max_tokens) if kind == "good" else run_bad(url, *job)
-            with lock:
-                arm.results.append(res)
-
-    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    arm.wall = time.perf_counter() - start
-
-
-class Server:
-    """A server subprocess in its own process group, its output in a log file."""
-
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str]):
-        self.log = log
-        self._file = log.open("w")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._file, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._file.close()
-
-    def tail(self, n: int = 15) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
 def medtune_arm(name: str, batch: int, args, tmp: Path) -> Arm:
@@ -194,7 +47,7 @@ def medtune_arm(name: str, batch: int, args, tmp: Path) -> Arm:
         sys.executable, "-c", "import sys; from medtune.cli import main; sys.exit(main())",
         "serve", args.config, "--api", f"serve.api_port={port}", f"serve.max_concurrent={batch}",
         f"serve.max_queue={max(args.requests, 1)}", "serve.rate_limit_per_minute=null", "serve.safety=false",
-        "serve.temperature=0", f"serve.max_output_tokens={max(args.max_tokens, 768)}",
+        "serve.temperature=0", f"serve.max_output_tokens={max(args.max_tokens, 768)}", *args.override,
     ]  # fmt: skip
     server = Server(cmd, tmp / f"{name}.log", env)
     arm = Arm(name)
@@ -209,7 +62,7 @@ def medtune_arm(name: str, batch: int, args, tmp: Path) -> Arm:
         # The base model when an adapter is loaded: the peer serves the base weights.
         model = "medtune:base" if "medtune:base" in models else "medtune"
         # One request first, not counted, as the peer's probe: first-call set-up is not load behaviour.
-        run_good(_client(url), model, "头疼怎么办", 4)
+        run_good(openai_client(url), model, "头疼怎么办", 4)
         drive(arm, url, model, args, with_bad=True)
         arm.note = f"model {model}, batch {batch}"
     finally:
@@ -226,7 +79,7 @@ def peer_arm(args, tmp: Path) -> Arm:
     from medtune.config import load_config
     from medtune.model.loader import resolve_model_source
 
-    cfg = load_config(args.config, [])
+    cfg = load_config(args.config, args.override)
     folder = resolve_model_source(cfg.model).path
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -240,7 +93,7 @@ def peer_arm(args, tmp: Path) -> Arm:
         if not wait_http(f"{url}/health", args.peer_start_s, server.alive):
             arm.note = f"skipped: it did not start in {args.peer_start_s} s: {server.tail(3)}"
             return arm
-        probe = run_good(_client(url), str(folder), "头疼怎么办", 4)
+        probe = run_good(openai_client(url), str(folder), "头疼怎么办", 4)
         if probe.status != 200:
             arm.note = f"skipped: a probe request failed ({probe.status}: {probe.error})"
             return arm
@@ -249,12 +102,6 @@ def peer_arm(args, tmp: Path) -> Arm:
     finally:
         server.stop()
     return arm
-
-
-def _client(url: str):
-    import openai
-
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
 
 
 def identity_check(args) -> None:
@@ -272,7 +119,9 @@ def identity_check(args) -> None:
     from medtune.serve.batching import BatchRequest
     from medtune.serve.engine import ChatEngine, GenerationSettings, StreamControl
 
-    engine = ChatEngine.from_config(load_config(args.config, ["serve.safety=false"]), adapter=None)
+    engine = ChatEngine.from_config(
+        load_config(args.config, [*args.override, "serve.safety=false"]), adapter=None
+    )
     engine.max_batch = args.identity
     settings = GenerationSettings(max_new_tokens=args.max_tokens, temperature=0.0)
     questions = [q for q, _ in sample_pairs()][: args.identity]
@@ -347,6 +196,10 @@ def main() -> None:
         help="no new request after this long in one arm (rates stay valid)",
     )
     parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override for the servers (repeatable), e.g. model.name_or_path=FOLDER",
+    )  # fmt: skip
+    parser.add_argument(
         "--identity", type=int, default=0, metavar="N",
         help="also compare N greedy answers served alone and batched in-process (share identical, first differences)",
     )  # fmt: skip
@@ -361,7 +214,7 @@ def main() -> None:
         from medtune.config import load_config
         from medtune.model.loader import resolve_model_source
 
-        resolve_model_source(load_config(args.config, []).model)
+        resolve_model_source(load_config(args.config, args.override).model)
     except Exception as exc:
         skip(f"the demo model or the openai client is not available here ({type(exc).__name__}: {exc})")
 
@@ -384,7 +237,7 @@ def main() -> None:
                 raise SystemExit(f"unknown arm {name!r}")
             print(f"[{name}] {arm.note} ({time.perf_counter() - t0:.0f} s with start-up)", flush=True)
             for r in arm.results:
-                if r.status >= 500 or (r.kind == "good" and not r.complete):
+                if r.status >= 500 or not r.complete:
                     print(f"  {r.kind}: {r.status} {r.error}")
             arms.append(arm)
     if args.identity:
@@ -399,6 +252,28 @@ def main() -> None:
         if "batched" in total and name in total and total[name]:
             print(f"total tokens/s, batched / {name}: {total['batched'] / total[name]:.2f}x")
     print(f"load average after: {loadavg()}")
+    failed = [f"{a.name}: {problem}" for a in arms if a.name != "peer" for problem in problems(a)]
+    print(
+        "checks: "
+        + ("; ".join(failed) if failed else "no 5xx, every bad request a 4xx, every answer complete")
+    )
+    if failed:
+        raise SystemExit(1)
+
+
+def problems(arm: Arm) -> list[str]:
+    """What breaks the load targets in one of our arms: a 5xx, a bad request not refused with a 4xx, a good
+    one not answered in full (the peer's answers are not ours to check)."""
+    if not arm.results:
+        return [arm.note or "no request was answered"]
+    found = []
+    if errors := sum(r.status >= 500 for r in arm.results):
+        found.append(f"{errors} server error(s)")
+    if wrong := sum(not 400 <= r.status < 500 for r in arm.results if r.kind != "good"):
+        found.append(f"{wrong} bad request(s) not refused with a 4xx")
+    if cut := sum(not (r.status == 200 and r.complete) for r in arm.results if r.kind == "good"):
+        found.append(f"{cut} good request(s) not answered in full")
+    return found
 
 
 if __name__ == "__main__":

@@ -135,3 +135,23 @@ def test_the_training_workload_does_not_change_when_the_sample_grows(monkeypatch
     assert _train_data.synth_records(40, seed=0) == before
     monkeypatch.setattr(_train_data, "sample_pairs", lambda: pairs[1:] + pairs[:1])
     assert _train_data.synth_records(40, seed=0) != before  # the check can fail: the pools do matter
+
+
+def test_the_serve_load_bench_runs_end_to_end_on_the_tiny_model(cache_dir, tiny_model_dir):
+    """Both our arms, live API servers on the tiny model: every bad request (each kind once) is a 4xx, no 5xx,
+    every good answer complete; the bench itself exits 1 otherwise."""
+    printed = _bench(
+        "serve_load.py", "--config", "configs/tiny/lora_sft.yaml", "--override",
+        f"model.name_or_path={tiny_model_dir}", "--arms", "batched,single", "--clients", "4",
+        "--requests", "25", "--bad-share", "0.2", "--max-tokens", "4",
+        env={"MEDTUNE_CACHE": str(cache_dir)},
+    )  # fmt: skip
+    rows = {
+        line.split()[0]: line.split()
+        for line in printed.splitlines()
+        if line.split()[:1] in (["batched"], ["single"])
+    }
+    for arm in ("batched", "single"):
+        assert rows[arm][1:4] == ["20/20", "5/5", "0"], printed
+    assert "checks: no 5xx, every bad request a 4xx, every answer complete" in printed
+    assert "total tokens/s, batched / single" in printed

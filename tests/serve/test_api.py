@@ -170,6 +170,45 @@ def test_a_missing_or_wrong_key_is_401_and_health_is_open(api):
     assert ask(api.client(KEYS[1]), max_tokens=1).choices
 
 
+def test_health_is_not_ready_until_the_engine_has_warmed_up(engine, monkeypatch):
+    from medtune.serve.api import create_app
+
+    release = threading.Event()
+    warmed = []
+
+    def held_warm_up() -> float:
+        assert release.wait(30)
+        warmed.append(real())
+        return warmed[-1]
+
+    real = engine.warm_up
+    monkeypatch.setattr(engine, "warm_up", held_warm_up)
+    with live(create_app(engine, serve_config(), KEYS, warm_up=True)) as url:
+        health = httpx.get(f"{url}/health", timeout=10)
+        assert health.status_code == 503 and health.json()["status"] == "warming_up"
+        release.set()
+        deadline = time.monotonic() + 60
+        while (health := httpx.get(f"{url}/health", timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, health.json()
+            time.sleep(0.05)
+        assert health.json()["status"] == "ok" and warmed and warmed[0] > 0
+
+
+def test_a_failed_warm_up_keeps_health_unready(engine, monkeypatch):
+    from medtune.serve.api import create_app
+
+    def broken() -> float:
+        raise RuntimeError("no kernels")
+
+    monkeypatch.setattr(engine, "warm_up", broken)
+    with live(create_app(engine, serve_config(), KEYS, warm_up=True)) as url:
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(f"{url}/health", timeout=10)).json()["status"] == "warming_up":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+
+
 def test_keys_come_from_the_environment_and_the_keys_file(tmp_path):
     from medtune.serve.auth import load_api_keys
 

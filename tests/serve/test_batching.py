@@ -87,3 +87,43 @@ def test_sampling_rows_run_alongside_greedy(batched):
         t.join()
     assert out["g"][0] == _tokens(batched, QUESTIONS[2], greedy)[0]
     assert out["s"][1].finish_reason in ("stop", "length")
+
+
+def test_warm_up_runs_the_serving_path_once_joins_included(engine):
+    from medtune.serve.batching import BASE
+
+    fresh = ChatEngine(engine.model, engine.tokenizer, name="tiny", max_batch=4)
+    assert fresh.warm_up() > 0
+    scheduler = fresh.scheduler
+    assert scheduler.steps > 0
+    assert scheduler.peak_batch == 3, "rows joined a running batch"
+    assert set(scheduler._prefix_kv) == {BASE, engine.model.active_adapter}, "both adapters' prefix caches"
+    # Afterwards the engine serves as before.
+    settings = GenerationSettings(max_new_tokens=6, temperature=0.0)
+    assert (
+        _tokens(fresh, QUESTIONS[0], settings)[0]
+        == _tokens(ChatEngine(engine.model, engine.tokenizer, name="tiny"), QUESTIONS[0], settings)[0]
+    )
+
+
+def test_the_roomy_cache_layer_appends_in_place_and_holds_what_concatenation_would():
+    import torch
+
+    from medtune.serve.batching import _roomy_layer_class
+
+    layer = _roomy_layer_class()()
+    torch.manual_seed(0)
+    steps = [torch.randn(2, 3, n, 4) for n in (5, 1, 1, 1)]
+    keys, values = layer.update(steps[0], -steps[0])
+    buffer = layer._room_keys
+    for new in steps[1:]:
+        keys, values = layer.update(new, -new)
+    assert layer._room_keys is buffer, "no new buffer while there is room"
+    assert torch.equal(keys, torch.cat(steps, dim=-2)) and torch.equal(values, -torch.cat(steps, dim=-2))
+    assert layer.get_seq_length() == 8
+    # Rows leaving (what _keep does): the layer gets new tensors and moves them into a new buffer.
+    layer.keys, layer.values = keys[[1]], values[[1]]
+    last = torch.randn(1, 3, 1, 4)
+    keys, _ = layer.update(last, -last)
+    assert layer._room_keys is not buffer
+    assert torch.equal(keys, torch.cat([torch.cat(steps, dim=-2)[[1]], last], dim=-2))

@@ -42,15 +42,68 @@ def test_chat_handler_streams_growing_text_with_disclaimer(engine):
     assert DISCLAIMER in outputs[-1]
 
 
-def test_compare_handler_fills_base_then_tuned(engine):
+def test_compare_handler_streams_base_and_tuned_at_once_with_the_answers_of_each_alone(engine):
     from medtune.serve.engine import GenerationSettings
     from medtune.serve.webui import compare_handler
 
-    steps = list(compare_handler(engine, GenerationSettings(max_new_tokens=4))("胸口疼还出冷汗"))
+    settings = GenerationSettings(max_new_tokens=8, temperature=0.0)
+    question = "胸口疼还出冷汗"
+    steps = list(compare_handler(engine, settings)(question))
     base, tuned = steps[-1]
-    assert base and tuned
     assert base.startswith("> 【紧急提示】") and tuned.startswith("> 【紧急提示】")
-    assert steps[0][1] == "", "tuned starts after base is done"
+    # Greedy rows batched together answer as each would alone.
+    alone = [
+        render_sections(engine.reply(question, None, settings, use_adapter=use)) for use in (False, True)
+    ]
+    assert [base, tuned] == alone
+
+
+def test_compare_handler_runs_both_streams_concurrently(engine, monkeypatch):
+    import threading
+    import time
+
+    from medtune.serve.engine import GenerationSettings
+    from medtune.serve.webui import compare_handler
+
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(question, history=None, settings=None, use_adapter=True, control=None):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            for word in ("一、", "病情", "分析"):
+                time.sleep(0.05)
+                yield f"{word}{'T' if use_adapter else 'B'}"
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(engine, "stream", slow)
+    steps = list(compare_handler(engine, GenerationSettings(max_new_tokens=4))("头疼"))
+    assert most[0] == 2, "base and tuned generate at the same time"
+    first_tuned = next(i for i, (_, t) in enumerate(steps) if t)
+    assert steps[first_tuned][0] != steps[-1][0], "tuned text appears before base is done"
+    assert "分析T" in steps[-1][1] and "分析B" in steps[-1][0]
+
+
+def test_leaving_the_compare_tab_cancels_both_rows(engine, monkeypatch):
+    from medtune.serve.engine import GenerationSettings
+    from medtune.serve.webui import compare_handler
+
+    controls = []
+
+    def endless(question, history=None, settings=None, use_adapter=True, control=None):
+        controls.append(control)
+        while not control.cancel.wait(0.01):
+            yield "字"
+
+    monkeypatch.setattr(engine, "stream", endless)
+    steps = compare_handler(engine, GenerationSettings(max_new_tokens=4))("头疼")
+    next(steps)
+    steps.close()  # Gradio closes the generator when the visitor leaves
+    assert len(controls) == 2 and all(c.cancel.is_set() for c in controls)
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ count and length in characters, then the prompt's length in tokens (400), and ad
 slot or a place in a bounded line (429 when both are taken). ``serve.max_concurrent`` slots are the rows
 of the engine's running batch: an admitted request joins it at the next decode step (continuous batching,
 ``medtune.serve.batching``) and leaves it, freeing its slot, when it ends, when the client goes away or
-when the server shuts down. ``/health`` is open; ``/v1/models`` and
-``/metrics`` (Prometheus) need a key like the chat route. Keys and message contents are never logged.
+when the server shuts down. ``/health`` is open, and answers 200 only once the engine has warmed up (503
+before, so no first user pays the first pass's set-up); ``/v1/models`` and ``/metrics`` (Prometheus) need
+a key like the chat route. Keys and message contents are never logged.
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ class _Serving:
     controls: set[StreamControl] = field(default_factory=set)
     """Generations running now, so shutdown can stop them."""
     draining: bool = False
+    warm: str = "ok"
+    """``warming_up`` while the engine warms up, then ``ok`` (or ``failed``); /health is 200 only at ok."""
+
+    def warm_up(self) -> None:
+        """Warm the engine up on a thread; /health says ready once it is done (``ChatEngine.warm_up``)."""
+        self.warm = "warming_up"
+
+        def run() -> None:
+            try:
+                self.engine.warm_up()
+                self.warm = "ok"
+            except Exception:
+                logger.exception("warm-up failed")
+                self.warm = "failed"
+
+        threading.Thread(target=run, name="medtune-warm-up", daemon=True).start()
 
     def drain(self, grace_s: float) -> None:
         """Refuse new and waiting requests now; stop what still generates after ``grace_s`` seconds."""
@@ -167,8 +184,11 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def create_app(engine: ChatEngine, cfg: Config, api_keys: Sequence[str] | None = None):
-    """The API app; ``api_keys`` None reads them from $MEDTUNE_API_KEYS and ``serve.api_keys_file``."""
+def create_app(engine: ChatEngine, cfg: Config, api_keys: Sequence[str] | None = None, warm_up: bool = False):
+    """The API app; ``api_keys`` None reads them from $MEDTUNE_API_KEYS and ``serve.api_keys_file``.
+
+    ``warm_up``: warm the engine up on a thread now; /health answers 503 ``warming_up`` until it is done.
+    """
     serve = cfg.serve
     admission = Admission(serve.max_concurrent, serve.max_queue)
     serving = _Serving(
@@ -180,6 +200,8 @@ def create_app(engine: ChatEngine, cfg: Config, api_keys: Sequence[str] | None =
         metrics=ServeMetrics(admission),
     )
     model_ids = [MODEL_ID] + ([f"{MODEL_ID}:base"] if engine.has_adapter else [])
+    if warm_up:
+        serving.warm_up()
 
     app = FastAPI(title="medtune API", version="1")
     app.state.serving = serving
@@ -220,9 +242,10 @@ def create_app(engine: ChatEngine, cfg: Config, api_keys: Sequence[str] | None =
 
     @app.get("/health")
     def health() -> JSONResponse:
-        status = "draining" if serving.draining else "ok"
+        # Ready (200) only once warmed up: a load balancer sends no user to pay the first pass's set-up.
+        status = "draining" if serving.draining else serving.warm
         return JSONResponse(
-            {"status": status, "model": engine.name}, status_code=503 if serving.draining else 200
+            {"status": status, "model": engine.name}, status_code=200 if status == "ok" else 503
         )
 
     @app.get("/v1/models")
@@ -440,7 +463,7 @@ def serve_api(cfg: Config, engine: ChatEngine | None = None) -> None:
     keys = load_api_keys(cfg.serve)
     check_exposure(cfg.serve.host, keys)  # before the model loads: a refused start should be instant
     engine = engine or ChatEngine.from_config(cfg)
-    app = create_app(engine, cfg, keys)
+    app = create_app(engine, cfg, keys, warm_up=True)
     auth = f"{len(keys)} API key(s)" if keys else "no API key (loopback only)"
     logger.info("OpenAI-compatible API on http://%s:%d/v1, %s", cfg.serve.host, cfg.serve.api_port, auth)
     build_server(app, cfg.serve.host, cfg.serve.api_port, cfg.serve.shutdown_grace_s).run()

@@ -21,14 +21,21 @@ Why not transformers' own continuous-batching manager (``model.generate_batch`` 
 request into one flat sequence (batch dimension 1, paged attention), so PEFT's per-row ``adapter_names``
 cannot pick an adapter per request (base and tuned in one batch, as the API's ``medtune:base`` and the
 evaluation need), and it has no per-request repetition penalty or stop/cancel hook of ours. Its speed is
-not the reason: in ``bench/serve_load.py`` on the demo model (base only, 8 clients x 48 tokens, 2 shared
-CPU cores) ``transformers serve --continuous-batching`` gave ~22-23 tokens/s in total against this loop's
-~17 (packed sequences waste no padding, and paged attention reads no padded cache); in-process on the
-2-layer test model its first ``generate_batch`` took 11.8 s for 2 x 8 tokens (set-up).
+not the reason either: in ``bench/serve_load.py`` on the demo model (base only, 8 clients, 32 requests x
+48 tokens, 2 shared CPU cores, same run) ``transformers serve --continuous-batching`` gave 26.6 tokens/s
+in total against this loop's 32-33 (an earlier, noisier run had it the other way round, 23 against 17);
+in-process on the 2-layer test model its first ``generate_batch`` took 11.8 s for 2 x 8 tokens (set-up).
+
+Where a decode step's time goes (demo model, batch 8, ~120 cached positions, torch.profiler): matrix
+products 74% (reading the weights: the floor), ``cat`` 6% (half of it the KV cache growing by
+concatenation, now appended in place: ``roomy_cache``), element-wise ops of RoPE and RMSNorm 8%,
+attention 7%, picking tokens <1%; outside the forward (masks, positions, sampling, handing out tokens)
+~3%. Admitting new rows (their prefill, compute-bound here) is about a quarter of a load run's time.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -176,7 +183,9 @@ class BatchScheduler:
         for adapter in {r.adapter for r in rows} - set(self._prefix_kv):
             dummy = BatchRequest(prefix, None, adapter, None)  # type: ignore[arg-type]
             ids = torch.tensor([prefix], device=self.engine.model.device)
-            out = self._forward([dummy], input_ids=ids, logits_to_keep=1)
+            out = self._forward(
+                [dummy], input_ids=ids, cache=roomy_cache(self.engine.model), logits_to_keep=1
+            )
             self._prefix_kv[adapter] = out.cache
         cache = copy.deepcopy(self._prefix_kv[rows[0].adapter])
         for i, layer in enumerate(cache.layers):
@@ -208,7 +217,7 @@ class BatchScheduler:
             width = max(len(r.prompt_ids) for r in new)
             ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in new])
             mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in new])
-            extra = {}
+            extra = {"cache": roomy_cache(self.engine.model)}
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._forward(
             new,
@@ -252,14 +261,26 @@ class BatchScheduler:
         """Each row's next token under its own settings."""
         import torch
 
-        picked = []
-        for r, row in zip(rows, logits.float()):
+        with torch.inference_mode():  # the logits are inference tensors, changed in place below
+            return self._pick_tokens(rows, logits)
+
+    def _pick_tokens(self, rows: list[BatchRequest], logits: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        # The logits are this step's own tensor, needed for nothing else: the repetition penalty is applied
+        # in place. Cloning each 152k-entry row first was most of this function's time (22 of 29 ms a step
+        # at batch 8 on the demo model, profiled on a loaded machine); the arithmetic is unchanged, so
+        # greedy tokens are too. float() copies only for half precision.
+        logits = logits.float()
+        picked = torch.empty(len(rows), 1, dtype=torch.long, device=logits.device)
+        greedy = []
+        for i, r in enumerate(rows):
             s = r.settings
+            row = logits[i]
             if s.repetition_penalty != 1.0:
                 # Over the row's own prompt and answer only: left padding must not change its penalty.
                 seen = torch.tensor(sorted(set(r.prompt_ids) | set(r.generated)), device=row.device)
                 score = row[seen]
-                row = row.clone()
                 row[seen] = torch.where(score < 0, score * s.repetition_penalty, score / s.repetition_penalty)
             if s.temperature > 0:
                 probs = torch.softmax(row / s.temperature, dim=-1)
@@ -267,11 +288,13 @@ class BatchScheduler:
                 # Nucleus: keep the smallest head whose mass reaches top_p (the first token always).
                 drop = sorted_p.cumsum(-1) - sorted_p > s.top_p
                 sorted_p[drop] = 0.0
-                token = order[torch.multinomial(sorted_p, 1)]
+                picked[i] = order[torch.multinomial(sorted_p, 1)]
             else:
-                token = row.argmax(-1, keepdim=True)
-            picked.append(token)
-        return torch.stack(picked)  # (rows, 1)
+                greedy.append(i)
+        if greedy:  # one argmax over all greedy rows (the same first maximum as row by row)
+            index = torch.tensor(greedy, device=logits.device)
+            picked[index] = logits[index].argmax(-1, keepdim=True)
+        return picked  # (rows, 1)
 
     def _keep(self, rows, state, first_tokens: int = 0):
         """Hand each row its new token; drop the rows that have ended and padding no row needs."""
@@ -325,6 +348,66 @@ def _merge(cache_a, mask_a, cache_b, mask_b):
             setattr(layer_a, name, torch.cat([a, b]))
     mask = torch.cat([F.pad(mask_a, (width - la, 0)), F.pad(mask_b, (width - lb, 0))])
     return cache_a, mask
+
+
+def roomy_cache(model):
+    """An empty KV cache whose layers append a step's keys and values in place (``_RoomyLayer``)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    room = _roomy_layer_class()
+    cache.layers = [room() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+@functools.cache
+def _roomy_layer_class():
+    """transformers' growing cache layer, with spare room at the end of the sequence axis.
+
+    ``DynamicLayer.update`` concatenates each step's keys and values onto the whole cache: every decode
+    step copied every row's full cache, per layer, so a step cost more the longer the answers got (on the
+    demo model at batch 8 and ~120 cached positions, ``aten::cat`` was 6% of a step's CPU time, half of it
+    this copy; at the default 768 new tokens the copy is ~7x larger). This layer keeps its tensors as views
+    of a buffer with room to spare and writes a step's entries into the room: a copy happens only when the
+    room runs out (then ~1.5x the length, so amortised once per length) or after a row joins or leaves
+    (``_keep`` and ``_merge`` build new tensors, and the next update moves them into a new buffer). The
+    values attention reads are the same; only where they are stored differs.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    class _RoomyLayer(DynamicLayer):
+        _room_keys = None
+        _room_values = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.keys, self._room_keys = _append(self.keys, self._room_keys, key_states)
+            self.values, self._room_values = _append(self.values, self._room_values, value_states)
+            return self.keys, self.values
+
+    return _RoomyLayer
+
+
+def _append(held, room, new):
+    """``held`` with ``new`` appended along the sequence axis (-2), and the buffer it is now a view of."""
+    n = held.shape[-2] if held.numel() else 0
+    need = n + new.shape[-2]
+    fits = (
+        room is not None
+        and n > 0
+        and held.data_ptr() == room.data_ptr()  # still the start of the buffer (not replaced since)
+        and held.shape[:2] == room.shape[:2]
+        and held.stride() == room.stride()
+        and need <= room.shape[-2]
+    )
+    if not fits:
+        room = new.new_empty(*new.shape[:2], need + max(need // 2, 64), new.shape[-1])
+        if n:
+            room[:, :, :n].copy_(held)
+    room[:, :, n:need].copy_(new)
+    return room[:, :, :need], room
 
 
 def tokens_as_text(tokenizer, tokens: Iterator[int]) -> Iterator[str]:

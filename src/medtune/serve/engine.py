@@ -152,6 +152,51 @@ class ChatEngine:
             self._scheduler = BatchScheduler(self, self.max_batch)
         return self._scheduler
 
+    def warm_up(self) -> float:
+        """Run the streamed path once before serving; returns the seconds it took.
+
+        The first requests after start-up used to pay a one-off cost on top of their own prefill: on the
+        demo model (2 CPU cores), a burst of 8 streams just after loading waited 13.2 s for its first
+        tokens, the next identical burst 1.4 s. What the first pass does once: the chat template is
+        compiled (Jinja), the shared system turn's KV cache is computed per adapter, PyTorch/oneDNN pick
+        and lay out kernels for the prefill, decode and joined-batch shapes, and PEFT sets up per-row
+        adapter routing. Here a few short greedy requests go through the scheduler the way users' will:
+        one alone, then base and tuned rows joining it (prefill of a multi-row batch, merge into the
+        running cache, mixed adapters, rows leaving). Servers call it before they report ready.
+        """
+        import time
+
+        from medtune.serve.batching import BASE, BatchRequest
+
+        started = time.perf_counter()
+        adapters = [BASE, self.model.active_adapter] if self.has_adapter else ["default"]
+        questions = ["头疼怎么办", "孩子发烧38.5度一天了，需要马上去医院吗？", "胃反酸烧心"]
+
+        def request(question: str, adapter: str, tokens: int) -> BatchRequest:
+            ids = self.tokenizer(self.prompt_text(question), add_special_tokens=False)["input_ids"]
+            settings = GenerationSettings(max_new_tokens=tokens, temperature=0.0)
+            return self.scheduler.submit(BatchRequest(list(ids), settings, adapter, StreamControl()))
+
+        def next_token(req: BatchRequest) -> None:
+            if isinstance(item := req.tokens.get(), BaseException):  # the model thread failed
+                raise item
+
+        # The first row runs until the others have joined it (then it is told to leave), so the join path
+        # is taken however fast the steps are.
+        first = request(questions[0], adapters[-1], 64)
+        next_token(first)
+        joined = [request(q, adapters[i % len(adapters)], 4) for i, q in enumerate(questions[1:])]
+        for req in joined:
+            next_token(req)
+        first.halt.set()
+        for req in [first, *joined]:
+            req.done.wait()
+            while not req.tokens.empty():
+                next_token(req)
+        seconds = time.perf_counter() - started
+        logger.info("warmed up in %.1f s", seconds)
+        return seconds
+
     @property
     def has_adapter(self) -> bool:
         return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+import queue
 import re
 import threading
 from collections import OrderedDict
@@ -21,7 +22,7 @@ from typing import Any
 
 from medtune.config import Config
 from medtune.data.structure import NOTICE_MARKERS, SECTION_TITLES, SUBLABELS
-from medtune.serve.engine import ChatEngine, GenerationSettings
+from medtune.serve.engine import ChatEngine, GenerationSettings, StreamControl
 from medtune.serve.feedback import Feedback, FeedbackStore, feedback_url
 
 logger = logging.getLogger(__name__)
@@ -148,19 +149,48 @@ def feedback_handler(
 
 
 def compare_handler(engine: ChatEngine, settings: GenerationSettings):
+    """Base and tuned answers to one question, streamed side by side at the same time.
+
+    Both requests go into the engine's running batch together, a base row and a tuned row (PEFT routes
+    each row around or through the adapter), so one pass over the weights advances both answers: the pair
+    takes about as long as one answer instead of base first and tuned after it (which is how this tab
+    used to run: the tuned column stayed empty for the whole base answer).
+    """
+
     def compare(question: str) -> Iterator[tuple[str, str]]:
         question = (question or "").strip()
         if not question:
             yield "", ""
             return
-        base = ""
-        for piece in engine.reply_stream(question, None, settings, use_adapter=False):
-            base += piece
-            yield render_sections(base), ""
-        tuned = ""
-        for piece in engine.reply_stream(question, None, settings, use_adapter=True):
-            tuned += piece
-            yield render_sections(base), render_sections(tuned)
+        pieces: queue.Queue = queue.Queue()
+        controls = {use: StreamControl() for use in (False, True)}
+
+        def run(use: bool) -> None:
+            try:
+                for piece in engine.reply_stream(question, None, settings, use, controls[use]):
+                    pieces.put((use, piece))
+            except Exception as exc:  # shown to the user by Gradio, as a sequential handler's would be
+                pieces.put((use, exc))
+            finally:
+                pieces.put((use, None))
+
+        for use in (False, True):
+            threading.Thread(target=run, args=(use,), name="medtune-compare", daemon=True).start()
+        texts = {False: "", True: ""}
+        running = 2
+        try:
+            while running:
+                use, piece = pieces.get()
+                if piece is None:
+                    running -= 1
+                    continue
+                if isinstance(piece, Exception):
+                    raise piece
+                texts[use] += piece
+                yield render_sections(texts[False]), render_sections(texts[True])
+        finally:  # the visitor left or one side failed: the other row leaves the batch too
+            for control in controls.values():
+                control.cancel.set()
 
     return compare
 
@@ -211,6 +241,8 @@ def serve_webui(cfg: Config, engine: ChatEngine | None = None) -> None:
 
         engine = RemoteEngine.from_config(cfg)  # same interface: the UI needs no model of its own
     engine = engine or ChatEngine.from_config(cfg)
+    if isinstance(engine, ChatEngine):  # the first visitors do not pay the first pass's set-up
+        engine.warm_up()
     demo = build_ui(engine, cfg)
     logger.info("web UI on http://%s:%d", cfg.serve.host, cfg.serve.port)
     # The engine batches concurrent answers, so the UI lets as many generate at once as the batch holds and
