@@ -99,6 +99,26 @@ def test_the_adapter_changes_the_scores_and_disabling_it_gives_the_base(engine):
     assert tuned != pytest.approx(base, abs=1e-6)
 
 
+def test_the_last_layer_mlp_runs_on_the_last_positions_only_and_is_restored(engine):
+    scorer = LetterScorer(engine.model, engine.tokenizer, engine.prompt_text, 4)
+    mlp = scorer.backbone.layers[-1].mlp
+    shapes = []
+    # The MLP's own projections see what it computes on (a hook on the MLP sees the full input it is handed).
+    hook = mlp.down_proj.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    try:
+        results = list(scorer.score(ITEMS, []))
+    finally:
+        hook.remove()
+    singles = [s for s in shapes if s[1] == 1]
+    assert len(singles) == 2 and sum(s[0] for s in singles) == len(
+        ITEMS
+    )  # batches of 4 and 3, one position each
+    assert "forward" not in vars(mlp)
+    # Scores still equal a plain forward pass (which runs the MLP everywhere).
+    reference = {it.id: max(naive_letter_probs(engine, it, []).values()) for it in ITEMS}
+    assert {it.id: r.confidence for it, r in results} == pytest.approx(reference, abs=2e-4)
+
+
 def test_scoring_keeps_freed_memory_only_while_it_runs(engine, monkeypatch):
     from medtune.train import allocator
 
