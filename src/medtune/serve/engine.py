@@ -155,9 +155,10 @@ class ChatEngine:
     def warm_up(self) -> float:
         """Run the streamed path once before serving; returns the seconds it took.
 
-        The first requests after start-up used to pay a one-off cost on top of their own prefill: on the
-        demo model (2 CPU cores), a burst of 8 streams just after loading waited 13.2 s for its first
-        tokens, the next identical burst 1.4 s. What the first pass does once: the chat template is
+        The first requests after start-up pay a one-off cost on top of their own prefill (once seen as
+        13.2 s vs 1.4 s for the next identical burst of 8 streams on the demo model, on a machine shared
+        with other jobs; not reproduced alone, where the whole warm-up takes ~1.3 s). What the first pass
+        does once: the chat template is
         compiled (Jinja), the shared system turn's KV cache is computed per adapter, PyTorch/oneDNN pick
         and lay out kernels for the prefill, decode and joined-batch shapes, and PEFT sets up per-row
         adapter routing. Here a few short greedy requests go through the scheduler the way users' will:
