@@ -214,6 +214,25 @@ def test_safety_check_reads_a_jsonl_file(tmp_path, capsys):
     assert "records: 2" in printed and "chest_pain" in printed
 
 
+@drives("safety train")
+def test_safety_train_writes_a_model_that_check_uses(tmp_path, capsys):
+    rows = [
+        {"question": f"{who}突然{what}", "red_flag": "x"}
+        for who in ("我爸", "孩子", "邻居")
+        for what in ("嘴唇发紫喘不过气", "叫不醒")
+    ] + [
+        {"question": f"{who}脸上长痘{how}", "red_flag": None}
+        for who in ("我", "女儿", "同学")
+        for how in ("怎么办", "能挤吗")
+    ]
+    data = write_jsonl(tmp_path / "dev.jsonl", rows)
+    model = tmp_path / "m.json.gz"
+    printed = run_cli(capsys, "safety", "train", str(data), "--out", str(model))
+    assert "trained on 12 questions (6 emergencies)" in printed and model.is_file()
+    printed = run_cli(capsys, "safety", "check", str(data), "--model", str(model))
+    assert "and the learned model" in printed and "records: 12" in printed
+
+
 @drives("data restructure")
 def test_data_restructure_offline(root, capsys):
     out, overrides = root

@@ -192,6 +192,12 @@ def cmd_safety_check(args: argparse.Namespace) -> int:
     return safety_main(args.rest)
 
 
+def cmd_safety_train(args: argparse.Namespace) -> int:
+    from medtune.safety.cli import train_main
+
+    return train_main(args.rest)
+
+
 def cmd_data_restructure(args: argparse.Namespace) -> int:
     from medtune.data.restructure.cli import main as restructure_main
 
@@ -255,6 +261,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     ),
     "export": (cmd_export, "merge the adapter into the base weights and verify the logits", "config"),
     "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
+    "safety train": (cmd_safety_train, "train the learned safety layer on labelled development data", "rest"),
     "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
     "config explain": (cmd_config_explain, "every config key with its default and meaning", "none"),
     "doctor": (cmd_doctor, "library versions and which training patches apply here, and why", "config"),

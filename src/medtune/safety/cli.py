@@ -2,6 +2,8 @@
 
     medtune safety check data/safety/labelled.jsonl data/safety/frozen.jsonl data/safety/frozen_r2.jsonl
     medtune safety check generations.jsonl --question-field prompt --answer-field output --json report.json
+    medtune safety check data/safety/frozen_r3.jsonl --model none      # the rules alone
+    medtune safety train data/safety/labelled.jsonl --out triage_model.json.gz
 
 Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
 labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the
@@ -18,12 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medtune.safety.engine import SafetyEngine
+from tqdm import tqdm
+
+from medtune.safety.engine import PACKAGED, SafetyEngine, SafetyReport
+from medtune.safety.model import ModelError
 from medtune.safety.report import LabelledEval, has_labels, score_record
 from medtune.safety.rules import RulesError
 
@@ -43,6 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question-field", default="question", help="field holding the user question")
     parser.add_argument("--answer-field", default="answer", help="field holding the answer to check")
     parser.add_argument("--rules", default=None, help="rules YAML (default: the packaged rules.yaml)")
+    parser.add_argument(
+        "--model",
+        default=PACKAGED,
+        help="learned model file (default: the packaged triage_model.json.gz); 'none' for the rules alone",
+    )
+    parser.add_argument(
+        "--second-opinion",
+        metavar="BASE_URL",
+        default=None,
+        help="also ask this OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) about every question "
+        "the engine leaves unflagged; its key is read from $MEDTUNE_TRIAGE_API_KEY",
+    )
+    parser.add_argument("--second-opinion-model", default="medtune", help="model name sent to that endpoint")
+    parser.add_argument(
+        "--second-opinion-timeout", type=float, default=60.0, help="seconds per question (default 60)"
+    )
+    parser.add_argument(
+        "--second-opinion-workers", type=int, default=8, help="questions in flight at once (default 8)"
+    )
+    parser.add_argument(
+        "--second-opinion-cache",
+        default=None,
+        help="cache folder for the endpoint's verdicts (default: none)",
+    )
     parser.add_argument(
         "--json", dest="json_out", default=None, help="also write the full results as JSON here"
     )
@@ -210,15 +242,23 @@ def run_check(args: argparse.Namespace) -> int:
         for path in paths
         for lineno, record in read_records(path, args.question_field, args.answer_field)
     ]
-    engine = SafetyEngine.load(args.rules)
+    engine = SafetyEngine.load(args.rules, model=None if args.model == "none" else args.model)
+    reports = [
+        engine.check(
+            record.get(args.question_field) or "",
+            record.get(args.answer_field) or "",
+            require_disclaimer=args.require_disclaimer,
+        )
+        for _, _, record in records
+    ]
+    opinion_stats = None
+    if args.second_opinion:
+        reports, opinion_stats = _with_second_opinion(args, engine, records, reports)
     results: list[dict[str, Any]] = []
     ev = LabelledEval()
     by_split: dict[str, LabelledEval] = {}
     parts: dict[str, LabelledEval] = {}
-    for path, lineno, record in records:
-        question = record.get(args.question_field) or ""
-        answer = record.get(args.answer_field) or ""
-        report = engine.check(question, answer, require_disclaimer=args.require_disclaimer)
+    for (path, lineno, record), report in zip(records, reports, strict=True):
         results.append(
             {
                 "file": str(path),
@@ -243,19 +283,28 @@ def run_check(args: argparse.Namespace) -> int:
                     by_split.setdefault(str(record["split"]), LabelledEval()), record, report, not held_out
                 )
                 score_record(parts.setdefault(part_of(record), LabelledEval()), record, report, not held_out)
-    print(f"{', '.join(map(str, paths))}: checked with {engine.rules.source}")
+    layers = engine.rules.source + (" and the learned model" if engine.model is not None else ", rules only")
+    print(f"{', '.join(map(str, paths))}: checked with {layers}")
     summary = _print_summary(results)
     if ev.n:
         _print_labelled(ev, by_split, args.show_errors)
     if parts:
         _print_parts(parts, args.coverage)
+    if opinion_stats is not None:
+        print(
+            f"\nsecond opinion ({args.second_opinion}, model {args.second_opinion_model}): asked about "
+            f"{opinion_stats['asked']} unflagged questions, {opinion_stats['emergency']} said emergency, "
+            f"{opinion_stats['no_verdict']} gave no usable verdict (late or not the agreed JSON)"
+        )
     if args.json_out:
         out = {
             "files": [str(p) for p in paths],
             "rules": engine.rules.source,
+            "model": engine.model.meta if engine.model is not None else None,
             "summary": summary,
             "labelled": ev.summary() if ev.n else None,
             "parts": {name: part.summary() for name, part in parts.items()},
+            "second_opinion": opinion_stats,
             "records": results,
         }
         Path(args.json_out).write_text(json.dumps(out, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -263,17 +312,113 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_second_opinion(
+    args: argparse.Namespace,
+    engine: SafetyEngine,
+    records: list[tuple[Path, int, dict[str, Any]]],
+    reports: list[SafetyReport],
+) -> tuple[list[SafetyReport], dict[str, int]]:
+    """The reports with the endpoint's flags added where the engine had none (it can only add)."""
+    from medtune.safety.second_opinion import SecondOpinion
+
+    opinion = SecondOpinion(
+        args.second_opinion,
+        args.second_opinion_model,
+        api_key=os.environ.get("MEDTUNE_TRIAGE_API_KEY"),
+        timeout_s=args.second_opinion_timeout,
+        cache_dir=args.second_opinion_cache,
+        engine=engine,
+    )
+    todo = [i for i, report in enumerate(reports) if not report.flags]
+    questions = [str(records[i][2].get(args.question_field) or "") for i in todo]
+    out = list(reports)
+    stats = {"asked": len(todo), "emergency": 0, "no_verdict": 0}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.second_opinion_workers)) as pool:
+            verdicts = list(
+                tqdm(pool.map(opinion.ask, questions), total=len(questions), desc="second opinion")
+            )
+    finally:
+        opinion.close()
+    for i, question, verdict in zip(todo, questions, verdicts, strict=True):
+        if verdict is None:
+            stats["no_verdict"] += 1
+            continue
+        flags = opinion.triage(question, ()) if verdict.emergency else []
+        if flags:
+            stats["emergency"] += 1
+            out[i] = replace(out[i], flags=tuple(flags))
+    return out, stats
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``medtune safety check``; ``argv`` excludes the words "safety check"."""
     args = build_parser().parse_args(argv)
     try:
         return run_check(args)
-    except (InputError, RulesError) as exc:
+    except (InputError, RulesError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. the --json path is not writable
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medtune safety train",
+        description="Train the learned safety layer on labelled JSONL files (development data only).",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="labelled JSONL: red_flag and/or dangerous")
+    parser.add_argument("--out", required=True, help="model file to write (gzip JSON), atomically")
+    parser.add_argument(
+        "--rules", default=None, help="rules YAML whose masking the model learns (default: packaged)"
+    )
+    parser.add_argument("--question-field", default="question")
+    parser.add_argument("--answer-field", default="answer")
+    parser.add_argument(
+        "--no-answer-model", action="store_true", help="train the question (red-flag) model only"
+    )
+    return parser
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry point for ``medtune safety train``."""
+    from medtune.safety.model import file_digest, train
+
+    args = build_train_parser().parse_args(argv)
+    try:
+        records: list[dict[str, Any]] = []
+        sources = []
+        for f in args.files:
+            path = Path(f)
+            rows = [r for _, r in read_records(path, args.question_field, args.answer_field)]
+            held_out = sorted({str(r["split"]) for r in rows if is_held_out(str(r.get("split", "")))})
+            if held_out:
+                raise InputError(
+                    f"{path}: holds held-out records (split {', '.join(held_out)}); never train on them"
+                )
+            records += rows
+            sources.append(f"{path.name} sha256:{file_digest(path)}")
+        model = train(
+            records,
+            SafetyEngine.load(args.rules, model=None),
+            question_field=args.question_field,
+            answer_field=args.answer_field,
+            sources=sources,
+        )
+        if args.no_answer_model:
+            model.answer = None
+        out = model.save(args.out)
+    except (InputError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    meta = model.meta
+    print(
+        f"trained on {meta['questions']} questions ({meta['emergencies']} emergencies) and {meta['answers']} "
+        f"answers {meta['dangerous']}; wrote {out}"
+    )
+    return 0
 
 
 if __name__ == "__main__":

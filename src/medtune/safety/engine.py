@@ -20,12 +20,14 @@ Reading of a mention, in the order the engine applies it:
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from medtune.data.structure import DISCLAIMER_NOTICE, EMERGENCY_NOTICE, SAFETY_NOTICE
+from medtune.safety.model import ANSWER_KINDS, ModelError, SafetyModel
 from medtune.safety.rules import (
     CLAUSE_SEP,
     LOOKALIKE,
@@ -85,6 +87,23 @@ _AGE_BEFORE = 2
 # Longer texts are read as their head and tail only: the scan is linear, but a 1 MB "question" would still
 # take seconds, and a patient question or a model answer is a few thousand characters at most.
 MAX_SCAN_CHARS = 20_000
+PACKAGED = "packaged"
+MASK = "¬"
+"""Stands, in the learned model's input, for a symptom or drug the rules read as denied, past or forbidden."""
+"""``SafetyEngine.load(model=PACKAGED)``: the model file shipped with the package."""
+MODEL_RULE_ID = "model_red_flag"
+MODEL_CATEGORY = "model"
+MODEL_CATEGORY_LABEL = "疑似急症"
+# A flag from the model names no presentation, so its action is the general one: emergency department now,
+# 120 if worse. The crisis line and poison control need the rules' recognition of what happened.
+MODEL_ACTION = "emergency_department"
+MODEL_MESSAGES = {
+    "contraindication": "这条回答提到的药物可能不适合该人群（如儿童、孕妇、哺乳期或老人），请勿自行使用，先咨询医生或药师。",
+    "dose": "这条回答可能给出了具体的处方剂量，剂量因人而异，请按医生医嘱或药品说明书使用。",
+    "antibiotic": "这条回答可能建议自行使用抗生素；是否需要抗生素应由医生判断，请勿自行购买服用。",
+    "certain_diagnosis": "这条回答可能在未经检查的情况下下了肯定的诊断；线上描述无法确诊，请以医生面诊和检查结果为准。",
+}
+assert set(MODEL_MESSAGES) == set(ANSWER_KINDS)
 _SCAN_TAIL = 4_000
 # The derived concept ``older_adult`` (delirium, falls): an explicit age of at least this many years.
 OLDER_ADULT_AGE = 65
@@ -167,9 +186,11 @@ class _Mention:
 class _Scan:
     """One analysed text: its mentions and, per clause and sentence, which concepts occur there."""
 
-    __slots__ = ("ages", "by_concept", "clauses", "first", "sentences")
+    __slots__ = ("ages", "by_concept", "clauses", "first", "sentences", "text")
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "") -> None:
+        self.text = text
+        """The normalised text (what the learned model reads too)."""
         self.by_concept: dict[str, list[_Mention]] = {}
         self.first: dict[str, _Mention] = {}
         """Concept -> first affirmed mention (not negated, not history)."""
@@ -207,8 +228,10 @@ def _age_years(mention: _Mention) -> float | None:
 class SafetyEngine:
     """Red-flag triage and answer checks driven by a :class:`RuleSet`."""
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, model: SafetyModel | None = None) -> None:
         self.rules = rules
+        self.model = model
+        """The learned layer (:mod:`medtune.safety.model`): consulted where the rules find nothing."""
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
         self._first_question = self._build_scanner(rules.phrases)
@@ -301,9 +324,16 @@ class SafetyEngine:
             node[_END] = (*node[_END], *extra)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> SafetyEngine:
-        """Build an engine from a rules file; ``None`` uses the packaged ``rules.yaml``."""
-        return cls(load_rules(path))
+    def load(cls, path: str | Path | None = None, model: str | Path | None = PACKAGED) -> SafetyEngine:
+        """Build an engine from a rules file (``None``: the packaged ``rules.yaml``) and a model file.
+
+        ``model`` is a path, :data:`PACKAGED` (the packaged ``triage_model.json.gz``) or ``None`` for the
+        rules alone.
+        """
+        learned = None
+        if model is not None:
+            learned = SafetyModel.load(None if model == PACKAGED else model)
+        return cls(load_rules(path), learned)
 
     # ----------------------------------------------------------------------------------------- scanning
     def _expand_drugs(self, groups: tuple[str, ...]) -> frozenset[str]:
@@ -416,7 +446,7 @@ class SafetyEngine:
         return self._analyse(norm, self.tokens(norm, answer))
 
     def _analyse(self, text: str, tokens: list[tuple[int, int, str]]) -> _Scan:
-        scan = _Scan()
+        scan = _Scan(text)
         by_concept = scan.by_concept
         window = self.rules.negation_window
         parents = self.rules.parents
@@ -617,7 +647,86 @@ class SafetyEngine:
 
     def triage(self, question: str) -> list[RedFlag]:
         """Red flags in a user question; empty when none."""
-        return self._triage_scan(self._scan(question))
+        return self._flags(self._scan(question))
+
+    def _flags(self, qscan: _Scan) -> list[RedFlag]:
+        """The rules' flags; where there are none, the learned model's, if it is confident enough."""
+        flags = self._triage_scan(qscan)
+        if flags or self.model is None or self.model.question is None or not qscan.text.strip():
+            return flags
+        q = self.model.question
+        feats = q.features(self._masked(qscan), normalised=True)
+        p = float(1.0 / (1.0 + math.exp(-q.logits(feats)[0])))
+        threshold = q.thresholds["red_flag"]
+        if p < threshold:
+            return flags
+        return [
+            RedFlag(
+                rule_id=MODEL_RULE_ID,
+                category=MODEL_CATEGORY,
+                action=MODEL_ACTION,
+                action_text=self.rules.actions[MODEL_ACTION].text,
+                matched=" + ".join(q.evidence(feats, "red_flag")),
+                rationale=f"learned triage model: p = {p:.2f} >= {threshold:.2f}; no rule matched",
+            )
+        ]
+
+    def _masked(self, scan: _Scan, answer: bool = False) -> str:
+        """The text the learned model reads: denied symptoms and drugs replaced by :data:`MASK`.
+
+        A bag of n-grams cannot tell 没有胸痛 from 胸痛; the rules can. So every symptom or drug mention
+        the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林) becomes one mask
+        character, and the model learns from what is left, the negation words included.
+        """
+        content = self.rules.symptom_concepts | self._drug_groups
+        spans = sorted(
+            {
+                (m.start, m.end)
+                for concept, mentions in scan.by_concept.items()
+                if concept in content
+                for m in mentions
+                if m.negated or m.history or (answer and self._prohibited(scan, m))
+            }
+        )
+        if not spans:
+            return scan.text
+        parts: list[str] = []
+        pos = 0
+        for start, end in spans:
+            if start < pos:  # nested in the previous span
+                continue
+            parts += [scan.text[pos:start], MASK]
+            pos = end
+        parts.append(scan.text[pos:])
+        return "".join(parts)
+
+    def model_text(self, text: str, answer: bool = False) -> str:
+        """What :meth:`_masked` gives for a raw text (``medtune safety train`` trains on exactly this)."""
+        return self._masked(self._scan(text, answer=answer), answer)
+
+    def _model_findings(self, ascan: _Scan, qscan: _Scan, found: set[str]) -> list[Finding]:
+        """Answer findings of the learned model for the kinds the rules did not find (warnings only)."""
+        a = self.model.answer if self.model is not None else None
+        if a is None or not ascan.text.strip():
+            return []
+        feats = a.features(self._masked(ascan, answer=True), self._masked(qscan), normalised=True)
+        z = a.logits(feats)
+        out: list[Finding] = []
+        for kind, value in zip(a.outputs, z, strict=True):
+            p = 1.0 / (1.0 + math.exp(-value))
+            if kind in found or p < a.thresholds[kind]:
+                continue
+            out.append(
+                Finding(
+                    rule_id=f"model_{kind}",
+                    kind=kind,
+                    severity="warn",
+                    matched=" + ".join(a.evidence(feats, kind)),
+                    message=MODEL_MESSAGES[kind],
+                    rationale=f"learned answer model: p = {p:.2f} >= {a.thresholds[kind]:.2f}; no rule matched",
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------------------------ answer checks
     def _prohibited(self, scan: _Scan, m: _Mention) -> bool:
@@ -645,6 +754,8 @@ class SafetyEngine:
                 findings.append(
                     Finding(rule.id, rule.kind, rule.severity, matched, rule.message, rule.rationale)
                 )
+        if self.model is not None:
+            findings += self._model_findings(ascan, qscan, {f.kind for f in findings})
         return findings
 
     def _apply(
@@ -682,6 +793,10 @@ class SafetyEngine:
             if not flags:
                 return None
             if rule.trigger == "no_referral":
+                # A flag from the learned model alone puts the banner first but does not make an answer
+                # without a referral dangerous: that needs a rule to have recognised the emergency.
+                if all(f.rule_id == MODEL_RULE_ID for f in flags):
+                    return None
                 return None if self._referral(ascan) else "(无紧急就医建议)"
             strong = next((m for m in ascan.by_concept.get("dismissive_strong", ()) if not m.negated), None)
             if strong is not None:
@@ -715,13 +830,13 @@ class SafetyEngine:
         """Dangerous advice in an answer; the question supplies the population and the red-flag context."""
         qscan = self._scan(question)
         ascan = self._scan(answer, answer=True)
-        return self._check_scans(ascan, qscan, self._triage_scan(qscan), require_disclaimer)
+        return self._check_scans(ascan, qscan, self._flags(qscan), require_disclaimer)
 
     def check(self, question: str, answer: str, require_disclaimer: bool = False) -> SafetyReport:
         """Triage and answer checks together, scanning each text once."""
         qscan = self._scan(question)
         ascan = self._scan(answer, answer=True)
-        flags = self._triage_scan(qscan)
+        flags = self._flags(qscan)
         findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
         truncated = len(question) > MAX_SCAN_CHARS or len(answer) > MAX_SCAN_CHARS
         return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan), truncated)
@@ -737,7 +852,9 @@ class SafetyEngine:
             return ""
         labels: list[str] = []
         for flag in flags:
-            label = self.rules.categories.get(flag.category, flag.category)
+            label = self.rules.categories.get(flag.category) or (
+                MODEL_CATEGORY_LABEL if flag.category == MODEL_CATEGORY else flag.category
+            )
             if label not in labels:
                 labels.append(label)
         actions = sorted({f.action for f in flags}, key=lambda a: (self.rules.actions[a].priority, a))
@@ -785,5 +902,9 @@ class SafetyEngine:
 
 @lru_cache(maxsize=1)
 def default_engine() -> SafetyEngine:
-    """The engine for the packaged rules, built once per process."""
-    return SafetyEngine.load(None)
+    """The engine for the packaged rules and learned model, built once per process."""
+    try:
+        return SafetyEngine.load(None)
+    except ModelError as exc:  # a broken install must not leave serving without its rules
+        logger.error("safety model unusable, rules only: %s", exc)
+        return SafetyEngine.load(None, model=None)

@@ -15,6 +15,8 @@ A regex that starts with a digit must start with ``\\d+`` (it is only tried at t
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -164,6 +166,8 @@ class RuleSet:
     drug_groups: frozenset[str] = field(default_factory=frozenset)
     symptom_concepts: frozenset[str] = field(default_factory=frozenset)
     """Concepts from the ``symptoms`` section: read in questions only."""
+    digest: str = ""
+    """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
 
 
 # Full-width ASCII (，１０ｍｇ！) to half-width, plus the few compatibility characters that matter for doses and
@@ -503,4 +507,6 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RulesError(f"{source}: not valid YAML ({exc})") from exc
-    return parse_rules(data, source)
+    return dataclasses.replace(
+        parse_rules(data, source), digest=hashlib.sha256(text.encode()).hexdigest()[:16]
+    )

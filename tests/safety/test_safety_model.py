@@ -1,0 +1,177 @@
+"""The learned safety layer (medtune.safety.model): what it reads, what it may add, how it is stored."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from medtune.safety.cli import main as check_main
+from medtune.safety.cli import train_main
+from medtune.safety.engine import MASK, MODEL_RULE_ID, SafetyEngine, default_engine
+from medtune.safety.model import PACKAGED_MODEL, ModelError, SafetyModel, TrainSettings, train
+from medtune.safety.rules import load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+LABELLED = ROOT / "data" / "safety" / "labelled.jsonl"
+
+# A toy world the rules know nothing of: "紫斑" and "抖个不停" stand for emergencies, "小痘" for routine.
+TOY = [
+    *(
+        {"question": f"{who}身上突然起了紫斑，{how}", "red_flag": "toy"}
+        for who in ("我妈", "孩子", "老公", "邻居")
+        for how in ("越来越多", "按了不褪色", "还发冷", "人很蔫")
+    ),
+    *(
+        {"question": f"{who}手{how}抖个不停", "red_flag": "toy"}
+        for who in ("我爸", "奶奶", "同事")
+        for how in ("一直", "突然", "从刚才起")
+    ),
+    *(
+        {"question": f"{who}脸上长了几个小痘，{how}", "red_flag": None}
+        for who in ("我", "女儿", "男朋友", "同学")
+        for how in ("怎么护理", "用什么洗面奶", "会留印吗", "要忌口吗", "能挤吗", "是上火吗")
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def rules_only() -> SafetyEngine:
+    return SafetyEngine.load(None, model=None)
+
+
+@pytest.fixture(scope="module")
+def toy_model(rules_only: SafetyEngine) -> SafetyModel:
+    model = train(TOY, rules_only, TrainSettings(min_df=1, red_flag_threshold=0.5))
+    assert model.answer is None  # no record carries "dangerous"
+    return model
+
+
+def test_masking_replaces_denied_and_past_symptoms_only(rules_only: SafetyEngine) -> None:
+    assert (
+        rules_only.model_text("最近没有胸痛，也没有出汗，就是心慌") == f"最近没有{MASK},也没有{MASK},就是心慌"
+    )
+    assert MASK not in rules_only.model_text("我爸刚才胸痛，一直出汗")
+    assert rules_only.model_text("以前胸痛过，已经好了") == f"以前{MASK}过,已经好了"
+    # answers: a forbidden drug is masked, a recommended one is read
+    assert MASK in rules_only.model_text("儿童禁用阿司匹林。", answer=True)
+    assert MASK not in rules_only.model_text("可以吃阿司匹林。", answer=True)
+
+
+def test_model_flags_what_the_rules_miss_and_says_why(
+    rules_only: SafetyEngine, toy_model: SafetyModel
+) -> None:
+    question = "我外婆腿上突然冒出好多紫斑"
+    assert rules_only.triage(question) == []
+    engine = SafetyEngine(rules_only.rules, toy_model)
+    flags = engine.triage(question)
+    assert [f.rule_id for f in flags] == [MODEL_RULE_ID]
+    assert flags[0].action == "emergency_department"
+    evidence = flags[0].matched.split(" + ")
+    assert evidence and all(piece in question for piece in evidence)  # n-grams of this very question
+    assert "p = " in flags[0].rationale
+    banner = engine.emergency_banner(flags)
+    assert "疑似急症" in banner and "急诊" in banner
+    assert engine.triage("妹妹脸上长了小痘，能挤吗") == []
+
+
+def test_model_never_replaces_or_removes_a_rule_flag(
+    rules_only: SafetyEngine, toy_model: SafetyModel
+) -> None:
+    engine = SafetyEngine(rules_only.rules, toy_model)
+    question = "我爸突然胸口疼，满头大汗"
+    assert engine.triage(question) == rules_only.triage(question) != []
+    assert engine.triage("") == []
+
+
+def test_a_model_only_flag_does_not_make_an_answer_without_referral_dangerous(
+    rules_only: SafetyEngine, toy_model: SafetyModel
+) -> None:
+    engine = SafetyEngine(rules_only.rules, toy_model)
+    report = engine.check("我外婆腿上突然冒出好多紫斑", "多喝水，注意休息。")
+    assert report.flags and report.findings == ()
+    # ...while a rule flag does
+    report = engine.check("我爸突然胸口疼，满头大汗", "多喝水，注意休息。")
+    assert "dismissive" in {f.kind for f in report.findings}
+
+
+def test_save_is_atomic_deterministic_and_round_trips(tmp_path: Path, toy_model: SafetyModel) -> None:
+    a, b = tmp_path / "a.json.gz", tmp_path / "b.json.gz"
+    toy_model.save(a)
+    toy_model.save(b)
+    assert a.read_bytes() == b.read_bytes()
+    assert not list(tmp_path.glob("*.tmp"))
+    loaded = SafetyModel.load(a)
+    for text in ("孩子身上起了紫斑", "脸上长了小痘", ""):
+        assert loaded.question.probabilities(text) == pytest.approx(
+            toy_model.question.probabilities(text), abs=1e-4
+        )
+
+
+def test_broken_model_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        SafetyModel.load(tmp_path / "missing.json.gz")
+    bad = tmp_path / "bad.json.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(ModelError, match="bad.json.gz"):
+        SafetyModel.load(bad)
+    wrong = tmp_path / "wrong.json.gz"
+    wrong.write_bytes(gzip.compress(json.dumps({"format": 99}).encode()))
+    with pytest.raises(ModelError, match="format 99"):
+        SafetyModel.load(wrong)
+
+
+def test_check_cli_reports_a_broken_model_and_can_run_rules_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = tmp_path / "q.jsonl"
+    data.write_text(
+        json.dumps({"question": "我爸突然胸口疼，满头大汗", "answer": "请立即拨打120。"}) + "\n", "utf-8"
+    )
+    bad = tmp_path / "bad.json.gz"
+    bad.write_bytes(b"\x00")
+    assert check_main([str(data), "--model", str(bad)]) == 2
+    assert "bad.json.gz" in capsys.readouterr().err
+    assert check_main([str(data), "--model", "none"]) == 0
+    assert "rules only" in capsys.readouterr().out
+
+
+def test_train_cli_refuses_held_out_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "held.jsonl"
+    rows = [dict(r, split="frozen-r9") for r in TOY[:3]]
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
+    out = tmp_path / "m.json.gz"
+    assert train_main([str(data), "--out", str(out)]) == 2
+    assert "frozen-r9" in capsys.readouterr().err and not out.exists()
+
+
+def test_packaged_model_was_trained_with_the_current_rules() -> None:
+    # The model reads the rules' masking: a rules change without a retrain would feed it texts it never saw.
+    meta = SafetyModel.load(PACKAGED_MODEL).meta
+    assert meta["rules"] == load_rules().digest, (
+        "rules.yaml changed: retrain with `medtune safety train data/safety/labelled.jsonl "
+        "--out src/medtune/safety/triage_model.json.gz --no-answer-model`"
+    )
+    assert all("labelled.jsonl" in s or "dev" in s for s in meta["sources"])
+
+
+def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path) -> None:
+    out = tmp_path / "m.json.gz"
+    sources = SafetyModel.load(PACKAGED_MODEL).meta["sources"]
+    files = [ROOT / "data" / "safety" / s.split()[0] for s in sources]
+    assert train_main([*map(str, files), "--out", str(out), "--no-answer-model"]) == 0
+    fresh, packaged = SafetyModel.load(out), SafetyModel.load(PACKAGED_MODEL)
+    assert fresh.meta["sources"] == packaged.meta["sources"]
+    engine = default_engine()
+    questions = [json.loads(line)["question"] for line in LABELLED.open(encoding="utf-8")][::7]
+    texts = [engine.model_text(q) for q in questions]
+    diffs = [
+        abs(
+            fresh.question.probabilities(t, normalised=True)["red_flag"]
+            - packaged.question.probabilities(t, normalised=True)["red_flag"]
+        )
+        for t in texts
+    ]
+    assert max(diffs) < 1e-3
