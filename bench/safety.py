@@ -6,7 +6,8 @@
 Pairs are built by cycling ``data/safety/labelled.jsonl``. Two workloads: the labelled answers as they
 are (short, ~50 characters: the issue's target) and "long" answers made by joining seven labelled answers
 (~350 characters, the length of a real three-part model answer). Each check is the full ``engine.check``:
-question triage plus every answer rule plus the disclaimer check.
+question triage (the learned layer included, for questions no rule flags) plus every answer rule plus the
+disclaimer check.
 
 The baseline applies the same phrases with one precompiled regex per phrase, searched over every text in
 a Python loop, then resolves overlaps the same way (leftmost, longest, look-alikes first) and runs the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from medtune.safety import SafetyEngine, SafetyReport, evaluate_labelled
 from medtune.safety.engine import _END
+from medtune.safety.model import SafetyModel
 from medtune.safety.rules import LOOKALIKE, RuleSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +38,8 @@ TARGET_SECONDS = 2.0
 class NaiveEngine(SafetyEngine):
     """Same rules and rule logic; phrases found by one ``finditer`` per phrase instead of the trie scan."""
 
-    def __init__(self, rules: RuleSet) -> None:
-        super().__init__(rules)
+    def __init__(self, rules: RuleSet, model: SafetyModel | None = None) -> None:
+        super().__init__(rules, model)
         self._patterns_question = [
             (re.compile(re.escape(p.pattern) if p.literal else p.pattern), p.concept, p.literal)
             for p in rules.phrases
@@ -138,7 +140,7 @@ def main() -> None:
     }
 
     engine = SafetyEngine.load()
-    naive = NaiveEngine(engine.rules)
+    naive = NaiveEngine(engine.rules, engine.model)
     load1, _, _ = os.getloadavg()
     print(
         f"safety bench: {len(records)} labelled records cycled to {args.n:,} pairs; "

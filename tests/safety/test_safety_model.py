@@ -152,7 +152,7 @@ def test_packaged_model_was_trained_with_the_current_rules() -> None:
     meta = SafetyModel.load(PACKAGED_MODEL).meta
     assert meta["rules"] == load_rules().digest, (
         "rules.yaml changed: retrain with `medtune safety train data/safety/labelled.jsonl "
-        "--out src/medtune/safety/triage_model.json.gz --no-answer-model`"
+        "--out src/medtune/safety/triage_model.json.gz`"
     )
     assert all("labelled.jsonl" in s or "dev" in s for s in meta["sources"])
 
@@ -161,7 +161,7 @@ def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path)
     out = tmp_path / "m.json.gz"
     sources = SafetyModel.load(PACKAGED_MODEL).meta["sources"]
     files = [ROOT / "data" / "safety" / s.split()[0] for s in sources]
-    assert train_main([*map(str, files), "--out", str(out), "--no-answer-model"]) == 0
+    assert train_main([*map(str, files), "--out", str(out)]) == 0
     fresh, packaged = SafetyModel.load(out), SafetyModel.load(PACKAGED_MODEL)
     assert fresh.meta["sources"] == packaged.meta["sources"]
     engine = default_engine()

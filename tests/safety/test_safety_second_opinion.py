@@ -40,7 +40,9 @@ def test_an_unflagged_question_gets_a_banner_when_the_model_sees_an_emergency(se
     assert [f.rule_id for f in flags] == [RULE_ID]
     assert flags[0].action == "emergency_department"
     assert "急诊" in engine.emergency_banner(flags)
-    assert server.log[-1]["last"] == question and server.log[-1]["turns"] == 2
+    # the question travels in the user turn after the instructions (medtune's API drops system messages)
+    assert server.log[-1]["last"].endswith("问题：" + question) and '"emergency"' in server.log[-1]["last"]
+    assert server.log[-1]["turns"] == 2
 
 
 def test_a_flagged_question_is_not_sent_and_its_flags_are_kept(server, tmp_path) -> None:
@@ -105,3 +107,40 @@ def test_switching_it_on_without_an_endpoint_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="triage_base_url"):
         ServeConfig(triage_second_opinion=True)
+
+
+def test_safety_check_measures_the_second_opinion_on_unflagged_questions(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from medtune.safety.cli import main as check_main
+
+    def respond(messages: list[dict]) -> str:
+        # "emergency" only for the question about a stomach that feels odd; a plain no otherwise
+        return EMERGENCY if "肚子" in messages[-1]["content"] else '{"emergency": false, "row": null}'
+
+    rows = [
+        {
+            "question": "我爸突然胸口疼，满头大汗",
+            "answer": "请立即拨打120。",
+            "red_flag": "chest_pain",
+            "split": "frozen-rx",
+        },
+        {
+            "question": "肚子有点不舒服，说不上来哪里怪",
+            "answer": "请立即去急诊。",
+            "red_flag": "acute_abdomen",
+            "split": "frozen-rx",
+        },
+        {"question": "脸上长痘怎么办", "answer": "注意清洁。", "red_flag": None, "split": "frozen-rx"},
+    ]
+    data = tmp_path / "f.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    monkeypatch.setenv("MEDTUNE_TRIAGE_API_KEY", "k")
+    with FakeOpenAIServer(api_key="k", responder=respond) as srv:
+        argv = [str(data), "--second-opinion", srv.base_url, "--second-opinion-cache", str(tmp_path / "c")]
+        assert check_main(argv) == 0
+        out = capsys.readouterr().out
+        # the flagged chest pain is never sent; the two others are, one comes back an emergency
+        assert len(srv.log) == 2 and all("胸口疼" not in e["last"] for e in srv.log)
+    assert "asked about 2 unflagged questions, 1 said emergency, 0 gave no usable verdict" in out
+    assert "[frozen-rx] 3 records   red flags: recall 1.000 precision 1.000" in out

@@ -672,18 +672,16 @@ class SafetyEngine:
         ]
 
     def _masked(self, scan: _Scan, answer: bool = False) -> str:
-        """The text the learned model reads: denied symptoms and drugs replaced by :data:`MASK`.
+        """The text the learned model reads: denied mentions replaced by :data:`MASK`.
 
-        A bag of n-grams cannot tell 没有胸痛 from 胸痛; the rules can. So every symptom or drug mention
-        the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林) becomes one mask
-        character, and the model learns from what is left, the negation words included.
+        A bag of n-grams cannot tell 没有胸痛 from 胸痛; the rules can. So every mention (symptom, modifier,
+        drug, population) the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林)
+        becomes one mask character, and the model learns from what is left, the negation words included.
         """
-        content = self.rules.symptom_concepts | self._drug_groups
         spans = sorted(
             {
                 (m.start, m.end)
-                for concept, mentions in scan.by_concept.items()
-                if concept in content
+                for mentions in scan.by_concept.values()
                 for m in mentions
                 if m.negated or m.history or (answer and self._prohibited(scan, m))
             }

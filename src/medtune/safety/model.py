@@ -250,6 +250,7 @@ def train(
     question_field: str = "question",
     answer_field: str = "answer",
     sources: Iterable[str] = (),
+    with_answers: bool = True,
 ) -> SafetyModel:
     """Fit both models on labelled records (``red_flag`` for questions, ``dangerous`` for answers).
 
@@ -265,7 +266,7 @@ def train(
         return prepare(engine.model_text(str(r.get(answer_field) or ""), answer=True), normalised=True)
 
     q_records = [r for r in records if "red_flag" in r and r.get(question_field)]
-    a_records = [r for r in records if "dangerous" in r and r.get(answer_field)]
+    a_records = [r for r in records if with_answers and "dangerous" in r and r.get(answer_field)]
     question_model = answer_model = None
     if q_records:
         rows = [grams(question_text(r), settings.n_max) for r in q_records]

@@ -34,7 +34,7 @@ from medtune.safety.engine import RedFlag, SafetyEngine, default_engine
 
 logger = logging.getLogger(__name__)
 
-PROMPT_VERSION = "triage-v1"
+PROMPT_VERSION = "triage-v2"
 SYSTEM_PROMPT = (
     "你是急诊预检分诊护士。判断用户的问题是否描述了一个真实的人**现在**正处于需要立即拨打120、立即去急诊、"
     "联系心理危机热线或中毒急救的情况。一般知识提问、考试题、影视小说情节、已经处理过的既往情况、宠物都不算。"
@@ -155,7 +155,9 @@ class SecondOpinion:
             "model": self.model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": question},
+                # The instructions are repeated in the user turn: medtune's own API (and other guarded servers)
+                # drop a client's system message and keep theirs, and the verdict format must still arrive.
+                {"role": "user", "content": f"{SYSTEM_PROMPT}\n\n问题：{question}"},
             ],
             "temperature": 0,
             "max_tokens": 64,
