@@ -44,7 +44,7 @@ FINDING_KINDS = (
     "missing_disclaimer",
 )
 SEVERITIES = ("block", "warn")
-POPULATIONS = ("child", "pregnant", "breastfeeding")
+POPULATIONS = ("child", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
 
 # Cue classes the engine itself interprets; each must be defined under ``cues`` in the YAML.
 REQUIRED_CUES = (
@@ -454,6 +454,8 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             raise RulesError(
                 f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population in {POPULATIONS}"
             )
+        if population not in (None, "child") and population not in cues:
+            raise RulesError(f"{source}: rule {rule_id!r}: population {population!r} needs a cue class of that name")
         if kind == "antibiotic" and not drug_groups:
             raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
         max_age = entry.get("max_age")
