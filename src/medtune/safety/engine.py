@@ -78,6 +78,7 @@ _ROLES = {
     "label_quote": _SET_ONLY,
     "risk_warning": _SET_ONLY,
     "reassurance": _SKIP,
+    "continue_use": _SKIP,
 }
 _FAR = -(10**9)
 _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
@@ -592,7 +593,8 @@ class SafetyEngine:
             if qscan.ages or "child_word" in qscan.by_concept or "infant_word" in qscan.by_concept:
                 return self._child(qscan, limit)
             return self._child(ascan, limit, answer_side=True)
-        concept = rule.population  # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class each
+        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each
+        concept = rule.population
         found = qscan.first.get(concept)
         if found is not None:
             return found
@@ -812,8 +814,10 @@ class SafetyEngine:
                     has_drug = bool(clause & self._drug_groups)
                     if not has_drug and (
                         "diet_context" in clause
-                        or ("diet_context" in ascan.sentences[m.sentence]
-                            and not ascan.sentences[m.sentence] & self._drug_groups)
+                        or (
+                            "diet_context" in ascan.sentences[m.sentence]
+                            and not ascan.sentences[m.sentence] & self._drug_groups
+                        )
                     ):
                         continue
                     # A count of tablets or a milligram-scale amount is a medication dose by itself; a plain
