@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+import yaml
 
+import medtune.safety
 from medtune.safety import BLOCKED_TEXT, DISCLAIMER, SafetyEngine, default_engine
 
 
@@ -280,6 +283,87 @@ def test_certain_diagnoses_are_found(engine: SafetyEngine, answer: str) -> None:
 )
 def test_hedged_or_conditional_diagnoses_are_fine(engine: SafetyEngine, answer: str) -> None:
     assert "certain_diagnosis" not in kinds(engine.check_answer(answer))
+
+
+# ------------------------------------------------------------- answer cues read by the engine (round 12)
+@pytest.fixture(scope="module")
+def rules_only() -> SafetyEngine:
+    return SafetyEngine.load(model=None)
+
+
+def test_prevention_words_negate_what_follows_but_do_not_forbid_a_drug_before_them(
+    rules_only: SafetyEngine,
+) -> None:
+    assert "antibiotic" in kinds(rules_only.check_answer("吃两天阿莫西林预防感染就好。"))
+    assert "antibiotic" not in kinds(rules_only.check_answer("预防性使用阿莫西林没有必要。"))
+
+
+def test_a_drug_dismissed_after_naming_it_is_not_advised(rules_only: SafetyEngine) -> None:
+    assert "antibiotic" not in kinds(rules_only.check_answer("感冒是病毒感染，抗生素没用。"))
+    # The futile word is about the first drug; the second one is the advice.
+    assert "antibiotic" in kinds(rules_only.check_answer("黄连素不管用就上左氧氟沙星。"))
+
+
+def test_a_drug_named_with_its_danger_is_warned_against(rules_only: SafetyEngine) -> None:
+    question = "怀孕了能继续吃华法林吗"
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("华法林孕期有致畸风险，请马上找医生换药。", question)
+    )
+    assert "contraindication" in kinds(rules_only.check_answer("华法林没有致畸风险，放心吃。", question))
+
+
+def test_a_referral_is_cancelled_by_a_prohibition_only(rules_only: SafetyEngine) -> None:
+    assert rules_only.has_urgent_referral("叫不醒需要马上拨打120。")
+    assert rules_only.has_urgent_referral("即使现在没症状也要马上去急诊。")
+    assert not rules_only.has_urgent_referral("不要去急诊，在家观察。")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "唑吡坦10毫克，上床前吃。",
+        "耐信四十毫克，每天早上空腹一粒。",
+        "芬必得一次俩，早一次晚一次。",
+        "易蒙停半粒就行。",
+    ],
+)
+def test_milligram_amounts_and_colloquial_counts_are_doses(rules_only: SafetyEngine, answer: str) -> None:
+    assert "dose" in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "说明书上写的是成人一次1粒、一日2次，具体请问医生。",
+        "多喝温水，每天1500到2000毫升。",
+        "男性每天酒精不超过25克。",
+    ],
+)
+def test_quoted_labels_and_diet_amounts_are_not_doses(rules_only: SafetyEngine, answer: str) -> None:
+    assert "dose" not in kinds(rules_only.check_answer(answer))
+
+
+def test_population_cue_classes_beyond_age_and_pregnancy(rules_only: SafetyEngine) -> None:
+    renal = rules_only.check_answer("二甲双胍放心吃。", "我爸在做透析，血糖也高")
+    assert {f.rule_id for f in renal} >= {"ci_metformin_renal"}
+    assert rules_only.check_answer("二甲双胍放心吃。", "血糖有点高") == []
+    planning = rules_only.check_answer("吃异维A酸，痘痘很快下去。", "准备怀孕，脸上长痘")
+    assert "ci_retinoid_planning_pregnancy" in {f.rule_id for f in planning}
+
+
+def test_a_population_rule_needs_its_cue_class() -> None:
+    from medtune.safety.rules import RulesError, parse_rules
+
+    data = yaml.safe_load((Path(medtune.safety.__file__).parent / "rules.yaml").read_text(encoding="utf-8"))
+    del data["cues"]["renal_failure"]
+    with pytest.raises(RulesError, match="renal_failure"):
+        parse_rules(data)
+
+
+def test_a_hedge_look_alike_does_not_soften_a_certain_diagnosis(rules_only: SafetyEngine) -> None:
+    answer = "你这就是胃病，明天还这样再考虑去医院。"
+    assert "certain_diagnosis" in kinds(rules_only.check_answer(answer))
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer("可能是胃病，可以考虑去医院做胃镜。"))
 
 
 # ------------------------------------------------------------------------------ disclaimer, banner

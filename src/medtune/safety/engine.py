@@ -60,6 +60,10 @@ _ROLES = {
     "negation": _DENY,
     "prohibition": _DENY,
     "strong_prohibition": _DENY,
+    # 预防/防止: negates what follows ("预防中风") but does not forbid a drug named before it ("吃阿莫西林预防感染").
+    "prevention": _DENY,
+    # Words that read like a hedge but are about something else ("明天再考虑去医院"): never a hedge.
+    "hedge_lookalike": _SKIP,
     "clause_break": _BREAK,
     "past": _PAST,
     "present": _PRESENT,
@@ -71,12 +75,16 @@ _ROLES = {
     "diet_context": _SET_ONLY,
     "doctor": _SET_ONLY,
     "hedge": _SET_ONLY,
+    "label_quote": _SET_ONLY,
+    "risk_warning": _SET_ONLY,
+    "reassurance": _SKIP,
+    "continue_use": _SKIP,
 }
 _FAR = -(10**9)
 _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
-_PROHIBIT = frozenset({"prohibition", "strong_prohibition"})
+_PROHIBIT = frozenset({"prohibition", "strong_prohibition", "risk_warning"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
@@ -170,7 +178,7 @@ class GuardedReply:
 
 
 class _Mention:
-    __slots__ = ("clause", "concept", "end", "history", "negated", "sentence", "start", "text")
+    __slots__ = ("clause", "concept", "denier", "end", "history", "negated", "sentence", "start", "text")
 
     def __init__(self, concept: str, start: int, end: int, text: str, clause: int, sentence: int) -> None:
         self.concept = concept
@@ -180,6 +188,8 @@ class _Mention:
         self.clause = clause
         self.sentence = sentence
         self.negated = False
+        self.denier = ""
+        """The cue class of the word that negates it (``negation``, ``prohibition`` …), when negated."""
         self.history = False
 
 
@@ -453,6 +463,7 @@ class SafetyEngine:
         roles = _ROLES
         clause = sentence = 0
         deny_end = _FAR
+        denier = ""
         clause_past = False  # a past word precedes, in this clause, with no present word after it
         past_in_sentence = False
         sentence_mentions: list[_Mention] = []
@@ -484,6 +495,7 @@ class SafetyEngine:
                 continue
             if role == _DENY:
                 deny_end = end
+                denier = concept
                 continue
             if role == _BREAK:
                 deny_end = _FAR
@@ -503,7 +515,9 @@ class SafetyEngine:
                 candidates = []
                 continue
             mention = _Mention(concept, start, end, text[start:end], clause, sentence)
-            mention.negated = start - deny_end <= window
+            if start - deny_end <= window:
+                mention.negated = True
+                mention.denier = denier
             if role == _PRESENT:
                 clause_past = past_in_sentence = False
                 candidates = []
@@ -579,7 +593,8 @@ class SafetyEngine:
             if qscan.ages or "child_word" in qscan.by_concept or "infant_word" in qscan.by_concept:
                 return self._child(qscan, limit)
             return self._child(ascan, limit, answer_side=True)
-        concept = "pregnant" if rule.population == "pregnant" else "breastfeeding"
+        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each
+        concept = rule.population
         found = qscan.first.get(concept)
         if found is not None:
             return found
@@ -733,10 +748,21 @@ class SafetyEngine:
             m.negated
             or bool(scan.clauses[m.clause] & _PROHIBIT)
             or "strong_prohibition" in scan.sentences[m.sentence]
+            # "抗生素没用", "阿司匹林对病毒不管用": the drug is named to be dismissed. Only after it:
+            # in "黄连素不管用就上左氧氟沙星" the second drug is the advice.
+            or any(f.clause == m.clause and f.start > m.start for f in scan.by_concept.get("futile", ()))
         )
 
     def _referral(self, scan: _Scan) -> bool:
-        return "referral" in scan.first
+        """An urgent referral that is not forbidden ("不用去急诊" is dismissive, not a referral).
+
+        Only a prohibition word cancels it: plain negation nearby is about something else ("叫不醒需要
+        马上拨打120", "即使现在没症状也要马上去急诊").
+        """
+        return any(
+            not m.history and (not m.negated or m.denier == "negation")
+            for m in scan.by_concept.get("referral", ())
+        )
 
     def _check_scans(
         self, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool
@@ -778,13 +804,23 @@ class SafetyEngine:
                         return m.text
             return None
         if kind == "dose":
-            for concept in ("dose_amount", "dose_count"):
+            for concept in ("dose_amount", "dose_count", "dose_unit"):
                 for m in ascan.by_concept.get(concept, ()):
                     clause = ascan.clauses[m.clause]
+                    if "label_quote" in clause:
+                        continue  # "说明书上写的是一次1粒": the label quoted, not a prescription
                     has_drug = bool(clause & self._drug_groups)
-                    if "diet_context" in clause and not has_drug:
+                    if not has_drug and (
+                        "diet_context" in clause
+                        or (
+                            "diet_context" in ascan.sentences[m.sentence]
+                            and not ascan.sentences[m.sentence] & self._drug_groups
+                        )
+                    ):
                         continue
-                    if concept == "dose_count" or has_drug or "med_context" in clause:
+                    # A count of tablets or a milligram-scale amount is a medication dose by itself; a plain
+                    # amount (10 ml, 2克) needs a drug or a medication word next to it.
+                    if concept != "dose_amount" or has_drug or "med_context" in clause:
                         return m.text
             return None
         if kind == "dismissive":

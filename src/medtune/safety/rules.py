@@ -44,7 +44,7 @@ FINDING_KINDS = (
     "missing_disclaimer",
 )
 SEVERITIES = ("block", "warn")
-POPULATIONS = ("child", "pregnant", "breastfeeding")
+POPULATIONS = ("child", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
 
 # Cue classes the engine itself interprets; each must be defined under ``cues`` in the YAML.
 REQUIRED_CUES = (
@@ -82,7 +82,18 @@ REQUIRED_CUES = (
 # Concepts the engine derives from others (age arithmetic), usable in rules but not defined as phrases.
 # Cue classes that only describe (time, population): a symptom concept may list the same word. The others
 # steer the reading of every mention (negation, clause breaks, resolution) and keep their words to themselves.
-SHAREABLE_CUES = frozenset({"present", "sudden", "pregnant", "breastfeeding", "child_word", "infant_word"})
+SHAREABLE_CUES = frozenset(
+    {
+        "present",
+        "sudden",
+        "pregnant",
+        "breastfeeding",
+        "planning_pregnancy",
+        "renal_failure",
+        "child_word",
+        "infant_word",
+    }
+)
 DERIVED_CONCEPTS = ("child", "infant_under_3m", "older_adult")
 CLAUSE_SEP = "_clause_sep"
 SENTENCE_SEP = "_sentence_sep"
@@ -453,6 +464,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         if kind == "contraindication" and (population not in POPULATIONS or not drug_groups):
             raise RulesError(
                 f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population in {POPULATIONS}"
+            )
+        if population not in (None, "child") and population not in cues:
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: population {population!r} needs a cue class of that name"
             )
         if kind == "antibiotic" and not drug_groups:
             raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
