@@ -172,17 +172,19 @@ class _SeesAnEmergency:
 def test_second_opinion_adds_a_banner_the_rules_missed_and_is_not_asked_when_they_flag(
     safe_engine, monkeypatch
 ):
-    from medtune.safety import DISCLAIMER
+    from medtune.safety import DISCLAIMER, default_engine
 
+    # the premise: neither the rules nor the learned layer flag this question, so only the opinion can
+    assert default_engine().triage("嗓子怪怪的好几天了") == []
     opinion = _SeesAnEmergency()
     safe_engine.second_opinion = opinion
     monkeypatch.setattr(safe_engine, "stream", lambda *a, **k: iter(["多喝水，注意休息。"]))
     try:
-        pieces = list(safe_engine.reply_stream("肚子有点说不上来的怪", settings=settings(4)))
+        pieces = list(safe_engine.reply_stream("嗓子怪怪的好几天了", settings=settings(4)))
         assert pieces[0].startswith("【紧急提示】") and "急诊" in pieces[0]
         text = "".join(pieces)
         assert text.count("多喝水，注意休息。") == 1 and text.rstrip().endswith(DISCLAIMER)
         safe_engine.reply("我爸突然胸口剧痛，满头大汗", settings=settings(4))
-        assert opinion.asked == ["肚子有点说不上来的怪"]
+        assert opinion.asked == ["嗓子怪怪的好几天了"]
     finally:
         safe_engine.second_opinion = None

@@ -99,11 +99,16 @@ class NgramModel:
         return {name: float(1.0 / (1.0 + math.exp(-v))) for name, v in zip(self.outputs, z, strict=True)}
 
     def evidence(self, feats: set[str], output: str, k: int = 3) -> list[str]:
-        """The k n-grams of the text that pushed this output up the most (the longest first among ties)."""
+        """The k n-grams of the text that pushed this output up the most, words before single characters.
+
+        A single character (的, 不) can carry weight in the model but tells a reviewer nothing, so it is shown
+        only when no longer n-gram pushed the output up.
+        """
         col = self.outputs.index(output)
         scored = [(float(self.weights[i, col]), g) for g in feats if (i := self.vocab.get(g)) is not None]
-        scored.sort(key=lambda x: (-x[0], -len(x[1]), x[1]))
-        return [g.removeprefix(QUESTION_PREFIX) for w, g in scored[:k] if w > 0]
+        scored = [(w, g.removeprefix(QUESTION_PREFIX)) for w, g in scored if w > 0]
+        scored.sort(key=lambda x: (len(x[1]) < 2, -x[0], -len(x[1]), x[1]))
+        return [g for _, g in scored[:k]]
 
     # ----------------------------------------------------------------------------------- (de)serialising
     def to_dict(self) -> dict[str, Any]:
