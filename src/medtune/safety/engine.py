@@ -593,7 +593,14 @@ class SafetyEngine:
             if qscan.ages or "child_word" in qscan.by_concept or "infant_word" in qscan.by_concept:
                 return self._child(qscan, limit)
             return self._child(ascan, limit, answer_side=True)
-        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each
+        if rule.population == "older_adult":
+            # An age of 65 or more in the question, or an older-person word (奶奶, 老人, 七十多岁) in it.
+            for _, years, m in qscan.ages:
+                if years >= OLDER_ADULT_AGE and not m.negated:
+                    return m
+            return qscan.first.get("older_word")
+        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each; a
+        # condition (glaucoma, peptic_ulcer ...): a symptom concept, found in the question only
         concept = rule.population
         found = qscan.first.get(concept)
         if found is not None:
