@@ -456,3 +456,35 @@ def test_a_general_question_anchored_to_now_is_still_flagged(engine: SafetyEngin
 )
 def test_patient_wordings_are_read(engine: SafetyEngine, question: str, category: str) -> None:
     assert category in categories(engine.triage(question))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "rule_id"),
+    [
+        ("我爸78岁，晚上睡不着", "给他吃两片地西泮就能睡。", "ci_benzodiazepine_older_adult"),
+        ("外婆晚上睡不着", "吃点阿普唑仑吧。", "ci_benzodiazepine_older_adult"),
+        ("我有闭角型青光眼，肚子绞痛", "吃点颠茄片解痉。", "ci_anticholinergic_glaucoma"),
+        ("我在吃华法林，牙疼", "吃点布洛芬止痛就行。", "ci_nsaid_anticoagulated"),
+        ("我有蚕豆病，尿路感染了", "吃点复方新诺明就好。", "ci_g6pd_sulfonamide"),
+    ],
+)
+def test_condition_and_older_adult_populations(
+    rules_only: SafetyEngine, question: str, answer: str, rule_id: str
+) -> None:
+    """Round 13: a condition named in the question (glaucoma, anticoagulant use, G6PD deficiency) or an older
+    patient (an age of 65 or more, or 外婆 / 老人) is the population of a contraindication rule."""
+    assert rule_id in {f.rule_id for f in rules_only.check_answer(answer, question)}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("我爸40岁，晚上睡不着", "给他吃两片地西泮就能睡。"),  # not an older adult
+        ("我在吃华法林，牙疼", "服用华法林时自行加布洛芬会增加出血风险，请问医生。"),  # a warning, not advice
+        ("我有青光眼，肚子绞痛", "青光眼患者禁用阿托品、颠茄这类药，请去医院。"),
+    ],
+)
+def test_condition_populations_stay_quiet_without_the_pairing(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    assert not [f for f in rules_only.check_answer(answer, question) if f.kind == "contraindication"]

@@ -465,13 +465,19 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             raise RulesError(f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population")
         # A population is a derived age group (child, older_adult), a cue class (pregnant, renal_failure) or a
         # condition from the symptoms section, read in the question only (glaucoma, peptic_ulcer ...).
-        if population not in (None, "child", "older_adult") and population not in cues and population not in symptoms:
+        if (
+            population not in (None, "child", "older_adult")
+            and population not in cues
+            and population not in symptoms
+        ):
             raise RulesError(
                 f"{source}: rule {rule_id!r}: population {population!r} needs a cue class or symptom concept "
                 "of that name"
             )
         if population == "older_adult" and "older_word" not in symptoms:
-            raise RulesError(f"{source}: rule {rule_id!r}: population 'older_adult' needs the symptom concept 'older_word'")
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: population 'older_adult' needs the symptom concept 'older_word'"
+            )
         if kind == "antibiotic" and not drug_groups:
             raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
         max_age = entry.get("max_age")
