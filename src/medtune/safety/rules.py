@@ -44,7 +44,9 @@ FINDING_KINDS = (
     "missing_disclaimer",
 )
 SEVERITIES = ("block", "warn")
-POPULATIONS = ("child", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
+# Contraindication populations: "child" and "older_adult" (derived from ages and words), otherwise any cue class
+# (pregnant, breastfeeding, planning_pregnancy, renal_failure) or symptoms-section condition (glaucoma, g6pd ...).
+POPULATIONS = ("child", "older_adult", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
 
 # Cue classes the engine itself interprets; each must be defined under ``cues`` in the YAML.
 REQUIRED_CUES = (
