@@ -488,3 +488,32 @@ def test_condition_populations_stay_quiet_without_the_pairing(
     rules_only: SafetyEngine, question: str, answer: str
 ) -> None:
     assert not [f for f in rules_only.check_answer(answer, question) if f.kind == "contraindication"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "幽门螺杆菌感染，肯定的，去做四联疗法。",
+        "腺样体肥大，百分之百。",
+        "别紧张，这个只是痔疮而已，没有必要检查。",
+        "眼皮跳就是缺镁，补点镁片。",
+        "呢个系面神经炎，贴热毛巾就得。",
+        "That's a meniscus tear, no doubt about it.",
+    ],
+)
+def test_round13_certainty_shapes(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "可能就是过敏，需要检查确认。",
+        "像是湿疹，建议去皮肤科检查。",
+        "If it's just a cold, rest and fluids help.",
+        "这个药只是暂时缓解而已，还是要找医生查原因。",
+        "中耳炎就是中耳发炎，需要医生检查后决定是否用药。",
+    ],
+)
+def test_round13_hedges_and_definitions_are_not_certain(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer))
