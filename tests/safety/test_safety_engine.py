@@ -517,3 +517,10 @@ def test_round13_certainty_shapes(rules_only: SafetyEngine, answer: str) -> None
 )
 def test_round13_hedges_and_definitions_are_not_certain(rules_only: SafetyEngine, answer: str) -> None:
     assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer))
+
+
+def test_certainty_cue_is_read_in_answers_only(rules_only: SafetyEngine) -> None:
+    """ "就是过敏" is a verdict in an answer; in a question it must leave 过敏 to the triage rules."""
+    question = "我就是过敏，喉咙发紧，头晕"
+    assert "anaphylaxis" in {f.category for f in rules_only.triage(question)}
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("就是过敏，吃点氯雷他定。", question))
