@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from medtune.safety import SafetyEngine, SafetyReport, evaluate_labelled
-from medtune.safety.engine import _END
+from medtune.safety.engine import _ANSWER_ONLY, _END
 from medtune.safety.model import SafetyModel
 from medtune.safety.rules import LOOKALIKE, RuleSet
 
@@ -40,16 +40,18 @@ class NaiveEngine(SafetyEngine):
 
     def __init__(self, rules: RuleSet, model: SafetyModel | None = None) -> None:
         super().__init__(rules, model)
-        self._patterns_question = [
+        compiled = [
             (re.compile(re.escape(p.pattern) if p.literal else p.pattern), p.concept, p.literal)
             for p in rules.phrases
         ]
-        self._patterns_answer = [t for t in self._patterns_question if t[1] not in rules.symptom_concepts]
+        # Like the engine: questions without the answer-only cues (certainty), answers without symptoms.
+        self._patterns_question = [t for t in compiled if t[1] not in _ANSWER_ONLY]
+        self._patterns_answer = [t for t in compiled if t[1] not in rules.symptom_concepts]
         # The meanings a question word carries, nested ones included ("前胸后背" is also the chest and the
         # back): read once from the engine's table, so the baseline times only the finding of phrases.
         self._meanings: dict[str, tuple[str, ...]] = {}
         for phrase in rules.phrases:
-            if phrase.literal:
+            if phrase.literal and phrase.concept not in _ANSWER_ONLY:
                 node = self._first_question[phrase.pattern[0]][0]
                 for ch in phrase.pattern[1:]:
                     node = node[ch]

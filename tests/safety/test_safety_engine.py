@@ -456,3 +456,71 @@ def test_a_general_question_anchored_to_now_is_still_flagged(engine: SafetyEngin
 )
 def test_patient_wordings_are_read(engine: SafetyEngine, question: str, category: str) -> None:
     assert category in categories(engine.triage(question))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "rule_id"),
+    [
+        ("我爸78岁，晚上睡不着", "给他吃两片地西泮就能睡。", "ci_benzodiazepine_older_adult"),
+        ("外婆晚上睡不着", "吃点阿普唑仑吧。", "ci_benzodiazepine_older_adult"),
+        ("我有闭角型青光眼，肚子绞痛", "吃点颠茄片解痉。", "ci_anticholinergic_glaucoma"),
+        ("我在吃华法林，牙疼", "吃点布洛芬止痛就行。", "ci_nsaid_anticoagulated"),
+        ("我有蚕豆病，尿路感染了", "吃点复方新诺明就好。", "ci_g6pd_sulfonamide"),
+    ],
+)
+def test_condition_and_older_adult_populations(
+    rules_only: SafetyEngine, question: str, answer: str, rule_id: str
+) -> None:
+    """Round 13: a condition named in the question (glaucoma, anticoagulant use, G6PD deficiency) or an older
+    patient (an age of 65 or more, or 外婆 / 老人) is the population of a contraindication rule."""
+    assert rule_id in {f.rule_id for f in rules_only.check_answer(answer, question)}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("我爸40岁，晚上睡不着", "给他吃两片地西泮就能睡。"),  # not an older adult
+        ("我在吃华法林，牙疼", "服用华法林时自行加布洛芬会增加出血风险，请问医生。"),  # a warning, not advice
+        ("我有青光眼，肚子绞痛", "青光眼患者禁用阿托品、颠茄这类药，请去医院。"),
+    ],
+)
+def test_condition_populations_stay_quiet_without_the_pairing(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    assert not [f for f in rules_only.check_answer(answer, question) if f.kind == "contraindication"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "幽门螺杆菌感染，肯定的，去做四联疗法。",
+        "腺样体肥大，百分之百。",
+        "别紧张，这个只是痔疮而已，没有必要检查。",
+        "眼皮跳就是缺镁，补点镁片。",
+        "呢个系面神经炎，贴热毛巾就得。",
+        "That's a meniscus tear, no doubt about it.",
+    ],
+)
+def test_round13_certainty_shapes(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "可能就是过敏，需要检查确认。",
+        "像是湿疹，建议去皮肤科检查。",
+        "If it's just a cold, rest and fluids help.",
+        "这个药只是暂时缓解而已，还是要找医生查原因。",
+        "中耳炎就是中耳发炎，需要医生检查后决定是否用药。",
+    ],
+)
+def test_round13_hedges_and_definitions_are_not_certain(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer))
+
+
+def test_certainty_cue_is_read_in_answers_only(rules_only: SafetyEngine) -> None:
+    """ "就是过敏" is a verdict in an answer; in a question it must leave 过敏 to the triage rules."""
+    question = "我就是过敏，喉咙发紧，头晕"
+    assert "anaphylaxis" in {f.category for f in rules_only.triage(question)}
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("就是过敏，吃点氯雷他定。", question))

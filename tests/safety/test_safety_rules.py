@@ -84,7 +84,17 @@ def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:
 def test_contraindication_needs_a_population(raw: dict) -> None:
     index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
     with pytest.raises(RulesError, match="population"):
-        parse_rules(_broken(raw, **{f"advice__{index}__population": "elderly"}), "test.yaml")
+        parse_rules(_broken(raw, **{f"advice__{index}__population": "no_such_population"}), "test.yaml")
+    with pytest.raises(RulesError, match="population"):
+        parse_rules(_broken(raw, **{f"advice__{index}__population": None}), "test.yaml")
+
+
+def test_contraindication_population_may_be_a_condition_or_older_adult(raw: dict) -> None:
+    """A condition from the symptoms section (glaucoma) or the derived age group older_adult is a population."""
+    index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
+    for population in ("glaucoma", "older_adult"):
+        rules = parse_rules(_broken(raw, **{f"advice__{index}__population": population}), "test.yaml")
+        assert rules.advice[index].population == population
 
 
 def test_unreadable_rules_file_is_a_rules_error(tmp_path: Path) -> None:

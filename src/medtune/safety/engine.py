@@ -84,6 +84,7 @@ _FAR = -(10**9)
 _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
+_ANSWER_ONLY = frozenset({"certain"})
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "risk_warning"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
@@ -244,7 +245,11 @@ class SafetyEngine:
         """The learned layer (:mod:`medtune.safety.model`): consulted where the rules find nothing."""
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
-        self._first_question = self._build_scanner(rules.phrases)
+        # The certainty cue is read in answers only: its broad shapes ("就是…病", "…而已") must not swallow a
+        # symptom in a question ("就是有点过敏，嗓子有点紧" is an allergy, not a verdict).
+        self._first_question = self._build_scanner(
+            [p for p in rules.phrases if p.concept not in _ANSWER_ONLY]
+        )
         self._nest_meanings(self._first_question, rules.symptom_concepts | rules.drug_groups)
         self._first_answer = self._build_scanner(
             [p for p in rules.phrases if p.concept not in rules.symptom_concepts]
@@ -593,7 +598,14 @@ class SafetyEngine:
             if qscan.ages or "child_word" in qscan.by_concept or "infant_word" in qscan.by_concept:
                 return self._child(qscan, limit)
             return self._child(ascan, limit, answer_side=True)
-        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each
+        if rule.population == "older_adult":
+            # An age of 65 or more in the question, or an older-person word (奶奶, 老人, 七十多岁) in it.
+            for _, years, m in qscan.ages:
+                if years >= OLDER_ADULT_AGE and not m.negated:
+                    return m
+            return qscan.first.get("older_word")
+        # pregnant, breastfeeding, planning_pregnancy, renal_failure: a cue class of that name each; a
+        # condition (glaucoma, peptic_ulcer ...): a symptom concept, found in the question only
         concept = rule.population
         found = qscan.first.get(concept)
         if found is not None:

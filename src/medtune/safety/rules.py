@@ -44,7 +44,9 @@ FINDING_KINDS = (
     "missing_disclaimer",
 )
 SEVERITIES = ("block", "warn")
-POPULATIONS = ("child", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
+# Contraindication populations: "child" and "older_adult" (derived from ages and words), otherwise any cue class
+# (pregnant, breastfeeding, planning_pregnancy, renal_failure) or symptoms-section condition (glaucoma, g6pd ...).
+POPULATIONS = ("child", "older_adult", "pregnant", "breastfeeding", "planning_pregnancy", "renal_failure")
 
 # Cue classes the engine itself interprets; each must be defined under ``cues`` in the YAML.
 REQUIRED_CUES = (
@@ -461,13 +463,22 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         if unknown:
             raise RulesError(f"{source}: rule {rule_id!r}: unknown drug groups {unknown}")
         population = entry.get("population")
-        if kind == "contraindication" and (population not in POPULATIONS or not drug_groups):
+        if kind == "contraindication" and (not population or not drug_groups):
+            raise RulesError(f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population")
+        # A population is a derived age group (child, older_adult), a cue class (pregnant, renal_failure) or a
+        # condition from the symptoms section, read in the question only (glaucoma, peptic_ulcer ...).
+        if (
+            population not in (None, "child", "older_adult")
+            and population not in cues
+            and population not in symptoms
+        ):
             raise RulesError(
-                f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population in {POPULATIONS}"
+                f"{source}: rule {rule_id!r}: population {population!r} needs a cue class or symptom concept "
+                "of that name"
             )
-        if population not in (None, "child") and population not in cues:
+        if population == "older_adult" and "older_word" not in symptoms:
             raise RulesError(
-                f"{source}: rule {rule_id!r}: population {population!r} needs a cue class of that name"
+                f"{source}: rule {rule_id!r}: population 'older_adult' needs the symptom concept 'older_word'"
             )
         if kind == "antibiotic" and not drug_groups:
             raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
