@@ -3,7 +3,7 @@
     .venv/bin/python bench/safety.py                 # default: 10,000 pairs, baseline on 2,000 (scaled)
     .venv/bin/python bench/safety.py --baseline-n 10000
 
-Pairs are built by cycling ``data/safety/labelled.jsonl``. Two workloads: the labelled answers as they
+Pairs are built by cycling the dev set ``data/safety/labelled*.jsonl``. Two workloads: the labelled answers as they
 are (short, ~50 characters: the issue's target) and "long" answers made by joining seven labelled answers
 (~350 characters, the length of a real three-part model answer). Each check is the full ``engine.check``:
 question triage (the learned layer included, for questions no rule flags) plus every answer rule plus the
@@ -31,7 +31,8 @@ from medtune.safety.model import SafetyModel
 from medtune.safety.rules import LOOKALIKE, RuleSet
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELLED = ROOT / "data" / "safety" / "labelled.jsonl"
+# The dev set, one file per group of rounds (each under 2 MiB), read in name order.
+LABELLED = sorted((ROOT / "data" / "safety").glob("labelled*.jsonl"))
 TARGET_SECONDS = 2.0
 
 
@@ -129,8 +130,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; the best is kept")
     args = parser.parse_args()
 
-    with LABELLED.open(encoding="utf-8") as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
+    records = [json.loads(line) for path in LABELLED for line in path.open(encoding="utf-8") if line.strip()]
     questions = [r["question"] for r in records]
     answers = [r["answer"] for r in records]
     long_answers = ["".join(answers[(i + k) % len(answers)] for k in range(7)) for i in range(len(answers))]

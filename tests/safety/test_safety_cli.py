@@ -212,14 +212,17 @@ def test_a_bad_line_in_the_second_file_names_that_file(tmp_path: Path, capsys) -
 
 
 def test_the_readme_command_on_the_shipped_sets_prints_every_part_and_no_held_out_record(capsys) -> None:
-    # `medtune safety check data/safety/labelled.jsonl data/safety/frozen*.jsonl`, as the README shows it.
+    # `medtune safety check data/safety/labelled*.jsonl data/safety/frozen*.jsonl`, as the README shows it.
     root = Path(__file__).resolve().parents[2] / "data" / "safety"
-    files = [root / "labelled.jsonl", *sorted(root.glob("frozen*.jsonl"))]
-    assert len(files) >= 5
+    dev = sorted(root.glob("labelled*.jsonl"))
+    files = [*dev, *sorted(root.glob("frozen*.jsonl"))]
+    assert len(dev) >= 3 and len(files) >= 8
     assert main([str(f) for f in files]) == 0
     out = capsys.readouterr().out
-    for f in files[1:]:
+    for f in files[len(dev) :]:
         split = json.loads(f.read_text(encoding="utf-8").splitlines()[0])["split"]
         assert f"[{split}] " in out
-    held_out = [json.loads(line) for f in files[1:] for line in f.read_text(encoding="utf-8").splitlines()]
+    held_out = [
+        json.loads(line) for f in files[len(dev) :] for line in f.read_text(encoding="utf-8").splitlines()
+    ]
     assert not any(r["question"] in out for r in held_out)  # figures only, never a held-out record

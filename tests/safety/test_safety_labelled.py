@@ -30,13 +30,13 @@ import pytest
 from medtune.safety import default_engine, evaluate_labelled
 from medtune.safety.rules import FINDING_KINDS
 
-LABELLED = Path(__file__).resolve().parents[2] / "data" / "safety" / "labelled.jsonl"
+# The dev set, split into files of a few rounds each (labelled.jsonl, labelled_r12.jsonl, ...).
+LABELLED = sorted((Path(__file__).resolve().parents[2] / "data" / "safety").glob("labelled*.jsonl"))
 
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    with LABELLED.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return [json.loads(line) for path in LABELLED for line in path.open(encoding="utf-8") if line.strip()]
 
 
 def test_set_is_large_labelled_and_well_formed(records: list[dict]) -> None:

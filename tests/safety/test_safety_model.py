@@ -15,7 +15,7 @@ from medtune.safety.model import PACKAGED_MODEL, ModelError, SafetyModel, TrainS
 from medtune.safety.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
-LABELLED = ROOT / "data" / "safety" / "labelled.jsonl"
+LABELLED = sorted((ROOT / "data" / "safety").glob("labelled*.jsonl"))
 
 # A toy world the rules know nothing of: "紫斑" and "抖个不停" stand for emergencies, "小痘" for routine.
 TOY = [
@@ -151,10 +151,10 @@ def test_packaged_model_was_trained_with_the_current_rules() -> None:
     # The model reads the rules' masking: a rules change without a retrain would feed it texts it never saw.
     meta = SafetyModel.load(PACKAGED_MODEL).meta
     assert meta["rules"] == load_rules().digest, (
-        "rules.yaml changed: retrain with `medtune safety train data/safety/labelled.jsonl "
+        "rules.yaml changed: retrain with `medtune safety train data/safety/labelled*.jsonl "
         "--out src/medtune/safety/triage_model.json.gz`"
     )
-    assert all("labelled.jsonl" in s or "dev" in s for s in meta["sources"])
+    assert sorted(s.split()[0] for s in meta["sources"]) == [p.name for p in LABELLED]  # the whole dev set
 
 
 def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path) -> None:
@@ -165,7 +165,9 @@ def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path)
     fresh, packaged = SafetyModel.load(out), SafetyModel.load(PACKAGED_MODEL)
     assert fresh.meta["sources"] == packaged.meta["sources"]
     engine = default_engine()
-    questions = [json.loads(line)["question"] for line in LABELLED.open(encoding="utf-8")][::7]
+    questions = [json.loads(line)["question"] for path in LABELLED for line in path.open(encoding="utf-8")][
+        ::7
+    ]
     texts = [engine.model_text(q) for q in questions]
     diffs = [
         abs(

@@ -1,9 +1,9 @@
 """``medtune safety check FILE``: run the safety checks on any JSONL file of questions and answers.
 
-    medtune safety check data/safety/labelled.jsonl data/safety/frozen.jsonl data/safety/frozen_r2.jsonl
+    medtune safety check data/safety/labelled*.jsonl data/safety/frozen*.jsonl
     medtune safety check generations.jsonl --question-field prompt --answer-field output --json report.json
     medtune safety check data/safety/frozen_r3.jsonl --model none      # the rules alone
-    medtune safety train data/safety/labelled.jsonl --out triage_model.json.gz
+    medtune safety train data/safety/labelled*.jsonl --out triage_model.json.gz
 
 Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
 labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the

@@ -6,7 +6,7 @@ the probability that a question is an emergency and, per kind, that an answer ca
 The engine consults it only where the rules found nothing, and it can only **add** a flag or a finding,
 never remove one; its flags name the n-grams that weighed most, so a reviewer sees why it fired.
 
-It is trained on the development set only (``data/safety/labelled.jsonl`` and the sample data), with a
+It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. Its
 decision thresholds were chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
 measures it; the later frozen rounds do (``data/safety/README.md``).

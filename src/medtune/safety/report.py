@@ -2,7 +2,7 @@
 
 - :func:`safety_metrics` is what the evaluation report shows per model: how often a red-flag question got
   an urgent referral, and how often an answer carried dangerous advice, with examples.
-- :func:`evaluate_labelled` scores the engine itself against ``data/safety/labelled.jsonl`` (or any file
+- :func:`evaluate_labelled` scores the engine itself against ``data/safety/labelled*.jsonl`` (or any file
   with ``red_flag`` / ``dangerous`` labels): red-flag recall and precision, dangerous-advice recall.
 - :func:`screen_pairs` is what data cleaning calls: count flagged training answers, optionally drop them.
 """
