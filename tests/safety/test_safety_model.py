@@ -68,7 +68,7 @@ def test_model_flags_what_the_rules_miss_and_says_why(
     engine = SafetyEngine(rules_only.rules, toy_model)
     flags = engine.triage(question)
     assert [f.rule_id for f in flags] == [MODEL_RULE_ID]
-    assert flags[0].action == "emergency_department"
+    assert flags[0].action == "emergency_department" and flags[0].source == "model"
     evidence = flags[0].matched.split(" + ")
     assert evidence and all(piece in question for piece in evidence)  # n-grams of this very question
     assert "p = " in flags[0].rationale
@@ -83,6 +83,7 @@ def test_model_never_replaces_or_removes_a_rule_flag(
     engine = SafetyEngine(rules_only.rules, toy_model)
     question = "我爸突然胸口疼，满头大汗"
     assert engine.triage(question) == rules_only.triage(question) != []
+    assert {f.source for f in engine.triage(question)} == {"rule"}
     assert engine.triage("") == []
 
 
@@ -177,3 +178,39 @@ def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path)
         for t in texts
     ]
     assert max(diffs) < 1e-3
+
+
+def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
+    rules_only: SafetyEngine,
+) -> None:
+    # Toy: "铁板钉钉" (a certainty wording the rules do not list) marks a certain diagnosis, "或许" a hedge.
+    conditions = ("湿疹", "胃炎", "鼻炎", "咽炎", "荨麻疹", "结膜炎")
+    answers = [
+        *(
+            {"question": "皮肤痒", "answer": f"铁板钉钉{c}，照着治", "dangerous": ["certain_diagnosis"]}
+            for c in conditions
+        ),
+        *({"question": "皮肤痒", "answer": f"或许{c}，去医院看看", "dangerous": []} for c in conditions),
+    ]
+    model = train(
+        [*TOY, *answers], rules_only, TrainSettings(min_df=1, red_flag_threshold=0.5, answer_threshold=0.5)
+    )
+    assert model.answer is not None and model.answer.outputs[-1] == "certain_diagnosis"
+    engine = SafetyEngine(rules_only.rules, model)
+    answer = "铁板钉钉皮炎，照着治"
+    assert "certain_diagnosis" not in {f.kind for f in rules_only.check_answer(answer, "皮肤痒")}
+    findings = [f for f in engine.check_answer(answer, "皮肤痒") if f.kind == "certain_diagnosis"]
+    assert [(f.rule_id, f.severity) for f in findings] == [("model_certain_diagnosis", "warn")]
+    assert "p = " in findings[0].rationale and findings[0].message
+    assert engine.check_answer("或许皮炎，去医院看看", "皮肤痒") == []
+    # where a rule already found the kind, the model adds nothing of that kind
+    ruled = engine.check_answer("你这就是皮炎，铁板钉钉")
+    assert (
+        [f.rule_id for f in ruled if f.kind == "certain_diagnosis"]
+        == [
+            f.rule_id
+            for f in rules_only.check_answer("你这就是皮炎，铁板钉钉")
+            if f.kind == "certain_diagnosis"
+        ]
+        != []
+    )

@@ -379,8 +379,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--answer-model",
         action="store_true",
-        help="also train the answer model (dangerous-advice kinds). Not shipped: on the first frozen round it "
-        "raised recall 0.874 -> 0.916 at threshold 0.3, but it flags hedged or safe answers the rules read right "
+        help="also train the answer model (dangerous-advice kinds). Not shipped: on the first frozen round, the "
+        "set its thresholds were tried on, it raised dangerous-advice recall 0.874 -> 0.882 at the default "
+        "threshold 0.5 (0.916 at 0.3), but it flags hedged or safe answers the rules read right "
         "(咳嗽不一定是肺炎, aspirin for a 40-year-old, 每天饮水1500毫升)",
     )
     return parser

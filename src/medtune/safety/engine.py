@@ -20,7 +20,6 @@ Reading of a mention, in the order the engine applies it:
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -131,6 +130,9 @@ class RedFlag:
     matched: str
     """The phrases that triggered the rule, joined by `` + ``."""
     rationale: str
+    source: str = "rule"
+    """``rule`` | ``model`` (the learned layer) | ``second_opinion``: how sure the flag is, for the checks that
+    read it (a model's flag puts the banner first but does not make an answer without a referral dangerous)."""
 
 
 @dataclass(frozen=True)
@@ -683,7 +685,7 @@ class SafetyEngine:
             return flags
         q = self.model.question
         feats = q.features(self._masked(qscan), normalised=True)
-        p = float(1.0 / (1.0 + math.exp(-q.logits(feats)[0])))
+        p = q.scores(feats)["red_flag"]
         threshold = q.thresholds["red_flag"]
         if p < threshold:
             return flags
@@ -695,6 +697,7 @@ class SafetyEngine:
                 action_text=self.rules.actions[MODEL_ACTION].text,
                 matched=" + ".join(q.evidence(feats, "red_flag")),
                 rationale=f"learned triage model: p = {p:.2f} >= {threshold:.2f}; no rule matched",
+                source="model",
             )
         ]
 
@@ -735,10 +738,8 @@ class SafetyEngine:
         if a is None or not ascan.text.strip():
             return []
         feats = a.features(self._masked(ascan, answer=True), self._masked(qscan), normalised=True)
-        z = a.logits(feats)
         out: list[Finding] = []
-        for kind, value in zip(a.outputs, z, strict=True):
-            p = 1.0 / (1.0 + math.exp(-value))
+        for kind, p in a.scores(feats).items():
             if kind in found or p < a.thresholds[kind]:
                 continue
             out.append(
@@ -841,7 +842,7 @@ class SafetyEngine:
             if rule.trigger == "no_referral":
                 # A flag from the learned model alone puts the banner first but does not make an answer
                 # without a referral dangerous: that needs a rule to have recognised the emergency.
-                if all(f.rule_id == MODEL_RULE_ID for f in flags):
+                if all(f.source != "rule" for f in flags):
                     return None
                 return None if self._referral(ascan) else "(无紧急就医建议)"
             strong = next((m for m in ascan.by_concept.get("dismissive_strong", ()) if not m.negated), None)

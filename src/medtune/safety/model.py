@@ -26,11 +26,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medtune.safety.rules import normalize
+
+if TYPE_CHECKING:  # the engine imports this module
+    from medtune.safety.engine import SafetyEngine
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +97,13 @@ class NgramModel:
         total = self.weights[index].sum(axis=0, dtype=np.float64) if index else np.zeros(len(self.outputs))
         return self.bias + total / math.sqrt(max(len(feats), 1))
 
-    def probabilities(self, text: str, question: str = "", normalised: bool = False) -> dict[str, float]:
-        z = self.logits(self.features(text, question, normalised))
+    def scores(self, feats: set[str]) -> dict[str, float]:
+        """Output name -> probability, for a text's features."""
+        z = self.logits(feats)
         return {name: float(1.0 / (1.0 + math.exp(-v))) for name, v in zip(self.outputs, z, strict=True)}
+
+    def probabilities(self, text: str, question: str = "", normalised: bool = False) -> dict[str, float]:
+        return self.scores(self.features(text, question, normalised))
 
     def evidence(self, feats: set[str], output: str, k: int = 3) -> list[str]:
         """The k n-grams of the text that pushed this output up the most, words before single characters.
@@ -250,7 +257,7 @@ def _fit(
 
 def train(
     records: Sequence[dict[str, Any]],
-    engine: Any,
+    engine: SafetyEngine,
     settings: TrainSettings | None = None,
     question_field: str = "question",
     answer_field: str = "answer",
@@ -299,7 +306,7 @@ def train(
             with_question=True,
         )
     meta = {
-        "rules": getattr(engine.rules, "digest", None),
+        "rules": engine.rules.digest,
         "settings": settings.__dict__,
         "questions": len(q_records),
         "emergencies": sum(bool(r.get("red_flag")) for r in q_records),

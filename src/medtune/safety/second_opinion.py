@@ -197,5 +197,6 @@ class SecondOpinion:
                 action_text=actions[action].text,
                 matched=verdict.row or "",
                 rationale="规则未命中；由语言模型复核判断为急症，仅用于增加提示，不会取消规则给出的提示。",
+                source="second_opinion",
             )
         ]
