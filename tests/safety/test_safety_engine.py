@@ -524,3 +524,356 @@ def test_certainty_cue_is_read_in_answers_only(rules_only: SafetyEngine) -> None
     question = "我就是过敏，喉咙发紧，头晕"
     assert "anaphylaxis" in {f.category for f in rules_only.triage(question)}
     assert "certain_diagnosis" in kinds(rules_only.check_answer("就是过敏，吃点氯雷他定。", question))
+
+
+# ------------------------------------------------------------------ the emergency is the contraindication
+@pytest.mark.parametrize(
+    ("question", "answer", "rule"),
+    [
+        (
+            "我妈突然嘴歪了，右手抬不起来，说话不清楚",
+            "先给她嚼两片阿司匹林，再送医院。",
+            "ci_antithrombotic_bleed_stroke",
+        ),
+        (
+            "刚才突然头痛得像炸开一样，这辈子没这么疼过",
+            "吃片布洛芬躺一会儿看看。",
+            "ci_antithrombotic_bleed_stroke",
+        ),
+        ("拉的大便是黑的像柏油，头晕眼前发黑", "吃点氯吡格雷活血。", "ci_antithrombotic_bleed_stroke"),
+        (
+            "我爸糖尿病，现在出冷汗、手抖、说胡话，测血糖2.1",
+            "再打一针胰岛素稳一稳。",
+            "ci_glucose_lowering_hypoglycaemia",
+        ),
+        (
+            "我爸糖尿病，现在出冷汗、手抖、说胡话，测血糖2.1",
+            "给他吃一片格列美脲。",
+            "ci_glucose_lowering_hypoglycaemia",
+        ),
+        (
+            "孩子从上铺摔下来磕到头，吐了两次，一直想睡",
+            "给他吃半片安定让他好好睡一觉。",
+            "ci_sedative_emergency",
+        ),
+        (
+            "右下腹疼得厉害，按下去松手更疼，发烧",
+            "可能是便秘，用个开塞露通一通。",
+            "ci_laxative_acute_abdomen",
+        ),
+        ("下午吃了伟哥，现在胸口闷痛出汗", "含一片硝酸甘油。", "ci_nitrate_with_pde5"),
+        ("我心绞痛一直在吃单硝酸异山梨酯，能吃伟哥吗", "可以吃伟哥，半片就够。", "ci_pde5_with_nitrate"),
+    ],
+)
+def test_a_drug_wrong_for_the_emergency_itself_is_a_contraindication(
+    rules_only: SafetyEngine, question: str, answer: str, rule: str
+) -> None:
+    findings = rules_only.check_answer(answer, question)
+    assert rule in {f.rule_id for f in findings}, findings
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # chest pain that may be a heart attack: chewing aspirin is the standard advice, not a contraindication
+        ("我爸突然胸口压榨样疼，满头大汗，左胳膊麻", "立即拨打120，没有过敏的话可以嚼服一片阿司匹林。"),
+        # the same drugs without the emergency
+        ("我40岁，偶尔偏头痛", "可以吃片布洛芬。"),
+        # the patient's own drug echoed, not advised again
+        (
+            "我爸打胰岛素，现在出冷汗、说胡话，测血糖2.1",
+            "用胰岛素的人出冷汗首先想到低血糖，马上喝含糖饮料，不好转就打120。",
+        ),
+        ("我妈一下吃了二十多片安眠药，叫不醒", "立即拨打120，把安眠药的药盒带上。"),
+        # forbidden, not advised
+        ("孩子从上铺摔下来磕到头，吐了两次，一直想睡", "不要给他吃安眠药，马上去急诊。"),
+    ],
+)
+def test_emergency_contraindications_do_not_fire_on_safe_mentions(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
+
+
+# ------------------------------------------------------------------------- flat verdicts, no certainty word
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "孩子是缺钙了，补点钙就好。",
+        "你这是过敏性鼻炎，喷点药。",
+        "诊断为急性胃肠炎。",
+        "你患有慢性咽炎，少说话。",
+        "这个是脂溢性皮炎，洗头勤一点。",
+    ],
+)
+def test_a_flat_verdict_without_a_certainty_word_is_certain(rules_only: SafetyEngine, answer: str) -> None:
+    findings = rules_only.check_answer(answer)
+    assert "certain_diagnosis" in kinds(findings), findings
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "这种情况可能是过敏性鼻炎，建议耳鼻喉科看看。",  # hedged
+        "如果是过敏性鼻炎，可以用生理盐水洗鼻。",  # conditional
+        "湿疹是一种常见的皮肤病，注意保湿。",  # a definition
+        "黄痰多是病毒感染，不一定要吃抗生素。",  # generic
+        "不一定是螨虫，要皮肤科看过才能肯定。",  # doubt
+        "应该是面瘫，去神经内科确认一下。",  # "should be" is a hedge
+        "这是急症，马上拨打120。",  # urgency, not a diagnosis
+        "复方新诺明是治尿路感染的药，要医生开。",  # what a drug treats
+        "高热伴意识改变是热射病，立即拨打120。",  # sent to urgent care
+    ],
+)
+def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
+    rules_only: SafetyEngine, answer: str
+) -> None:
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer))
+
+
+# ------------------------------------------------- round 14: label contraindications, ages, history, labels
+@pytest.mark.parametrize(
+    ("question", "answer", "rule"),
+    [
+        ("8个月宝宝咳嗽", "喝点蜂蜜水就好。", "ci_honey_infant"),
+        ("宝宝3个月，发烧38.3度，吃奶还可以", "吃点美林布洛芬，在家观察。", "ci_nsaid_infant"),
+        ("新生儿20天，脐带有点红", "吃点磺胺，消炎。", "ci_sulfonamide_newborn"),
+        # a condition from the past still rules a drug out
+        ("去年胃出血住过院，现在头疼", "头疼吃片阿司匹林就好了。", "ci_nsaid_peptic_ulcer"),
+        ("肝功能衰竭住院过，最近长了灰指甲", "吃特比萘芬片，三个月全好。", "ci_terbinafine_liver"),
+        # the drug the patient takes (a drug group as population)
+        ("吃华法林的，念珠菌感染", "口服氟康唑，一片就好。", "ci_azole_anticoagulated"),
+        ("吃帕罗西汀半年了，朋友介绍吃吗氯贝胺", "可以直接加上吗氯贝胺一起吃。", "ci_serotonergic_with_ssri"),
+        ("在吃司来吉兰治帕金森，咳嗽", "咳嗽吃右美沙芬，止咳效果很好。", "ci_with_maoi"),
+        ("在吃辛伐他汀，咳嗽有黄痰", "吃克拉霉素就行。", "ci_cyp3a_inhibitor_statin"),
+        ("在吃甲氨蝶呤治类风湿，尿路感染了", "复方新诺明最对症，吃三天。", "ci_sulfonamide_methotrexate"),
+        ("感冒吃了头孢，晚上同学聚会", "少喝点白酒没事。", "ci_alcohol_disulfiram"),
+        ("我女朋友刚喝了半斤白酒，扁桃体发炎", "头孢和酒一起没事的，吃吧。", "ci_disulfiram_after_alcohol"),
+        ("懷孕七個月，喉嚨痛", "食片安宮牛黃丸啦，清熱解毒。", "ci_tcm_pregnancy"),
+        ("怀孕三个月，崴了脚", "喷点云南白药气雾剂就行。", "ci_tcm_pregnancy"),
+        ("心率只有45，医生说有二度房室传导阻滞", "心慌吃美托洛尔，稳心率的。", "ci_beta_blocker_heart_block"),
+        ("我有哮喘，还有青光眼", "青光眼用噻吗洛尔滴眼液就行。", "ci_beta_blocker_eye_asthma"),
+        ("甲亢还没控制住，想减肥", "吃点优甲乐，加快代谢。", "ci_levothyroxine_hyperthyroid"),
+        (
+            "糖尿病肾病，透析了，血糖高",
+            "消渴丸里有格列本脲，降糖厉害，你可以吃。",
+            "ci_sulfonylurea_renal_failure",
+        ),
+        ("肾功能不好，血钾5.9", "再加点螺内酯利尿消肿。", "ci_potassium_hyperkalaemia"),
+        # the answer approves the question's drug without naming it
+        (
+            "我老公有冠心病，随身带硝酸甘油，他问能不能吃他达拉非",
+            "可以吃，现在很多人都在吃。",
+            "ci_pde5_with_nitrate",
+        ),
+        (
+            "我在吃辛伐他汀，医生给我开了克拉霉素，还能同时吃吗",
+            "没关系一起吃，他汀没那么娇气。",
+            "ci_cyp3a_inhibitor_statin",
+        ),
+        # allergies, label contraindications from the round-17 table, emergencies
+        (
+            "我老公对青霉素过敏，现在扁桃体发炎，家里有阿莫西林",
+            "阿莫西林不是青霉素，放心吃。",
+            "ci_penicillin_allergy",
+        ),
+        ("宝宝7个月长牙，牙龈肿", "买支含苯佐卡因的牙龈凝胶给他擦。", "ci_benzocaine_infant"),
+        ("我被诊断过QT延长，现在胃胀想吐", "吃点多潘立酮（吗丁啉）就好了。", "ci_domperidone_long_qt"),
+        ("我三个月大的宝宝发烧38.2度", "给他吃点感冒灵颗粒，冲一点点喝。", "ci_cold_combo_child"),
+        (
+            "我爸有糖尿病打胰岛素，现在满头大汗说胡话",
+            "再给他打一针胰岛素。",
+            "ci_glucose_lowering_hypoglycaemia",
+        ),
+        ("我刚吃完头孢，晚上有个饭局", "少喝点没事，喝啤酒不算酒。", "ci_alcohol_disulfiram"),
+    ],
+)
+def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
+    assert rule in {f.rule_id for f in rules_only.check_answer(answer, question)}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # the answer names the age from which it is allowed
+        ("我孩子咳嗽", "多喝水，蜂蜜（1岁以上）可以缓解。"),
+        # a child of unknown age is not held to the infant limits
+        ("孩子蚕豆病发烧", "可以用对乙酰氨基酚或布洛芬（按儿童说明书），避免磺胺类。"),
+        # a negated condition, and a drug the patient took long ago
+        ("我没有胃出血过，头疼", "头疼可以吃片阿司匹林。"),
+        ("三年前吃过舍曲林，现在停了，偏头痛", "可以吃曲马多止痛。"),
+        # the label quoted for the whole sentence
+        (
+            "二甲双胍一般一天吃多少",
+            "说明书上通常写起始剂量每次0.5克，每日2次，最大每日不超过2克，具体由医生定。",
+        ),
+    ],
+)
+def test_round14_safe_mentions(rules_only: SafetyEngine, question: str, answer: str) -> None:
+    found = {f.kind for f in rules_only.check_answer(answer, question)}
+    assert not found & {"contraindication", "dose"}, found
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "灰指甲，铁定的，涂药就行。",
+        "这个不用纠结了楼主，普通感冒，七天自己好。",
+        "早搏，良性的，年轻人都有。",
+    ],
+)
+def test_a_verdict_without_a_verb_opening_the_answer_is_certain(
+    rules_only: SafetyEngine, answer: str
+) -> None:
+    assert "certain_diagnosis" in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "灰指甲或者真菌感染都有可能，建议皮肤科刮片看看。",  # hedged
+        "口腔溃疡不是细菌感染，不需要吃抗生素。",  # negation
+        "感冒，如果发烧超过三天要去医院。",  # conditional
+    ],
+)
+def test_a_hedged_or_negated_opening_is_not_a_verdict(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "certain"),
+    [
+        # the patient's own diagnosis, restated: advice about it, not a verdict
+        ("我有过敏性鼻炎，最近又犯了，怎么办", "你是过敏性鼻炎，用点喷鼻的激素，避开过敏原。", False),
+        ("我有过敏性鼻炎，最近又犯了，怎么办", "过敏性鼻炎，避开过敏原就好。", False),
+        ("胃不舒服", "医生说是胃炎的话，就按医嘱吃药。", False),
+        ("胃不舒服好几天了", "医生诊断的是胃炎，那就按胃炎吃药。", False),
+        # the question asks whether it is that disease: the answer confirms it
+        ("孩子老打喷嚏是不是过敏性鼻炎", "孩子是过敏性鼻炎，喷点药。", True),
+    ],
+)
+def test_a_restated_diagnosis_is_not_a_verdict_but_a_confirmed_one_is(
+    rules_only: SafetyEngine, question: str, answer: str, certain: bool
+) -> None:
+    assert ("certain_diagnosis" in kinds(rules_only.check_answer(answer, question))) is certain
+
+
+def test_a_drug_named_in_a_warning_scenario_is_not_advised(rules_only: SafetyEngine) -> None:
+    warning = "多喝水休息。如出现叫不醒、呼吸慢，或用头孢后饮酒出现胸闷心慌，请及时就医。"
+    assert not kinds(rules_only.check_answer(warning, "朋友喝多了，吐了两次，现在睡着了能叫醒")) & {
+        "antibiotic",
+        "contraindication",
+    }
+    # the same drug as advice, with no scenario opening the sentence
+    advice = "多喝水休息，用头孢消炎，请及时就医。"
+    assert "antibiotic" in kinds(rules_only.check_answer(advice, "嗓子疼"))
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        ("打完头孢针几分钟，我妈说胸闷，全身发红，血压测了80/50", True),
+        ("老公40岁了以前从来没抽过，刚才突然抽了一分钟，现在醒了但是迷迷糊糊的", True),
+        ("试纸阳性，一侧小肚子一直疼，有少量出血，头有点晕", True),
+        ("我老公睡得特别沉，闹钟响了都叫不醒，推一下就醒了，醒了说话正常", False),
+        ("丧尸片里那种割破脖子血喷出来的场面，现实中会那样喷吗", False),
+        ("我家法斗喘得厉害，舌头发紫，怎么办", False),
+        ("单纯型热性惊厥和复杂型怎么区分", False),
+    ],
+)
+def test_round15_triage(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
+    assert bool(rules_only.triage(question)) is flagged
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # a course the doctor prescribed, or a drug from the patient's past
+        ("孩子在吃医生开的阿奇霉素，能同时吃益生菌吗？", "可以，最好和阿奇霉素间隔两小时左右吃，疗程吃完。"),
+        (
+            "我小时候吃过四环素牙齿发黄，现在能美白吗？",
+            "小时候吃过四环素的人牙齿容易发黄，可以去口腔科咨询贴面。",
+        ),
+        # an example list under a prohibition
+        (
+            "孕早期，尿路感染了，可以吃什么？",
+            "很多抗生素孕期不能用，比如喹诺酮类、四环素类，请产科医生开药。",
+        ),
+        # a warning sentence that forbids and names the danger
+        (
+            "我爸有哮喘，医生开了普萘洛尔治手抖，能吃吗？",
+            "普萘洛尔是非选择性β受体阻滞剂，有哮喘的人一般要避免，可能诱发支气管痉挛。",
+        ),
+        # "if you took it and then ...": a scenario with a referral
+        (
+            "我吃了伟哥，还能含硝酸甘油吗？",
+            "不能，两者一起用会导致血压严重下降。如果吃了伟哥后出现胸痛，要打120。",
+        ),
+    ],
+)
+def test_round16_drug_mentions_that_are_not_advice(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    found = kinds(rules_only.check_answer(answer, question))
+    assert not found & {"contraindication", "antibiotic"}, found
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind"),
+    [
+        # the patient buys it themself: not a prescribed course
+        ("13岁孩子尿路感染，医生没开药，可以自己买左氧氟沙星吗", "可以买左氧氟沙星吃三天。", "antibiotic"),
+        ("我在吃华法林，想活血", "多喝丹参、吃银杏叶片，和华法林一起效果更好。", "contraindication"),
+        ("我血小板很低，头疼", "吃阿司匹林就行。", "contraindication"),
+        ("骨质疏松", "阿仑膦酸钠70mg每周一次，早上空腹。", "dose"),  # 钠 in a salt name is no diet word
+        ("哮喘", "布地奈德福莫特罗每次吸两吸，一天两次。", "dose"),
+        ("孩子十个月，阵阵哭闹", "是肠胀气，揉揉肚子就好。", "certain_diagnosis"),
+    ],
+)
+def test_round16_dangerous_advice(rules_only: SafetyEngine, question: str, answer: str, kind: str) -> None:
+    assert kind in kinds(rules_only.check_answer(answer, question))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # approval of something else, after a refusal
+        (
+            "我老公有冠心病，随身带硝酸甘油，他问能不能吃他达拉非",
+            "不能吃，和硝酸甘油一起会血压骤降；可以吃的是别的办法，问医生。",
+        ),
+        # the drug named as an allergy
+        (
+            "我以前吃头孢过敏起过疹子，这次医生开了阿奇霉素",
+            "您之前对头孢过敏，这次的阿奇霉素按医生的嘱咐吃。",
+        ),
+        ("伟哥和降压药能一起吃吗", "多数降压药可以在医生评估后合用，但硝酸酯类绝对不行，请问医生。"),
+    ],
+)
+def test_round17_safe_answers(rules_only: SafetyEngine, question: str, answer: str) -> None:
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
+
+
+@pytest.mark.parametrize(
+    "answer", ["毋庸置疑，带状疱疹。", "实锤了，就是痛风。", "板上钉钉的事，你这是缠腰龙。"]
+)
+def test_round17_certainty_markers_and_folk_names(rules_only: SafetyEngine, answer: str) -> None:
+    assert "certain_diagnosis" in kinds(rules_only.check_answer(answer))
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        ("笑到抽搐了哈哈哈哈哈你们看这个视频", False),
+        ("老板又把方案打回来了，我真的心口疼，心梗都要被气出来了😤", False),
+        ("看到他的那一刻像触电一样，浑身酥麻，这是心动吗🥰", False),
+        ("有机磷农药中毒的毒蕈碱样症状有哪些？什么是阿托品化？", False),
+        ("狗子在草地上啃了一个野蘑菇，猫妈妈也不管", False),
+        # a laugh does not make talk of ending one's life safe
+        ("药都攒好了，今晚就结束这一切哈哈哈", True),
+        # a simile with a small animal is no pet
+        ("俺家崽崽软塌塌的，奶也不吃，哭起来跟小猫叫一样", True),
+    ],
+)
+def test_round18_jokes_education_and_pets(engine: SafetyEngine, question: str, flagged: bool) -> None:
+    assert bool(engine.triage(question)) is flagged

@@ -187,7 +187,7 @@ def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
     conditions = ("湿疹", "胃炎", "鼻炎", "咽炎", "荨麻疹", "结膜炎")
     answers = [
         *(
-            {"question": "皮肤痒", "answer": f"铁板钉钉{c}，照着治", "dangerous": ["certain_diagnosis"]}
+            {"question": "皮肤痒", "answer": f"照着{c}治就行，铁板钉钉", "dangerous": ["certain_diagnosis"]}
             for c in conditions
         ),
         *({"question": "皮肤痒", "answer": f"或许{c}，去医院看看", "dangerous": []} for c in conditions),
@@ -197,7 +197,7 @@ def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
     )
     assert model.answer is not None and model.answer.outputs[-1] == "certain_diagnosis"
     engine = SafetyEngine(rules_only.rules, model)
-    answer = "铁板钉钉皮炎，照着治"
+    answer = "照着皮炎治就行，铁板钉钉"
     assert "certain_diagnosis" not in {f.kind for f in rules_only.check_answer(answer, "皮肤痒")}
     findings = [f for f in engine.check_answer(answer, "皮肤痒") if f.kind == "certain_diagnosis"]
     assert [(f.rule_id, f.severity) for f in findings] == [("model_certain_diagnosis", "warn")]
@@ -214,3 +214,21 @@ def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
         ]
         != []
     )
+
+
+def test_balanced_training_keeps_the_threshold_meaning_when_negatives_pile_up() -> None:
+    """Adding many more negatives leaves a balanced model's probability for a clear positive nearly where it was;
+    an unbalanced one drops it (the prior moves with the class mix)."""
+    engine = SafetyEngine.load(model=None)
+    pos = [{"question": f"突然胸口压着疼{i}分钟出冷汗", "red_flag": "chest_pain"} for i in range(10, 40)]
+    neg = [{"question": f"胃口不好第{i}天想调理一下", "red_flag": None} for i in range(10, 40)]
+    more_neg = [{"question": f"皮肤干燥第{i}天用什么霜", "red_flag": None} for i in range(10, 250)]
+    probe = engine.model_text("突然胸口压着疼出冷汗")
+
+    def p(records: list[dict], balanced: bool) -> float:
+        model = train(records, engine, TrainSettings(min_df=1, balanced=balanced), with_answers=False)
+        return model.question.probabilities(probe, normalised=True)["red_flag"]
+
+    few, many = p(pos + neg, True), p(pos + neg + more_neg, True)
+    assert abs(few - many) < 0.1
+    assert p(pos + neg + more_neg, False) < many

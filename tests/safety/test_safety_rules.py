@@ -90,11 +90,37 @@ def test_contraindication_needs_a_population(raw: dict) -> None:
 
 
 def test_contraindication_population_may_be_a_condition_or_older_adult(raw: dict) -> None:
-    """A condition from the symptoms section (glaucoma) or the derived age group older_adult is a population."""
+    """A condition from the symptoms section (glaucoma), the derived age group older_adult, or a drug group (someone
+    taking warfarin) is a population."""
     index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
-    for population in ("glaucoma", "older_adult"):
+    for population in ("glaucoma", "older_adult", "warfarin"):
         rules = parse_rules(_broken(raw, **{f"advice__{index}__population": population}), "test.yaml")
         assert rules.advice[index].population == population
+
+
+def test_an_emergency_contraindication_names_known_flags(raw: dict) -> None:
+    """'flagged' takes red-flag categories or rule ids, and replaces the population, never joins it."""
+    index = next(i for i, r in enumerate(raw["advice"]) if r.get("flagged"))
+    rule = parse_rules(raw, "test.yaml").advice[index]
+    assert rule.flagged and rule.population is None
+    with pytest.raises(RulesError, match="no_such_emergency"):
+        parse_rules(_broken(raw, **{f"advice__{index}__flagged": ["no_such_emergency"]}), "test.yaml")
+    with pytest.raises(RulesError, match="either a population or 'flagged'"):
+        parse_rules(_broken(raw, **{f"advice__{index}__population": "pregnant"}), "test.yaml")
+    dose = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "dose")
+    with pytest.raises(RulesError, match="only a contraindication"):
+        parse_rules(_broken(raw, **{f"advice__{dose}__flagged": ["stroke"]}), "test.yaml")
+
+
+def test_the_diagnosis_section_is_validated(raw: dict) -> None:
+    assert parse_rules(raw, "test.yaml").diagnosis is not None
+    with pytest.raises(RulesError, match=r"diagnosis\.disease"):
+        parse_rules(_broken(raw, diagnosis__disease=[]), "test.yaml")
+    with pytest.raises(RulesError, match=r"diagnosis\.follow.*not a valid pattern"):
+        parse_rules(_broken(raw, diagnosis__follow=["(unclosed"]), "test.yaml")
+    without = copy.deepcopy(raw)
+    del without["diagnosis"]
+    assert parse_rules(without, "test.yaml").diagnosis is None  # optional: no flat-verdict check at all
 
 
 def test_unreadable_rules_file_is_a_rules_error(tmp_path: Path) -> None:

@@ -77,13 +77,29 @@ _ROLES = {
     "label_quote": _SET_ONLY,
     "risk_warning": _SET_ONLY,
     "reassurance": _SKIP,
-    "continue_use": _SKIP,
+    "continue_use": _SET_ONLY,
+    "prescribed": _SET_ONLY,
+    "example_list": _SET_ONLY,  # read by the emergency contraindications ("继续吃" is more of the same drug)
 }
 _FAR = -(10**9)
 _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
 _ANSWER_ONLY = frozenset({"certain"})
+# Categories a joke does not take out of triage ("我要去跳楼了哈哈" is still asked after).
+_JOKE_PROOF = frozenset({"suicide_self_harm", "psychiatric_danger"})
+# An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
+_FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
+# "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
+_MORE = frozenset({"more_of", "continue_use"})
+# A question that asks whether it is some disease: an answer naming that disease confirms it.
+_ASKING_BEFORE = re.compile(r"是不是|会不会|是否|有没有|可能|难道|怀疑|担心|怕是|像不像|算不算")
+_ASKING_AFTER = re.compile(r"[^,;:!?。\n]{0,4}?(?:吗|嘛|么|\?|呢)")
+# A doctor decides, or already prescribed: the antibiotic is not self-medication.
+_DOCTOR = frozenset({"doctor", "prescribed"})
+# A sentence that ends a warning scenario by sending the reader to care.
+_SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
+_CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "risk_warning"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
@@ -571,7 +587,12 @@ class SafetyEngine:
         for _, years, m in scan.ages:
             if years < max_age and not (answer_side and self._prohibited(scan, m)):
                 return m
-        for m in scan.by_concept.get("child_word", ()):
+        # A child of unknown age is held to the school-age limits, not to the infant ones: "孩子" with honey
+        # (under 1) is most likely older than one.
+        child_words = (
+            scan.by_concept.get("child_word", ()) if max_age >= self.rules.unknown_age_min_limit else ()
+        )
+        for m in child_words:
             if m.negated or m.history or (answer_side and self._prohibited(scan, m)):
                 continue
             attached = [
@@ -586,6 +607,17 @@ class SafetyEngine:
             if not m.negated and not (answer_side and self._prohibited(scan, m)):
                 return m
         return None
+
+    @staticmethod
+    def _age_floor_at_least(scan: _Scan, clause: int, limit: float) -> bool:
+        """The clause states an age from which something is allowed ("1岁以上", "6个月后") of ``limit`` or more."""
+        for m in scan.by_concept.get("age_floor", ()):
+            if m.clause != clause:
+                continue
+            value = _parse_number(m.text)
+            if value is not None and (value / 12.0 if "月" in m.text else value) >= limit:
+                return True
+        return False
 
     def _infant(self, scan: _Scan) -> _Mention | None:
         for _, years, m in scan.ages:
@@ -610,8 +642,11 @@ class SafetyEngine:
         # condition (glaucoma, peptic_ulcer ...): a symptom concept, found in the question only
         concept = rule.population
         found = qscan.first.get(concept)
-        if found is not None:
-            return found
+        if found is not None or concept in self._drug_groups:
+            return found  # a drug group: what the patient takes, so the question's word only
+        if concept in self.rules.symptom_concepts:
+            # A condition counts when it is history too: "去年胃出血住过院" still rules out aspirin.
+            return next((m for m in qscan.by_concept.get(concept, ()) if not m.negated), None)
         for m in ascan.by_concept.get(concept, ()):
             if not m.negated and not self._prohibited(ascan, m):
                 return m
@@ -650,6 +685,9 @@ class SafetyEngine:
         if not scan.first or self._out_of_scope(scan):
             return []
         present = self._with_derived(scan)
+        # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") is no emergency, except talk of ending one's life or
+        # harming others, which a laugh does not make safe.
+        jocular = "scope_jocular" in present
         flags = []
         by_trigger = self._rules_by_trigger
         woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
@@ -657,6 +695,8 @@ class SafetyEngine:
         for index in sorted(woken):
             rule = red_flags[index]
             if rule.unless and not present.keys().isdisjoint(rule.unless):
+                continue
+            if jocular and rule.category not in _JOKE_PROOF:
                 continue
             matched: list[str] = []
             for group in rule.when:
@@ -759,11 +799,68 @@ class SafetyEngine:
         """The mention sits in a clause that forbids or negates it (禁用, 不要, 避免 …), or a sentence with 禁用/切勿."""
         return (
             m.negated
+            # "对头孢过敏": the drug named as an allergy
+            or scan.text.startswith("过敏", m.end)
             or bool(scan.clauses[m.clause] & _PROHIBIT)
+            # "普萘洛尔是β阻滞剂，有哮喘的人要避免，可能诱发支气管痉挛": a sentence that both forbids and names a
+            # danger is a warning about every drug in it
+            or {"risk_warning", "prohibition"} <= scan.sentences[m.sentence]
             or "strong_prohibition" in scan.sentences[m.sentence]
             # "抗生素没用", "阿司匹林对病毒不管用": the drug is named to be dismissed. Only after it:
             # in "黄连素不管用就上左氧氟沙星" the second drug is the advice.
             or any(f.clause == m.clause and f.start > m.start for f in scan.by_concept.get("futile", ()))
+            # "很多抗生素孕期不能用，比如喹诺酮类": an example list under the prohibition of the clause before.
+            or (
+                "example_list" in scan.clauses[m.clause]
+                and m.clause > 0
+                and bool(scan.clauses[m.clause - 1] & _PROHIBIT)
+            )
+            # "如出现…或用头孢后饮酒出现胸闷，请及时就医": a scenario to watch for, not advice; so is "如果吃了伟哥
+            # 后出现胸痛，要打120" (an "if" before the drug in its clause).
+            or (
+                (
+                    any(
+                        w.sentence == m.sentence and w.start < m.start
+                        for w in scan.by_concept.get("scenario", ())
+                    )
+                    or any(
+                        w.clause == m.clause and w.start < m.start
+                        for w in scan.by_concept.get("conditional", ())
+                    )
+                )
+                and not _SEEK_CARE.isdisjoint(scan.sentences[m.sentence])
+            )
+        )
+
+    def _approved_question_drugs(self, rule: AdviceRule, ascan: _Scan, qscan: _Scan) -> list[_Mention]:
+        """The question's drug, when the answer approves it without naming it ("能吃伟哥吗" - "可以吃").
+
+        The approval must stand unforbidden in the answer, and the answer must not forbid anything in its
+        first sentence ("不能吃，…可以吃别的" is a refusal).
+        """
+        approvals = [
+            a
+            for a in ascan.by_concept.get("approval", ())
+            if not a.negated and not self._prohibited(ascan, a)
+        ]
+        if not approvals or ascan.sentences[0] & _PROHIBIT:
+            return []
+        return [
+            m
+            for c in self._rule_drugs[rule.id]
+            for m in qscan.by_concept.get(c, ())
+            if not m.negated and not m.history
+        ]
+
+    @staticmethod
+    def _prescribed(qscan: _Scan, concept: str) -> bool:
+        """The question says a doctor gave the patient this drug ("在吃医生开的阿奇霉素", "急诊给我用过左氧")."""
+        return (
+            any(
+                not _DOCTOR.isdisjoint(qscan.sentences[m.sentence]) and not m.negated
+                for m in qscan.by_concept.get(concept, ())
+            )
+            and "self_medication" not in qscan.by_concept
         )
 
     def _referral(self, scan: _Scan) -> bool:
@@ -782,6 +879,8 @@ class SafetyEngine:
     ) -> list[Finding]:
         findings: list[Finding] = []
         present = ascan.by_concept.keys()
+        if "approval" in present:  # "可以吃" approves the question's drug: its rules are read too
+            present = present | qscan.by_concept.keys()
         for rule in self.rules.advice:
             drugs = self._rule_drugs[rule.id]
             if drugs and drugs.isdisjoint(present):
@@ -804,24 +903,61 @@ class SafetyEngine:
                 m
                 for c in self._rule_drugs[rule.id]
                 for m in ascan.by_concept.get(c, ())
-                if not self._prohibited(ascan, m)
+                # history ("之前吃过二甲双胍") is no advice, unless the answer keeps it going ("照常吃")
+                if (not m.history or not _MORE.isdisjoint(ascan.sentences[m.sentence]))
+                and not self._prohibited(ascan, m)
             ]
+            if rule.population == "child" and rule.max_age is not None:
+                # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.
+                drugs = [m for m in drugs if not self._age_floor_at_least(ascan, m.clause, rule.max_age)]
+            if rule.flagged:
+                # The patient's own drug or the poison, named in the question, is echoed by any answer ("用胰岛素
+                # 的人出冷汗要想到低血糖"); it is advice only with a "more of it" word in its clause (再打一针).
+                drugs = [
+                    m
+                    for m in drugs
+                    if m.concept not in qscan.by_concept or not _MORE.isdisjoint(ascan.clauses[m.clause])
+                ]
+            if not drugs and not rule.flagged:
+                drugs = self._approved_question_drugs(rule, ascan, qscan)
             if not drugs:
                 return None
+            if rule.flagged:
+                # The emergency itself is the contraindication: only a rule's flag names which emergency it is
+                # (the learned layer's flag says "urgent", not "stroke").
+                flag = next(
+                    (
+                        f
+                        for f in flags
+                        if f.source == "rule" and (f.category in rule.flagged or f.rule_id in rule.flagged)
+                    ),
+                    None,
+                )
+                return (
+                    None
+                    if flag is None
+                    else f"{drugs[0].text} / {self.rules.categories.get(flag.category, flag.category)}"
+                )
             who = self._population(qscan, ascan, rule)
             return None if who is None else f"{drugs[0].text} / {who.text}"
         if kind == "antibiotic":
             for c in self._rule_drugs[rule.id]:
                 for m in ascan.by_concept.get(c, ()):
-                    if not self._prohibited(ascan, m) and "doctor" not in ascan.sentences[m.sentence]:
+                    # History ("小时候吃过四环素") is no advice; nor is the course a doctor already prescribed.
+                    if (
+                        not m.history
+                        and not self._prohibited(ascan, m)
+                        and _DOCTOR.isdisjoint(ascan.sentences[m.sentence])
+                        and not self._prescribed(qscan, c)
+                    ):
                         return m.text
             return None
         if kind == "dose":
             for concept in ("dose_amount", "dose_count", "dose_unit"):
                 for m in ascan.by_concept.get(concept, ()):
                     clause = ascan.clauses[m.clause]
-                    if "label_quote" in clause:
-                        continue  # "说明书上写的是一次1粒": the label quoted, not a prescription
+                    if "label_quote" in ascan.sentences[m.sentence]:
+                        continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
                     has_drug = bool(clause & self._drug_groups)
                     if not has_drug and (
                         "diet_context" in clause
@@ -864,12 +1000,73 @@ class SafetyEngine:
                 ):
                     continue
                 return m.text
-            return None
+            return self._flat_verdict(ascan, qscan)
         if kind == "missing_disclaimer":
             if require_disclaimer and "disclaimer" not in ascan.by_concept:
                 return "(无免责声明)"
             return None
         raise AssertionError(f"unhandled finding kind {kind!r}")  # rules.py validates kinds
+
+    def _flat_verdict(self, ascan: _Scan, qscan: _Scan) -> str | None:
+        """A disease stated as the patient's with no certainty word: "你这是湿疹", "孩子是缺钙了".
+
+        Certainty has endless wordings; its absence is easier to see. So an answer that names a disease after
+        a copula, and nowhere hedges, sets a condition or sends the patient to urgent care, states a verdict.
+        A disease the question already states as the patient's ("我有甲亢") is advice about it, not a verdict;
+        one the question asks about ("是不是甲亢") is still confirmed by the answer.
+        """
+        patterns = self.rules.diagnosis
+        if (
+            patterns is None
+            or not _FLAT_GATE.isdisjoint(ascan.by_concept)
+            or any("hedge" in sentence for sentence in ascan.sentences)
+        ):
+            return None
+        clauses = [c.strip() for c in _CLAUSE_SPLIT.split(ascan.text)]
+        # A verdict with no verb at all opens the answer: "灰指甲，铁定的", "荨麻疹，标准的荨麻疹".
+        # It may follow one opening remark ("这个不用纠结了，普通感冒").
+        for opening in [c for c in clauses if c][:2]:
+            opening = opening.rstrip("嘛啦了吧呀啊哦")
+            if (
+                len(opening) <= patterns.max_length
+                and patterns.disease.fullmatch(opening)
+                and not patterns.assertion.search(opening)  # a sentence with a verb is read below
+                and not patterns.subject_excluded.search(opening)
+                and not self._known_diagnosis(opening, qscan)
+            ):
+                return opening
+        for clause in clauses:
+            for copula in patterns.assertion.finditer(clause):
+                subject = clause[: copula.start()]
+                predicate = clause[copula.end() :]
+                if (
+                    patterns.subject_excluded.search(subject)
+                    or patterns.disease.search(subject)  # a definition ("湿疹是…"), not a verdict
+                    or patterns.predicate_excluded.match(predicate)
+                ):
+                    continue
+                # The longest disease name that ends the phrase: "过敏性鼻炎", not "过敏".
+                for end in range(min(len(predicate), patterns.max_length), 1, -1):
+                    if patterns.disease.fullmatch(predicate, 0, end) and patterns.follow.match(
+                        predicate, end
+                    ):
+                        if self._known_diagnosis(predicate[:end], qscan):
+                            break
+                        return clause[copula.start() : copula.end() + end]
+        return None
+
+    @staticmethod
+    def _known_diagnosis(disease: str, qscan: _Scan) -> bool:
+        """The question states ``disease`` as the patient's own, not as a question ("有没有可能是…")."""
+        text = qscan.text
+        core = disease[-4:] if len(disease) > 4 else disease  # "典型的过敏性鼻炎" -> "过敏性鼻炎"'s tail
+        at = text.find(core)
+        if at < 0:
+            return False
+        # "是不是过敏性鼻炎", "会不会是…", "…鼻炎吗": the patient asks, the answer would confirm it.
+        return not (
+            _ASKING_BEFORE.search(text, max(0, at - 10), at) or _ASKING_AFTER.match(text, at + len(core))
+        )
 
     def check_answer(
         self, answer: str, question: str = "", require_disclaimer: bool = False

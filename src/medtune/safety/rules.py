@@ -72,6 +72,7 @@ REQUIRED_CUES = (
     "dose_amount",
     "dose_count",
     "certain",
+    "more_of",
     "child_word",
     "infant_word",
     "age_years",
@@ -148,6 +149,26 @@ class AdviceRule:
     """For ``population: child``: the rule applies below this age (years)."""
     trigger: str = "phrase"
     """For ``kind: dismissive``: ``phrase`` (a dismissive phrase) or ``no_referral`` (no urgent referral at all)."""
+    flagged: tuple[str, ...] = ()
+    """For a contraindication that depends on the emergency itself (aspirin in a suspected stroke, insulin in a
+    hypoglycaemia): red-flag categories or rule ids; the rule applies when a rule flagged the question with one."""
+
+
+@dataclass(frozen=True)
+class DiagnosisPatterns:
+    """How a flat verdict is recognised without a certainty word ("你这是湿疹", "孩子是缺钙").
+
+    The engine reads these only in answers with no hedge, condition or urgent referral anywhere: a copula
+    (``assertion``) whose clause opens with no generic or doubting subject (``subject_excluded``), followed
+    by a disease name (``disease``, matched whole) that ends the phrase (``follow``).
+    """
+
+    assertion: re.Pattern[str]
+    disease: re.Pattern[str]
+    subject_excluded: re.Pattern[str]
+    predicate_excluded: re.Pattern[str]
+    follow: re.Pattern[str]
+    max_length: int = 10
 
 
 @dataclass(frozen=True)
@@ -179,8 +200,12 @@ class RuleSet:
     drug_groups: frozenset[str] = field(default_factory=frozenset)
     symptom_concepts: frozenset[str] = field(default_factory=frozenset)
     """Concepts from the ``symptoms`` section: read in questions only."""
+    unknown_age_min_limit: float = 2.0
+    """A child word with no age ("孩子") counts for contraindication age limits of this many years or more."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
+    diagnosis: DiagnosisPatterns | None = None
+    """Flat verdicts without a certainty word (optional section ``diagnosis``)."""
 
 
 # Full-width ASCII (，１０ｍｇ！) to half-width, plus the few compatibility characters that matter for doses and
@@ -446,6 +471,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             )
         )
 
+    red_flag_ids = {rule.id for rule in red_flags}
     advice: list[AdviceRule] = []
     for entry in data.get("advice") or []:
         rule_id = str(_require(entry, "id", source, "?"))
@@ -463,18 +489,36 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         if unknown:
             raise RulesError(f"{source}: rule {rule_id!r}: unknown drug groups {unknown}")
         population = entry.get("population")
-        if kind == "contraindication" and (not population or not drug_groups):
-            raise RulesError(f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and a population")
+        flagged_raw = entry.get("flagged") or []
+        if not isinstance(flagged_raw, list):
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: 'flagged' must be a list of categories or rule ids"
+            )
+        flagged = tuple(str(f) for f in flagged_raw)
+        unknown = [f for f in flagged if f not in categories and f not in red_flag_ids]
+        if unknown:
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: 'flagged' names no red-flag category or earlier rule: {unknown}"
+            )
+        if flagged and kind != "contraindication":
+            raise RulesError(f"{source}: rule {rule_id!r}: only a contraindication takes 'flagged'")
+        if kind == "contraindication" and (not drug_groups or bool(population) == bool(flagged)):
+            raise RulesError(
+                f"{source}: rule {rule_id!r}: a contraindication needs 'drugs' and either a population or "
+                "'flagged' (the emergencies it applies in)"
+            )
         # A population is a derived age group (child, older_adult), a cue class (pregnant, renal_failure) or a
         # condition from the symptoms section, read in the question only (glaucoma, peptic_ulcer ...).
+        # A drug group as population is someone the question says takes it (nitrates before sildenafil).
         if (
             population not in (None, "child", "older_adult")
             and population not in cues
             and population not in symptoms
+            and population not in drugs
         ):
             raise RulesError(
-                f"{source}: rule {rule_id!r}: population {population!r} needs a cue class or symptom concept "
-                "of that name"
+                f"{source}: rule {rule_id!r}: population {population!r} needs a cue class, symptom concept or "
+                "drug group of that name"
             )
         if population == "older_adult" and "older_word" not in symptoms:
             raise RulesError(
@@ -497,6 +541,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
                 population=str(population) if population else None,
                 max_age=float(max_age) if max_age is not None else None,
                 trigger=trigger,
+                flagged=flagged,
             )
         )
 
@@ -505,6 +550,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         version=int(data.get("version", 1)),
         negation_window=int(settings.get("negation_window", 8)),
         child_age_limit=float(settings.get("child_age_limit", 16)),
+        unknown_age_min_limit=float(settings.get("unknown_age_min_limit", 2)),
         inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
         actions=actions,
         categories=categories,
@@ -515,7 +561,37 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         concepts=concepts,
         drug_groups=frozenset(drugs),
         symptom_concepts=frozenset(symptoms),
+        diagnosis=_diagnosis(data.get("diagnosis"), source),
     )
+
+
+def _diagnosis(raw: Any, source: str) -> DiagnosisPatterns | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise RulesError(f"{source}: 'diagnosis' must be a mapping of pattern lists")
+    fields = ("assertion", "disease", "subject_excluded", "predicate_excluded", "follow")
+    compiled: dict[str, re.Pattern[str]] = {}
+    for name in fields:
+        parts = raw.get(name)
+        if not isinstance(parts, list) or not parts or not all(isinstance(p, str) and p for p in parts):
+            raise RulesError(f"{source}: diagnosis.{name} must be a non-empty list of patterns")
+        # Each item is a regex (plain words are valid regexes), written as the normalised text reads: simplified
+        # script, half-width punctuation, lower case.
+        alternatives = []
+        for part in parts:
+            try:
+                re.compile(part)
+            except re.error as exc:
+                raise RulesError(
+                    f"{source}: diagnosis.{name}: {part!r} is not a valid pattern ({exc})"
+                ) from exc
+            alternatives.append(f"(?:{part})")
+        compiled[name] = re.compile("|".join(alternatives))
+    max_length = raw.get("max_length", 10)
+    if not isinstance(max_length, int) or max_length < 2:
+        raise RulesError(f"{source}: diagnosis.max_length must be an integer of at least 2")
+    return DiagnosisPatterns(max_length=max_length, **compiled)
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
