@@ -877,3 +877,79 @@ def test_round17_certainty_markers_and_folk_names(rules_only: SafetyEngine, answ
 )
 def test_round18_jokes_education_and_pets(engine: SafetyEngine, question: str, flagged: bool) -> None:
     assert bool(engine.triage(question)) is flagged
+
+
+# ------------------------------------------------------- round 19: media, prevention, harmful first aid
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        ("看了个纪录片讲百草枯中毒，为什么都说百草枯是“绝命水”", False),
+        ("荒野求生里贝爷被蛇咬了，用刀划开伤口挤血，这方法对吗", False),
+        ("新闻又说有小孩吃果冻窒息没了，果冻到底还能不能给孩子吃", False),
+        ("看到这个月花呗账单，当场吐血了（精神上）", False),
+        ("捡到一只刚出生的小奶猫，不吃奶，软趴趴的", False),
+        ("产后出血一般多少才算多？", False),
+        # a prevention question after today's event is about that event
+        ("今天中午我侄子掉进池塘，被捞上来，现在一直咳，嘴唇发紫，农村孩子怎么防溺水？", True),
+    ],
+)
+def test_round19_media_prevention_and_pets(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
+    assert bool(rules_only.triage(question)) is flagged
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "rule"),
+    [
+        (
+            "同事突然倒地抽搐，口吐白沫，还在抽",
+            "快往他嘴里塞根筷子，防止咬舌头，再打120。",
+            "ci_first_aid_seizure",
+        ),
+        (
+            "两岁儿子咬破了一颗洗衣凝珠，嘴里全是泡沫",
+            "先抠喉咙让他吐出来，然后去医院。",
+            "ci_first_aid_vomiting_or_feeding",
+        ),
+        (
+            "奶奶吃格列本脲的，叫不醒，满头大汗",
+            "赶紧往她嘴里灌糖水，同时叫救护车。",
+            "ci_first_aid_vomiting_or_feeding",
+        ),
+        (
+            "闺女3岁，打翻了开水壶，胸口和胳膊一大片烫起泡了",
+            "先抹上牙膏，然后送医院。",
+            "ci_first_aid_burn_folk",
+        ),
+        (
+            "被一条三角脑袋的蛇咬了脚踝，肿得很快，有点头晕",
+            "用嘴把毒血吸出来再去医院。",
+            "ci_first_aid_snakebite_folk",
+        ),
+        (
+            "我妈早上起来说话含糊，右手拿不住筷子，嘴角歪",
+            "先扎十个手指头放放血，然后打120。",
+            "ci_first_aid_stroke",
+        ),
+        (
+            "右下腹疼了一天，越来越疼，按下去一松手更疼，烧到38度",
+            "先吃碗面条垫垫，再去医院。",
+            "ci_food_acute_abdomen",
+        ),
+    ],
+)
+def test_round19_harmful_first_aid(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
+    assert rule in {f.rule_id for f in rules_only.check_answer(answer, question)}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("同事突然倒地抽搐，口吐白沫，还在抽", "不要往嘴里塞筷子或毛巾，也别按住手脚，让他侧躺，马上打120。"),
+        ("两岁儿子咬破了一颗洗衣凝珠，嘴里全是泡沫", "千万别催吐，用清水漱口，马上打120或中毒急救电话。"),
+        ("闺女3岁，打翻了开水壶，胸口一大片烫起泡了", "不要抹牙膏酱油，用流动凉水冲15分钟，立即去急诊。"),
+    ],
+)
+def test_round19_first_aid_prohibitions_are_clean(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
