@@ -819,18 +819,18 @@ class SafetyEngine:
             # 后出现胸痛，要打120" (an "if" before the drug in its clause).
             or (
                 (
-                    any(
-                        w.sentence == m.sentence and w.start < m.start
-                        for w in scan.by_concept.get("scenario", ())
-                    )
-                    or any(
-                        w.clause == m.clause and w.start < m.start
-                        for w in scan.by_concept.get("conditional", ())
-                    )
+                    self._cue_before(scan, "scenario", m, "sentence")
+                    or self._cue_before(scan, "conditional", m)
                 )
                 and not _SEEK_CARE.isdisjoint(scan.sentences[m.sentence])
             )
         )
+
+    @staticmethod
+    def _cue_before(scan: _Scan, concept: str, m: _Mention, scope: str = "clause") -> bool:
+        """A mention of ``concept`` comes before ``m`` in the same clause (or ``scope="sentence"``)."""
+        where = getattr(m, scope)
+        return any(getattr(w, scope) == where and w.start < m.start for w in scan.by_concept.get(concept, ()))
 
     def _approved_question_drugs(self, rule: AdviceRule, ascan: _Scan, qscan: _Scan) -> list[_Mention]:
         """The question's drug, when the answer approves it without naming it ("能吃伟哥吗" - "可以吃").
@@ -994,10 +994,7 @@ class SafetyEngine:
                     continue
                 if "hedge" in ascan.sentences[m.sentence]:
                     continue
-                if any(
-                    c.clause == m.clause and c.start < m.start
-                    for c in ascan.by_concept.get("conditional", ())
-                ):
+                if self._cue_before(ascan, "conditional", m):
                     continue
                 return m.text
             return self._flat_verdict(ascan, qscan)
