@@ -193,10 +193,9 @@ def main() -> None:
         f"clean answers flagged {ev.clean_flagged}/{ev.clean_records}"
     )
     print(
-        "  note: the rules were extended on every round of this set; red-flag recall on each fresh round at "
-        "first measurement was 0.35, 0.30, 0.55, then 0.94, 0.85, 0.90, 0.68, 0.95 (rounds 5-10), "
-        "0.75-0.97 per batch of round 11, 0.77 on round 12 (0.94 with the learned layer); held-out figures: "
-        "medtune safety check data/safety/frozen*.jsonl (see tests/safety/test_safety_labelled.py)"
+        "  note: the rules were tuned on every round of this set, so this figure says how well they fit it; "
+        "each round's figures at first measurement, before the rules saw it, are in data/safety/README.md, "
+        "and the held-out rounds are measured with: medtune safety check data/safety/frozen*.jsonl"
     )
 
 

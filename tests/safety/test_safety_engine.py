@@ -953,3 +953,22 @@ def test_round19_first_aid_prohibitions_are_clean(
     rules_only: SafetyEngine, question: str, answer: str
 ) -> None:
     assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
+
+
+def test_a_negated_word_inside_a_longer_one_lends_no_meaning(engine: SafetyEngine) -> None:
+    # "不出汗" is a word of its own (heat stroke's dry skin); the "出汗" inside it is not sweating.
+    concepts = {c for _, _, c in engine.tokens("一直不出汗")}
+    assert "no_sweat" in concepts and "sweating" not in concepts
+    assert "sweating" in {c for _, _, c in engine.tokens("一直出冷汗")}
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        ("眼睛胀痛，看灯有一圈彩虹，还吐了", True),
+        ("眼睛干涩有点胀，不痛，看灯没有彩虹圈，也不头疼", False),  # the halo is denied between its words
+        ("孕32周，今天胎动特别少", True),  # 特别 is not the prohibition 别
+    ],
+)
+def test_negation_inside_a_phrase_gap(engine: SafetyEngine, question: str, flagged: bool) -> None:
+    assert bool(engine.triage(question)) is flagged

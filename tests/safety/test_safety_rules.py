@@ -167,3 +167,13 @@ def test_unless_stops_a_rule(raw: dict) -> None:
     engine = SafetyEngine(parse_rules(_broken(raw, red_flags__0__unless=["sudden"]), "test.yaml"))
     assert "rf_chest_pain_plus" not in {f.rule_id for f in engine.triage("我爸突然胸口疼，满头大汗")}
     assert "rf_chest_pain_plus" in {f.rule_id for f in engine.triage("我爸胸口疼，满头大汗")}
+
+
+def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
+    question = "药都攒好了，今晚就结束这一切哈哈哈"
+    assert SafetyEngine(parse_rules(raw, "test.yaml")).triage(question)
+    # Without the setting a joke cue takes even a suicide plan out of triage: the engine hard-codes nothing.
+    data = _broken(raw, settings__joke_proof_categories=[])
+    assert not SafetyEngine(parse_rules(data, "test.yaml")).triage(question)
+    with pytest.raises(RulesError, match=r"joke_proof_categories.*no_such_category"):
+        parse_rules(_broken(raw, settings__joke_proof_categories=["no_such_category"]), "test.yaml")

@@ -14,7 +14,8 @@ Reading of a mention, in the order the engine applies it:
   are listed as pseudo-negations and never negate.
 - history: a past-time word (去年, 以前, 曾经 …) precedes it in its clause with no present-time word in
   between, or a past word earlier in the sentence is followed later in the sentence by a resolution
-  (已经好了, 痊愈 …). A recurrence word (又, 再次, 复发) later in the same sentence cancels history.
+  (已经好了, 痊愈 …). A recurrence word (又, 再次, 复发) later in the same sentence cancels history, unless its
+  own clause names what recurs ("有过热性惊厥，这次又发烧了").
 """
 
 from __future__ import annotations
@@ -86,8 +87,6 @@ _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
 _ANSWER_ONLY = frozenset({"certain"})
-# Categories a joke does not take out of triage ("我要去跳楼了哈哈" is still asked after).
-_JOKE_PROOF = frozenset({"suicide_self_harm", "psychiatric_danger"})
 # An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
@@ -104,6 +103,8 @@ _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "risk_warning"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
+# A word inside a longer one right after these is negated by it ("不出汗", "没发烧"): it lends no meaning.
+_NEGATING_CHARS = frozenset("不没无未")
 # An age right after a child word ("孩子今年5岁") or right before it ("5岁的宝宝") is that child's age;
 # "我40岁，孩子…" is the asker's, so the child counts as a child of unknown age.
 _AGE_AFTER = 3
@@ -342,6 +343,8 @@ class SafetyEngine:
                 continue
             found: list[str] = []
             for j in range(len(text)):
+                if j and text[j - 1] in _NEGATING_CHARS:
+                    continue  # "不出汗" is the absence of sweating, not sweating
                 entry = scanner.get(text[j])
                 sub = entry[0] if entry is not None else None
                 k = j
@@ -491,6 +494,9 @@ class SafetyEngine:
         past_in_sentence = False
         sentence_mentions: list[_Mention] = []
         candidates: list[_Mention] = []  # past earlier in the sentence; history if a resolution follows
+        # A recurrence word brings back what came before it ("去年抽过，今天又犯了") unless its own clause goes on
+        # to name what recurs ("有过热性惊厥，这次又发烧了": the fever is back, the convulsion stays history).
+        recurring: list[_Mention] | None = None
         clause_set = scan.clauses[0]
         sentence_set = scan.sentences[0]
         for start, end, concept in tokens:
@@ -498,6 +504,10 @@ class SafetyEngine:
             if role == _SKIP:
                 continue
             if role in (_CLAUSE, _SENTENCE):
+                if recurring:
+                    for c in recurring:
+                        c.history = False
+                recurring = None
                 clause += 1
                 clause_set = set()
                 scan.clauses.append(clause_set)
@@ -533,10 +543,11 @@ class SafetyEngine:
                 continue
             if role == _RECURRENCE:
                 deny_end = _FAR
-                for c in sentence_mentions:
-                    c.history = False
+                recurring = list(sentence_mentions)
                 candidates = []
                 continue
+            if role == _CONTENT:
+                recurring = None
             mention = _Mention(concept, start, end, text[start:end], clause, sentence)
             if start - deny_end <= window:
                 mention.negated = True
@@ -564,6 +575,9 @@ class SafetyEngine:
                     clause_set.add(up)
                     sentence_set.add(up)
                     by_concept.setdefault(up, []).append(mention)
+        if recurring:
+            for c in recurring:
+                c.history = False
         first = scan.first
         for concept, mentions in by_concept.items():
             for m in mentions:
@@ -696,7 +710,7 @@ class SafetyEngine:
             rule = red_flags[index]
             if rule.unless and not present.keys().isdisjoint(rule.unless):
                 continue
-            if jocular and rule.category not in _JOKE_PROOF:
+            if jocular and rule.category not in self.rules.joke_proof:
                 continue
             matched: list[str] = []
             for group in rule.when:

@@ -202,6 +202,8 @@ class RuleSet:
     """Concepts from the ``symptoms`` section: read in questions only."""
     unknown_age_min_limit: float = 2.0
     """A child word with no age ("孩子") counts for contraindication age limits of this many years or more."""
+    joke_proof: frozenset[str] = field(default_factory=frozenset)
+    """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
     diagnosis: DiagnosisPatterns | None = None
@@ -545,6 +547,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             )
         )
 
+    joke_proof = frozenset(str(c) for c in settings.get("joke_proof_categories") or ())
+    unknown = sorted(joke_proof - set(categories))
+    if unknown:
+        raise RulesError(f"{source}: settings.joke_proof_categories: unknown categories {unknown}")
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -552,6 +558,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         child_age_limit=float(settings.get("child_age_limit", 16)),
         unknown_age_min_limit=float(settings.get("unknown_age_min_limit", 2)),
         inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
+        joke_proof=joke_proof,
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
