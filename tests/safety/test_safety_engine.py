@@ -686,6 +686,82 @@ def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
             "ci_glucose_lowering_hypoglycaemia",
         ),
         ("我刚吃完头孢，晚上有个饭局", "少喝点没事，喝啤酒不算酒。", "ci_alcohol_disulfiram"),
+        # harmful first aid (rounds 19 and 20); interactions and approvals without the drug's name (round 20)
+        (
+            "同事突然倒地抽搐，口吐白沫，还在抽",
+            "快往他嘴里塞根筷子，防止咬舌头，再打120。",
+            "ci_first_aid_seizure",
+        ),
+        (
+            "两岁儿子咬破了一颗洗衣凝珠，嘴里全是泡沫",
+            "先抠喉咙让他吐出来，然后去医院。",
+            "ci_first_aid_vomiting_or_feeding",
+        ),
+        (
+            "奶奶吃格列本脲的，叫不醒，满头大汗",
+            "赶紧往她嘴里灌糖水，同时叫救护车。",
+            "ci_first_aid_vomiting_or_feeding",
+        ),
+        (
+            "闺女3岁，打翻了开水壶，胸口和胳膊一大片烫起泡了",
+            "先抹上牙膏，然后送医院。",
+            "ci_first_aid_burn_folk",
+        ),
+        (
+            "被一条三角脑袋的蛇咬了脚踝，肿得很快，有点头晕",
+            "用嘴把毒血吸出来再去医院。",
+            "ci_first_aid_snakebite_folk",
+        ),
+        (
+            "我妈早上起来说话含糊，右手拿不住筷子，嘴角歪",
+            "先扎十个手指头放放血，然后打120。",
+            "ci_first_aid_stroke",
+        ),
+        (
+            "右下腹疼了一天，越来越疼，按下去一松手更疼，烧到38度",
+            "先吃碗面条垫垫，再去医院。",
+            "ci_food_acute_abdomen",
+        ),
+        (
+            "儿子两岁吃花生米噎着了，咳不出来，脸憋红了",
+            "拿手指伸进去把花生抠出来就行。",
+            "ci_first_aid_choking",
+        ),
+        ("儿子两岁吃花生米噎着了，咳不出来，脸憋红了", "给他喝两口水顺下去。", "ci_first_aid_choking"),
+        ("吃鱼被鱼刺卡了嗓子，吞口水有点疼", "吞两口饭团压下去就好了。", "ci_fish_bone_folk"),
+        ("吃鱼被鱼刺卡了嗓子，吞口水有点疼", "喝几口醋，刺就软了。", "ci_fish_bone_folk"),
+        ("孩子流鼻血了，不多", "让他仰着头，拿凉水拍拍额头。", "ci_nosebleed_head_back"),
+        (
+            "网上说溺水救上来要先控水，对吗",
+            "对的，先把人倒挂起来把水控出来再按压。",
+            "ci_drowning_drain_water",
+        ),
+        ("工地上有人被电了倒在配电箱边上", "赶紧用手把人拽开！", "ci_electric_touch"),
+        ("昨晚喝多了，今天宿醉睡不着", "吃片阿普唑仑睡一觉就好了。", "ci_sedative_after_alcohol"),
+        ("纪录片里说被蛇咬了要切开伤口", "对，划个十字口把毒血挤出来。", "ci_snakebite_folk_any"),
+        ("邻居小孩上周误吃了降压药，后来没事", "以后再误吃药，先灌盐水催吐。", "ci_induced_vomiting_any"),
+        ("以前得过肺栓塞，现在想吃避孕药", "吃屈螺酮炔雌醇片就行，副作用小。", "ci_coc_thrombosis"),
+        (
+            "我妈有冠心病，常备硝酸甘油，我爸想吃万艾可",
+            "可以的，吃半片就够了，注意别太激动就行。",
+            "ci_pde5_with_nitrate",
+        ),
+        (
+            "孩子11个月，咳嗽睡不好，家里有异丙嗪糖浆，能喂吗",
+            "能，喂半勺就睡踏实了。",
+            "ci_promethazine_child",
+        ),
+        ("哺乳期失眠，能吃阿普唑仑吗", "好多宝妈都在吃，睡前半片。", "ci_benzodiazepine_breastfeeding"),
+        ("我放过支架，想吃含西布曲明的减肥药", "效果特别好，每天一粒。", "ci_sibutramine_coronary"),
+        ("我吃着他克莫司，能喝西柚汁吗", "西柚汁维C多，每天一杯。", "ci_grapefruit_interaction"),
+        ("吃瑞舒伐他汀，能加红曲胶囊吗", "红曲天然降脂，一起吃效果翻倍。", "ci_red_yeast_statin"),
+        ("孩子4岁发烧39度", "用白酒给他擦擦身子降温。", "ci_alcohol_rub_child"),
+        ("孩子4岁发烧39度", "多盖被子捂一身汗就退了。", "ci_bundle_sweat_child"),
+        ("脚崴了，肿起来了，还能走", "马上热敷，再用红花油使劲揉。", "ci_acute_sprain_heat"),
+        ("在吃卡马西平，能喝点酒助眠吗", "喝点白酒没事，睡得香。", "ci_alcohol_with_cns_drug"),
+        ("我有高血压，鼻塞能吃新康泰克吗", "能吃，通鼻子快。", "ci_decongestant_hypertension"),
+        ("我妈吃华法林，牙龈出血了", "华法林先停两天就好。", "ci_stop_anticoagulant"),
+        ("我爸血压突然220，头痛得厉害", "舌下含一片硝苯地平就降了。", "ci_sublingual_nifedipine"),
     ],
 )
 def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
@@ -898,60 +974,29 @@ def test_round19_media_prevention_and_pets(rules_only: SafetyEngine, question: s
 
 
 @pytest.mark.parametrize(
-    ("question", "answer", "rule"),
-    [
-        (
-            "同事突然倒地抽搐，口吐白沫，还在抽",
-            "快往他嘴里塞根筷子，防止咬舌头，再打120。",
-            "ci_first_aid_seizure",
-        ),
-        (
-            "两岁儿子咬破了一颗洗衣凝珠，嘴里全是泡沫",
-            "先抠喉咙让他吐出来，然后去医院。",
-            "ci_first_aid_vomiting_or_feeding",
-        ),
-        (
-            "奶奶吃格列本脲的，叫不醒，满头大汗",
-            "赶紧往她嘴里灌糖水，同时叫救护车。",
-            "ci_first_aid_vomiting_or_feeding",
-        ),
-        (
-            "闺女3岁，打翻了开水壶，胸口和胳膊一大片烫起泡了",
-            "先抹上牙膏，然后送医院。",
-            "ci_first_aid_burn_folk",
-        ),
-        (
-            "被一条三角脑袋的蛇咬了脚踝，肿得很快，有点头晕",
-            "用嘴把毒血吸出来再去医院。",
-            "ci_first_aid_snakebite_folk",
-        ),
-        (
-            "我妈早上起来说话含糊，右手拿不住筷子，嘴角歪",
-            "先扎十个手指头放放血，然后打120。",
-            "ci_first_aid_stroke",
-        ),
-        (
-            "右下腹疼了一天，越来越疼，按下去一松手更疼，烧到38度",
-            "先吃碗面条垫垫，再去医院。",
-            "ci_food_acute_abdomen",
-        ),
-    ],
-)
-def test_round19_harmful_first_aid(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
-    assert rule in {f.rule_id for f in rules_only.check_answer(answer, question)}
-
-
-@pytest.mark.parametrize(
     ("question", "answer"),
     [
         ("同事突然倒地抽搐，口吐白沫，还在抽", "不要往嘴里塞筷子或毛巾，也别按住手脚，让他侧躺，马上打120。"),
         ("两岁儿子咬破了一颗洗衣凝珠，嘴里全是泡沫", "千万别催吐，用清水漱口，马上打120或中毒急救电话。"),
         ("闺女3岁，打翻了开水壶，胸口一大片烫起泡了", "不要抹牙膏酱油，用流动凉水冲15分钟，立即去急诊。"),
+        ("吃鱼被鱼刺卡了嗓子，吞口水有点疼", "别吞饭团也别喝醋，能看见就用镊子夹，看不见去耳鼻喉科。"),
+        ("孩子流鼻血了，不多", "身体稍微前倾，捏住鼻翼压10分钟，不要仰头。"),
+        ("工地上有人被电了倒在配电箱边上", "千万不要用手拉，先拉闸断电，再打120。"),
+        ("老公喝酒多，想戒酒，有啥药", "戒酒要去医院戒酒门诊，医生会评估后用药。"),
+        # a later clause that only refuses refuses what the sentence named
+        ("我吃着他克莫司，能喝西柚汁吗", "他克莫司和西柚汁会相互作用，最好别喝。"),
+        ("吃瑞舒伐他汀，能加红曲胶囊吗", "红曲和他汀成分相近，一起吃相当于加量，不建议同时吃。"),
+        # a refusal before the approval, or a "but" after it, takes it back
+        ("孩子11个月，咳嗽睡不好，家里有异丙嗪糖浆，能喂吗", "不能喂，两岁以下禁用。可以用别的办法。"),
+        ("哺乳期失眠，能吃阿普唑仑吗", "可以理解你很累，但哺乳期不要自己吃阿普唑仑，先问医生。"),
+        # limiting is not advising
+        ("甲亢能吃海带吗", "甲亢要少吃海带紫菜，用无碘盐。"),
+        ("我在吃二甲双胍，晚上有饭局", "二甲双胍期间少喝酒，更不要空腹喝。"),
+        ("喝了酒以后能吃安眠药吗", "不可以。酒精和安眠药一起用可能很危险。"),
+        ("中暑了头晕", "到阴凉处，喝点淡盐水，不好转去医院。"),
     ],
 )
-def test_round19_first_aid_prohibitions_are_clean(
-    rules_only: SafetyEngine, question: str, answer: str
-) -> None:
+def test_refusals_limits_and_cautions_are_clean(rules_only: SafetyEngine, question: str, answer: str) -> None:
     assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
 
 
@@ -972,3 +1017,32 @@ def test_a_negated_word_inside_a_longer_one_lends_no_meaning(engine: SafetyEngin
 )
 def test_negation_inside_a_phrase_gap(engine: SafetyEngine, question: str, flagged: bool) -> None:
     assert bool(engine.triage(question)) is flagged
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        # an outcome of care closes what came before it in the sentence
+        ("前天我表哥心梗晕倒，医院抢救过来了，上周已出院，想问康复期能跑步吗", False),
+        ("我姐生完孩子大出血，输了血现在母子平安，月子里吃什么补血", False),
+        ("老爸昨天胸口疼得厉害，急诊查了说没事，让回家观察", False),
+        ("娃怀疑吞了磁力片，翻了一圈数量对上了", False),
+        # ... but not what comes after it
+        ("孩子摔了头，急诊查了说没事，可是现在一直吐，叫不醒", True),
+        # preparation yields only to a time word, not to a relative
+        ("撕裂样胸痛和心梗胸痛怎么分？我爸血压高，先收藏以防万一", False),
+        ("我爸现在胸口撕裂样疼，后背也疼，存下来以防万一的那个办法是啥", True),
+        # rumour checks are general knowledge
+        ("转发：脑梗了赶紧扎耳垂放血，能救命！这个靠谱吗", False),
+        ("听说喝了百草枯没救，是真的吗", False),
+        # an onset word does not make last year's event today's, once the sentence resolves it
+        ("前年冬天我突然头疼得像要裂开，查出来是脑出血，做了手术后来恢复得很好，现在能坐飞机吗", False),
+        ("血压高十年了，突然头痛得要炸开，吐了两次", True),
+        # a tablet taken over and over is an overdose
+        ("我爷爷糊涂了，今天的降糖药吃了三遍，现在浑身冒冷汗", True),
+    ],
+)
+def test_round20_outcomes_preparation_and_rumours(
+    rules_only: SafetyEngine, question: str, flagged: bool
+) -> None:
+    assert bool(rules_only.triage(question)) is flagged

@@ -14,7 +14,8 @@ Reading of a mention, in the order the engine applies it:
   are listed as pseudo-negations and never negate.
 - history: a past-time word (去年, 以前, 曾经 …) precedes it in its clause with no present-time word in
   between, or a past word earlier in the sentence is followed later in the sentence by a resolution
-  (已经好了, 痊愈 …). A recurrence word (又, 再次, 复发) later in the same sentence cancels history, unless its
+  (已经好了, 痊愈 …), or anything earlier in the sentence is followed by an outcome of care (出院了, 母子平安,
+  医院看过说没事). A recurrence word (又, 再次, 复发) later in the same sentence cancels history, unless its
   own clause names what recurs ("有过热性惊厥，这次又发烧了").
 """
 
@@ -49,9 +50,20 @@ BLOCKED_TEXT = (
 )
 
 # How the scanner treats each cue class; everything else is content (symptoms, drugs, populations ...).
-_CONTENT, _SKIP, _CLAUSE, _SENTENCE, _DENY, _BREAK, _PAST, _PRESENT, _RESOLVED, _RECURRENCE, _SET_ONLY = (
-    range(11)
-)
+(
+    _CONTENT,
+    _SKIP,
+    _CLAUSE,
+    _SENTENCE,
+    _DENY,
+    _BREAK,
+    _PAST,
+    _PRESENT,
+    _RESOLVED,
+    _ASSESSED,
+    _RECURRENCE,
+    _SET_ONLY,
+) = range(12)
 _ROLES = {
     LOOKALIKE: _SKIP,
     "pseudo_negation": _SKIP,
@@ -69,6 +81,7 @@ _ROLES = {
     "present": _PRESENT,
     "sudden": _PRESENT,
     "resolved": _RESOLVED,
+    "assessed": _ASSESSED,
     "recurrence": _RECURRENCE,
     # Read only as "does the clause/sentence contain one": no mention objects needed.
     "med_context": _SET_ONLY,
@@ -77,6 +90,7 @@ _ROLES = {
     "hedge": _SET_ONLY,
     "label_quote": _SET_ONLY,
     "risk_warning": _SET_ONLY,
+    "refuse_bare": _SET_ONLY,
     "reassurance": _SKIP,
     "continue_use": _SET_ONLY,
     "prescribed": _SET_ONLY,
@@ -87,6 +101,8 @@ _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # A drug is "not advised" when its clause forbids it anywhere ("阿司匹林儿童禁用", "不要吃阿司匹林"); plain
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
 _ANSWER_ONLY = frozenset({"certain"})
+# Outcomes of care close a patient's past event; in an answer "止住了就停药" is a condition, not history.
+_QUESTION_ONLY = frozenset({"assessed"})
 # An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
@@ -99,7 +115,7 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
-_PROHIBIT = frozenset({"prohibition", "strong_prohibition", "risk_warning"})
+_PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
@@ -216,7 +232,7 @@ class _Mention:
 class _Scan:
     """One analysed text: its mentions and, per clause and sentence, which concepts occur there."""
 
-    __slots__ = ("ages", "by_concept", "clauses", "first", "sentences", "text")
+    __slots__ = ("ages", "by_concept", "clause_sentence", "clauses", "first", "sentences", "text")
 
     def __init__(self, text: str = "") -> None:
         self.text = text
@@ -225,6 +241,8 @@ class _Scan:
         self.first: dict[str, _Mention] = {}
         """Concept -> first affirmed mention (not negated, not history)."""
         self.clauses: list[set[str]] = [set()]
+        self.clause_sentence: list[int] = [0]
+        """Clause index -> the sentence it belongs to."""
         self.sentences: list[set[str]] = [set()]
         self.ages: list[tuple[int, float, _Mention]] = []
 
@@ -271,7 +289,11 @@ class SafetyEngine:
         )
         self._nest_meanings(self._first_question, rules.symptom_concepts | rules.drug_groups)
         self._first_answer = self._build_scanner(
-            [p for p in rules.phrases if p.concept not in rules.symptom_concepts]
+            [
+                p
+                for p in rules.phrases
+                if p.concept not in rules.symptom_concepts and p.concept not in _QUESTION_ONLY
+            ]
         )
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
@@ -520,6 +542,7 @@ class SafetyEngine:
                     past_in_sentence = False
                     sentence_mentions = []
                     candidates = []
+                scan.clause_sentence.append(sentence)
                 continue
             clause_set.add(concept)
             sentence_set.add(concept)
@@ -541,6 +564,11 @@ class SafetyEngine:
                     c.history = True
                 candidates = []
                 continue
+            if role == _ASSESSED:  # seen and dealt with: everything before it in the sentence is over
+                for c in sentence_mentions:
+                    c.history = True
+                candidates = []
+                continue
             if role == _RECURRENCE:
                 deny_end = _FAR
                 recurring = list(sentence_mentions)
@@ -553,10 +581,13 @@ class SafetyEngine:
                 mention.negated = True
                 mention.denier = denier
             if role == _PRESENT:
-                clause_past = past_in_sentence = False
-                candidates = []
+                clause_past = False
                 if concept != "sudden":
+                    past_in_sentence = False
+                    candidates = []
                     continue
+                # "去年三月突然头痛，…后来恢复得很好": an onset word starts an event, not today; what follows
+                # it is history only if the sentence goes on to resolve it.
             elif clause_past:
                 mention.history = True
                 sentence_mentions.append(mention)
@@ -687,13 +718,18 @@ class SafetyEngine:
 
         Fiction (电视剧, 小说), exam wording (选择题, 下列哪项) and animals (狗狗, 宠物) always take the question
         out of triage. A general "what should one do if someone ..." question (如果有人, 一般来说) does so only
-        while nothing anchors it to now (现在, 刚才, 正在): "如果有人胸痛怎么办" is education, "我爸现在胸痛，
-        如果有人胸痛怎么办" is not.
+        while nothing anchors it to now (现在, 刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is
+        education, "我爸现在胸痛，如果有人胸痛怎么办" is not. Preparation (以防万一, 收藏) yields only to a
+        time word: "我爸高血压，存下来以防万一" is no one ill today.
         """
         first = scan.first
         if "scope_fiction" in first or "scope_exam" in first or "scope_pet" in first:
             return True
-        return "scope_general" in first and "now_anchor" not in first
+        if "now_anchor" in first:
+            return False
+        if "scope_prepare" in first:  # 以防万一, 收藏: only a time word makes it about now
+            return True
+        return "scope_general" in first and "person_anchor" not in first
 
     def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
         if not scan.first or self._out_of_scope(scan):
@@ -818,8 +854,18 @@ class SafetyEngine:
             or bool(scan.clauses[m.clause] & _PROHIBIT)
             # "普萘洛尔是β阻滞剂，有哮喘的人要避免，可能诱发支气管痉挛": a sentence that both forbids and names a
             # danger is a warning about every drug in it
-            or {"risk_warning", "prohibition"} <= scan.sentences[m.sentence]
+            or (
+                "risk_warning" in scan.sentences[m.sentence]
+                and not scan.sentences[m.sentence].isdisjoint(("prohibition", "refuse_bare"))
+            )
             or "strong_prohibition" in scan.sentences[m.sentence]
+            # "他克莫司和西柚汁会相互作用，最好别喝": a later clause of the sentence that only refuses (别喝,
+            # 不建议同时吃) refuses what the sentence named before it.
+            or any(
+                "refuse_bare" in scan.clauses[c]
+                for c in range(m.clause + 1, len(scan.clauses))
+                if scan.clause_sentence[c] == m.sentence
+            )
             # "抗生素没用", "阿司匹林对病毒不管用": the drug is named to be dismissed. Only after it:
             # in "黄连素不管用就上左氧氟沙星" the second drug is the advice.
             or any(f.clause == m.clause and f.start > m.start for f in scan.by_concept.get("futile", ()))
@@ -857,8 +903,29 @@ class SafetyEngine:
             for a in ascan.by_concept.get("approval", ())
             if not a.negated and not self._prohibited(ascan, a)
         ]
-        if not approvals or ascan.sentences[0] & _PROHIBIT:
+        if not approvals and self._drug_groups.isdisjoint(ascan.by_concept):
+            # "每天一粒", "睡前半片": a dosing instruction that names no drug of its own doses the question's.
+            approvals = [
+                d
+                for concept in ("dose_count", "dose_amount")
+                for d in ascan.by_concept.get(concept, ())
+                if not d.negated and not self._prohibited(ascan, d)
+            ]
+        if not approvals:
             return []
+        # A refusal before the approval ("不能吃，…可以吃别的") or a "but" after it in its sentence ("可以吃，但孕妇
+        # 不能吃") takes it back; a caution after it ("可以的，…注意别太激动") does not.
+        first = min(approvals, key=lambda a: a.start)
+        for c, concepts in enumerate(ascan.clauses):
+            if c <= first.clause:
+                if concepts & _PROHIBIT:
+                    return []
+            elif (
+                ascan.clause_sentence[c] == first.sentence
+                and "clause_break" in concepts
+                and concepts & _PROHIBIT
+            ):
+                return []
         return [
             m
             for c in self._rule_drugs[rule.id]
@@ -893,7 +960,11 @@ class SafetyEngine:
     ) -> list[Finding]:
         findings: list[Finding] = []
         present = ascan.by_concept.keys()
-        if "approval" in present:  # "可以吃" approves the question's drug: its rules are read too
+        # "可以吃" approves the question's drug, and so does a bare dosing instruction ("每天一粒") in an answer
+        # that names no drug of its own: the question's drug rules are read too
+        if "approval" in present or (
+            ("dose_count" in present or "dose_amount" in present) and self._drug_groups.isdisjoint(present)
+        ):
             present = present | qscan.by_concept.keys()
         for rule in self.rules.advice:
             drugs = self._rule_drugs[rule.id]

@@ -58,6 +58,7 @@ REQUIRED_CUES = (
     "sudden",
     "recurrence",
     "resolved",
+    "assessed",
     "prohibition",
     "strong_prohibition",
     "doctor",
