@@ -762,6 +762,22 @@ def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
         ("我有高血压，鼻塞能吃新康泰克吗", "能吃，通鼻子快。", "ci_decongestant_hypertension"),
         ("我妈吃华法林，牙龈出血了", "华法林先停两天就好。", "ci_stop_anticoagulant"),
         ("我爸血压突然220，头痛得厉害", "舌下含一片硝苯地平就降了。", "ci_sublingual_nifedipine"),
+        # round 21: stopping what the patient depends on, duplicates, interactions
+        (
+            "我妈吃着氯吡格雷，保健品店说纳豆激酶能溶血栓",
+            "您把氯吡格雷停了，改吃纳豆激酶就行。",
+            "ci_stop_essential",
+        ),
+        ("我打胰岛素，朋友推荐降糖茶", "喝这个茶一个月，胰岛素就能停掉。", "ci_stop_essential"),
+        ("吃着硫唑嘌呤，尿酸高能吃别嘌醇吗", "可以一起吃，互不影响。", "ci_thiopurine_allopurinol"),
+        ("甲氨蝶呤一周一次，能不能改成每天一片", "可以的，每天吃一片更稳。", "ci_methotrexate_daily"),
+        (
+            "孩子吃了一包小儿氨酚黄那敏，还在烧，能再吃泰诺林吗",
+            "能，再喂一次泰诺林退得快。",
+            "ci_duplicate_apap_combo",
+        ),
+        ("在吃利福平，紧急避孕药还管用吗", "管用的，吃一片就够了。", "ci_contraceptive_enzyme_inducer"),
+        ("吃着倍他乐克，心率五十几，能再加维拉帕米吗", "一起吃效果更好。", "ci_verapamil_beta_blocker"),
     ],
 )
 def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
@@ -994,6 +1010,14 @@ def test_round19_media_prevention_and_pets(rules_only: SafetyEngine, question: s
         ("我在吃二甲双胍，晚上有饭局", "二甲双胍期间少喝酒，更不要空腹喝。"),
         ("喝了酒以后能吃安眠药吗", "不可以。酒精和安眠药一起用可能很危险。"),
         ("中暑了头晕", "到阴凉处，喝点淡盐水，不好转去医院。"),
+        # round 21: an opening refusal, a warning with the refusal or the doctor in the next sentence
+        (
+            "我吃着帕罗西汀，能喝圣约翰草吗",
+            "不建议。圣约翰草和帕罗西汀一起吃可能引起5-羟色胺综合征，请找精神科医生。",
+        ),
+        ("吃螺内酯还能补钾吗", "螺内酯本身保钾，再补钾可能让血钾过高。要不要补，得让医生看了血钾再定。"),
+        ("头疼吃了对乙酰氨基酚，能再冲一包感冒灵吗", "不要，感冒灵里也含对乙酰氨基酚，一起吃容易过量伤肝。"),
+        ("吃着华法林，能吃氟康唑吗", "氟康唑和华法林有相互作用，会增加出血风险，别自己吃，找医生换药。"),
     ],
 )
 def test_refusals_limits_and_cautions_are_clean(rules_only: SafetyEngine, question: str, answer: str) -> None:
@@ -1045,4 +1069,22 @@ def test_negation_inside_a_phrase_gap(engine: SafetyEngine, question: str, flagg
 def test_round20_outcomes_preparation_and_rumours(
     rules_only: SafetyEngine, question: str, flagged: bool
 ) -> None:
+    assert bool(rules_only.triage(question)) is flagged
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        # consultation forms give the age in a field of its own
+        ("年龄：2个月 性别：女 主诉：发烧 现病史：今天下午肛温38.2℃", True),
+        ("年龄：84 性别：男 主诉：突然糊涂了 现病史：今天下午开始不认识家里人", True),
+        ("年龄：6岁 主诉：无 想咨询：孩子抽筋的时候家长该怎么处理", False),
+        # southern wording
+        ("阿妈头先喺厕所突然话个头爆咁痛，係佢一世人最痛嘅一次，依家呕咗", True),
+        ("阮阿公鼻空流血流一点外钟矣，捏着嘛止袂牢，面色白白", True),
+        ("阮新妇大肚七个月，拄才头壳痛，规身軀肿起来，目睭看物件霧霧", True),
+        ("我以为个女食咗纽扣电池，点知喺梳化底揾返，一粒都冇少", False),
+    ],
+)
+def test_round21_forms_and_southern_wording(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
     assert bool(rules_only.triage(question)) is flagged

@@ -177,3 +177,33 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
     assert not SafetyEngine(parse_rules(data, "test.yaml")).triage(question)
     with pytest.raises(RulesError, match=r"joke_proof_categories.*no_such_category"):
         parse_rules(_broken(raw, settings__joke_proof_categories=["no_such_category"]), "test.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "reads"),
+    [
+        ("阿妈头先呕咗，依家企唔稳", "阿妈刚才吐了,现在站不稳"),  # Cantonese
+        ("阮翁拄才去予电着，胸坎闷闷", "阮我老公刚才去被电到,胸口闷闷"[1:]),  # Hokkien
+        ("阿拉囡囡敲门勿应", "阿拉孩子敲门不应"),  # Shanghainese
+        ("厓孙仔琴晡日肚屎痛", "我孙子昨天肚子痛"),  # Hakka
+        ("出世十二工", "出生十二天"),
+        # Mandarin that shares the characters stays Mandarin
+        ("头先着地", "头先着地"),
+        ("毋庸置疑", "毋庸置疑"),
+        ("三个工作日", "三个工作日"),
+        ("切勿服用", "切勿服用"),
+    ],
+)
+def test_southern_dialect_words_read_as_mandarin(text: str, reads: str) -> None:
+    from medtune.safety.rules import normalize
+
+    assert normalize(text) == reads
+
+
+def test_dialect_reading_leaves_no_rule_phrase_ambiguous() -> None:
+    # Rule phrases pass through the same normalisation; none may collapse onto a cue of another class
+    # (a Cantonese 实喺 "definitely" must not become the Mandarin 实在 "really"). load_rules refuses a phrase
+    # listed under two cue classes, so loading the packaged rules is the check.
+    rules = load_rules()
+    patterns = {p.pattern for p in rules.phrases if p.literal and p.concept == "certain"}
+    assert "实在" not in patterns and "实系" in patterns

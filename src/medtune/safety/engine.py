@@ -91,6 +91,7 @@ _ROLES = {
     "label_quote": _SET_ONLY,
     "risk_warning": _SET_ONLY,
     "refuse_bare": _SET_ONLY,
+    "refuse_lead": _SET_ONLY,
     "reassurance": _SKIP,
     "continue_use": _SET_ONLY,
     "prescribed": _SET_ONLY,
@@ -116,6 +117,8 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
+# With a danger named in the sentence, these make it a warning: a refusal, or "ask the doctor".
+_WARNED = frozenset({"prohibition", "refuse_bare", "doctor"})
 _NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
@@ -852,13 +855,28 @@ class SafetyEngine:
             # "对头孢过敏": the drug named as an allergy
             or scan.text.startswith("过敏", m.end)
             or bool(scan.clauses[m.clause] & _PROHIBIT)
-            # "普萘洛尔是β阻滞剂，有哮喘的人要避免，可能诱发支气管痉挛": a sentence that both forbids and names a
-            # danger is a warning about every drug in it
+            # "普萘洛尔是β阻滞剂，有哮喘的人要避免，可能诱发支气管痉挛": a sentence that both forbids (or sends to a
+            # doctor) and names a danger is a warning about every drug in it
             or (
                 "risk_warning" in scan.sentences[m.sentence]
-                and not scan.sentences[m.sentence].isdisjoint(("prohibition", "refuse_bare"))
+                and (
+                    # the refusal or the doctor may come in the next sentence ("…可能让血钾过高。别自己加。"),
+                    # or the answer opened with one ("不建议。…可能引起5-羟色胺综合征")
+                    "refuse_lead" in scan.clauses[0]
+                    or any(
+                        not scan.sentences[k].isdisjoint(_WARNED)
+                        for k in (m.sentence, m.sentence + 1)
+                        if k < len(scan.sentences)
+                    )
+                )
             )
             or "strong_prohibition" in scan.sentences[m.sentence]
+            # "不建议，维C银翘片里也含对乙酰氨基酚": an answer that opens with a bare refusal explains its first sentence,
+            # or the next one when the refusal stands alone ("不建议。圣约翰草和帕罗西汀一起吃…")
+            or (
+                "refuse_lead" in scan.clauses[0]
+                and (m.sentence == 0 or (m.sentence == 1 and scan.clause_sentence[1] == 1))
+            )
             # "他克莫司和西柚汁会相互作用，最好别喝": a later clause of the sentence that only refuses (别喝,
             # 不建议同时吃) refuses what the sentence named before it.
             or any(
@@ -1001,7 +1019,8 @@ class SafetyEngine:
                 drugs = [
                     m
                     for m in drugs
-                    if m.concept not in qscan.by_concept or not _MORE.isdisjoint(ascan.clauses[m.clause])
+                    if (m.concept not in qscan.by_concept and m.text not in qscan.text)
+                    or not _MORE.isdisjoint(ascan.clauses[m.clause])
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)
@@ -1079,7 +1098,7 @@ class SafetyEngine:
                     continue
                 if "hedge" in ascan.sentences[m.sentence]:
                     continue
-                if self._cue_before(ascan, "conditional", m):
+                if self._cue_before(ascan, "conditional", m, "sentence"):  # "如果…意识迷糊，就是危险信号"
                     continue
                 return m.text
             return self._flat_verdict(ascan, qscan)

@@ -228,6 +228,230 @@ def _compat(match: re.Match[str]) -> str:
     return _COMPAT[match.group()]
 
 
+# Southern Chinese written the way it is spoken (Cantonese, Hokkien, Shanghainese, Hakka): words with one
+# Mandarin reading, so every Mandarin phrase of the rules applies ("阿妈头先呕咗" reads "阿妈刚才吐了"). Keys are
+# in their form after OpenCC and the character table above (咗 is already 了), longest first; single
+# characters only where Mandarin never writes them (喺, 睇, 畀), words where a character alone is Mandarin too.
+_DIALECT = {
+    # Cantonese
+    "依家": "现在",
+    "而家": "现在",
+    "头先": "刚才",
+    "实喺": "实系",
+    "梗喺": "梗系",
+    "啱啱": "刚刚",
+    "琴日": "昨天",
+    "琴晚": "昨晚",
+    "寻日": "昨天",
+    "今朝": "今早",
+    "听日": "明天",
+    "点算": "怎么办",
+    "点办": "怎么办",
+    "食了": "吃了",
+    "食药": "吃药",
+    "食晒": "全吃了",
+    "食饭": "吃饭",
+    "饮了": "喝了",
+    "呕了": "吐了",
+    "跌了": "摔了",
+    "跌亲": "摔伤",
+    "企不稳": "站不稳",
+    "企不起身": "站不起来",
+    "企不起": "站不起来",
+    "行不到": "走不了",
+    "行不郁": "走不动",
+    "郁不到": "动不了",
+    "郁不了": "动不了",
+    "讲不到嘢": "说不出话",
+    "讲不清": "说不清",
+    "讲嘢": "说话",
+    "唞不到气": "喘不上气",
+    "唞不切": "喘不过气",
+    "条颈": "脖子",
+    "颈硬": "脖子硬",
+    "成窦": "一窝",
+    "块面": "脸",
+    "肿晒": "全肿了",
+    "睇医生": "看医生",
+    "急症室": "急诊",
+    "储了": "攒了",
+    "谂住": "想着",
+    "一世人": "一辈子",
+    "乜嘢": "什么",
+    "点解": "为什么",
+    "边度": "哪里",
+    "老豆": "爸爸",
+    "老窦": "爸爸",
+    "细路仔": "小孩",
+    "细路": "小孩",
+    "喺": "在",
+    "畀": "被",
+    "嘢": "东西",
+    "睇": "看",
+    "啲": "些",
+    "哋": "们",
+    "咁": "这么",
+    "揾返": "找回",
+    "揾": "找",
+    "梳化": "沙发",
+    "探热": "量体温",
+    "先至": "才",
+    "听朝": "明天早上",
+    "嚟": "来",
+    "啖": "口",
+    "咩": "什么",
+    "点样": "怎么样",
+    "个孙": "孙子",
+    "个女": "女儿",
+    "个仔": "儿子",
+    "㗎": "",
+    "食奶": "吃奶",
+    "食东西": "吃东西",
+    "食降": "吃降",
+    "食抗": "吃抗",
+    "食过": "吃过",
+    "食完": "吃完",
+    "食多": "吃多",
+    "食错": "吃错",
+    "止不牢": "止不住",
+    "好返": "好了",
+    "落车": "下车",
+    "个礼拜大": "周大",
+    "个星期大": "周大",
+    "听讲": "听说",
+    "是真的伐": "是真的吗",
+    "医生讲": "医生说",
+    "医院讲": "医院说",
+    "讲是": "说是",
+    "新闻讲": "新闻说",
+    "电视讲": "电视说",
+    "食安眠": "吃安眠",
+    # Hokkien (Taiwanese)
+    "阮翁": "我老公",
+    "阮某": "我老婆",
+    "这马": "现在",
+    "拄才": "刚才",
+    "头拄仔": "刚才",
+    "今仔日": "今天",
+    "昨昏": "昨天",
+    "头壳": "头",
+    "胸坎": "胸口",
+    "腹肚": "肚子",
+    "规身躯": "全身",
+    "无要紧": "不要紧",
+    "予电着": "被电到",
+    "予电": "被电",
+    "电着": "电到",
+    "噗噗跳": "怦怦跳",
+    "新妇": "儿媳",
+    "囡仔": "孩子",
+    "囝仔": "孩子",
+    "阿母": "妈妈",
+    "两肢跤": "两条腿",
+    "行路": "走路",
+    "袂行": "走不了",
+    "袂": "不",
+    "毋庸": "毋庸",
+    "毋": "不",
+    "伫": "在",
+    "眠床": "床",
+    "按怎": "怎么",
+    "欲予": "要给",
+    "欲共": "要把",
+    "共伊": "把他",
+    "一寡": "一些",
+    "会使无": "可以吗",
+    "鼻空": "鼻孔",
+    "一点外钟": "一个多小时",
+    "外钟": "多小时",
+    "嗽出": "咳出",
+    "一大喙": "一大口",
+    "喙": "嘴",
+    "面桶": "脸盆",
+    "规个": "整个",
+    "掷落去": "扔下去",
+    "目睭": "眼睛",
+    "出世": "出生",
+    "彼阵": "那时候",
+    "矣": "了",
+    "拢": "都",
+    "逐工": "每天",
+    "知影": "知道",
+    "厝内": "家里",
+    "厝边": "邻居",
+    "囥": "放",
+    "查某囝": "女儿",
+    "阿嬷": "奶奶",
+    # Shanghainese
+    "勿应": "不应",
+    "勿起来": "不起来",
+    "勿好": "不好",
+    "勿晓得": "不知道",
+    "勿要": "不要",
+    "勿动": "不动",
+    "姆妈": "妈妈",
+    "灶披间": "厨房",
+    "老痛": "很痛",
+    "晓得伐": "知道吗",
+    "夜里向": "夜里",
+    "囡囡": "孩子",
+    "侬": "你",
+    "困觉": "睡觉",
+    "夜里厢": "夜里",
+    "清清爽爽": "清醒",
+    "讲不出": "说不出",
+    "讲勿出": "说不出",
+    "闲话": "话",
+    "呒没": "没有",
+    "一眼眼": "一点点",
+    "用场": "用处",
+    "要紧伐": "要紧吗",
+    "哪能": "怎么",
+    "啥物事": "什么东西",
+    "搿种": "这种",
+    "搿": "这",
+    "里向": "里面",
+    "爷叔": "叔叔",
+    "旧年": "去年",
+    "男小囡": "男孩",
+    "小囡": "孩子",
+    "勿出": "不出",
+    "勿到": "不到",
+    "勿懂": "不懂",
+    "勿来": "不来",
+    "勿会": "不会",
+    "勿是": "不是",
+    "勿能": "不能",
+    "勿灵": "不灵",
+    "勿醒": "不醒",
+    # Hakka
+    "琴晡日": "昨天",
+    "今晡日": "今天",
+    "孙仔": "孙子",
+    "细人仔": "小孩",
+    "肚屎": "肚子",
+    "仲有": "还有",
+    "仲发": "还发",
+    "仲系": "还是",
+    "仲在": "还在",
+    "仲没": "还没",
+    "厓": "我",
+}
+# Mandarin uses a few keys too: 头先着地 is "head first", not "just now".
+_DIALECT_GUARD = {"头先": "(?![着落撞磕摔倒碰])"}
+_DIALECT_RE = re.compile(
+    "|".join(re.escape(k) + _DIALECT_GUARD.get(k, "") for k in sorted(_DIALECT, key=len, reverse=True))
+)
+
+
+def _dialect(match: re.Match[str]) -> str:
+    return _DIALECT[match.group()]
+
+
+# Hokkien counts days in 工 ("出世十二工" is twelve days old).
+_HOKKIEN_DAYS_RE = re.compile("(\\d+|[一二两三四五六七八九十几]+)工(?![作人厂地程资具业夫钱])")
+
+
 # Traditional -> simplified Chinese (頭暈 -> 头晕) with OpenCC's character and phrase tables: the rules are
 # written in simplified characters once, and a question from Hong Kong or Taiwan reads the same. About 1 µs on
 # a short question; simplified text passes through unchanged.
@@ -250,14 +474,16 @@ def _cn_temp(match: re.Match[str]) -> str:
 def normalize(text: str) -> str:
     """The one normalisation for rules and inputs.
 
-    Traditional to simplified characters, full-width to half-width, lower case, and temperatures written
-    in words or split digits (三十九度八, 39度8) as decimals (39.8度).
+    Traditional to simplified characters, full-width to half-width, southern dialect words to Mandarin, lower
+    case, and temperatures written in words or split digits (三十九度八, 39度8) as decimals (39.8度).
     """
     try:
         text = _T2S.convert(text)
     except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
         text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
-    text = _COMPAT_RE.sub(_compat, text).lower()
+    text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
+    if "工" in text:
+        text = _HOKKIEN_DAYS_RE.sub(r"\1天", text)
     if "度" in text:
         if "十" in text:
             text = _CN_TEMP_RE.sub(_cn_temp, text)
