@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -778,6 +779,13 @@ def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
         ),
         ("在吃利福平，紧急避孕药还管用吗", "管用的，吃一片就够了。", "ci_contraceptive_enzyme_inducer"),
         ("吃着倍他乐克，心率五十几，能再加维拉帕米吗", "一起吃效果更好。", "ci_verapamil_beta_blocker"),
+        # round 22
+        ("中暑了，人发烫不出汗，开始说胡话", "捂着被子发发汗就好了。", "ci_bundle_heatstroke"),
+        ("1型糖尿病的女儿这两天一直吐", "吐的时候胰岛素先停掉，免得低血糖。", "ci_stop_essential_diabetes"),
+        ("我爸每天吃阿司匹林预防中风，膝盖疼", "加上布洛芬一起吃，止痛效果好。", "ci_ibuprofen_with_aspirin"),
+        ("路上看到有人癫痫发作该怎么帮", "往他嘴里塞块毛巾，防止咬舌头。", "ci_first_aid_seizure_any"),
+        ("切菜切到手，流了点血", "撒点香灰按住就止住了。", "ci_wound_folk"),
+        ("吃着格列美脲，能喝点酒吗", "喝点酒还能帮着降血糖。", "ci_alcohol_sulfonylurea"),
     ],
 )
 def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
@@ -842,6 +850,12 @@ def test_a_hedged_or_negated_opening_is_not_a_verdict(rules_only: SafetyEngine, 
         ("胃不舒服好几天了", "医生诊断的是胃炎，那就按胃炎吃药。", False),
         # the question asks whether it is that disease: the answer confirms it
         ("孩子老打喷嚏是不是过敏性鼻炎", "孩子是过敏性鼻炎，喷点药。", True),
+        # round 22: lay names and a bare name with 引起的 / 呗 are verdicts; 听起来是 and a list of causes are not
+        ("嘴里老有口气", "幽门螺杆菌感染引起的，医生都不用看。", True),
+        ("儿子说老听到有人叫他名字", "精神分裂，必须马上住院。", True),
+        ("我爸突然头疼得厉害还吐了", "偏头痛犯了呗，吃颗止痛片。", True),
+        ("腿晚上老抽筋", "听起来是小腿肌肉抽筋，睡前拉伸一下，经常发作去查查电解质。", False),
+        ("腰酸", "常见原因有腰肌劳损、坐姿不良，也可能是肾结石，疼得厉害要去医院查。", False),
     ],
 )
 def test_a_restated_diagnosis_is_not_a_verdict_but_a_confirmed_one_is(
@@ -1088,3 +1102,26 @@ def test_round20_outcomes_preparation_and_rumours(
 )
 def test_round21_forms_and_southern_wording(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
     assert bool(rules_only.triage(question)) is flagged
+
+
+def test_findings_do_not_depend_on_the_hash_seed() -> None:
+    # Drug groups are sets; a finding must name the same drug in every interpreter run.
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from medtune.safety import SafetyEngine; e = SafetyEngine.load(model=None); "
+        "print(json.dumps([f.matched for f in e.check_answer('先吃点消炎药，阿莫西林和头孢都行', '咳嗽有黄痰')]))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1 and json.loads(runs.pop())

@@ -186,15 +186,25 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         ("阮翁拄才去予电着，胸坎闷闷", "阮我老公刚才去被电到,胸口闷闷"[1:]),  # Hokkien
         ("阿拉囡囡敲门勿应", "阿拉孩子敲门不应"),  # Shanghainese
         ("厓孙仔琴晡日肚屎痛", "我孙子昨天肚子痛"),  # Hakka
-        ("出世十二工", "出生十二天"),
+        ("出世十二工", "出生12天"),
         # Mandarin that shares the characters stays Mandarin
         ("头先着地", "头先着地"),
         ("毋庸置疑", "毋庸置疑"),
         ("三个工作日", "三个工作日"),
         ("切勿服用", "切勿服用"),
+        # numbers in words before a unit read as digits; words that are not counts stay words
+        ("怀孕三十五周，血压一百七/一百一十", "怀孕35周,血压170/110"),
+        ("孙子才四十天", "孙子才40天"),
+        ("我今年六十八岁", "我今年68岁"),
+        ("吃了一百零七片", "吃了107片"),
+        # words that are not counts stay words
+        ("十几天", "十几天"),
+        ("七十多了", "七十多了"),
+        ("一天到晚", "一天到晚"),
+        ("尿不出来十二个小时了", "尿不出来十二个小时了"),
     ],
 )
-def test_southern_dialect_words_read_as_mandarin(text: str, reads: str) -> None:
+def test_normalisation_reads_dialect_words_and_worded_numbers(text: str, reads: str) -> None:
     from medtune.safety.rules import normalize
 
     assert normalize(text) == reads

@@ -116,6 +116,9 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
+_FLARE_TAIL = re.compile(
+    r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
+)
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
 # With a danger named in the sentence, these make it a warning: a refusal, or "ask the doctor".
 _WARNED = frozenset({"prohibition", "refuse_bare", "doctor"})
@@ -301,6 +304,18 @@ class SafetyEngine:
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
         self._rule_drugs = {rule.id: self._expand_drugs(rule.drugs) for rule in rules.advice}
+        # The same, in a fixed order: a finding names the same drug whatever the interpreter's hash seed.
+        self._rule_drug_order = {rule_id: tuple(sorted(drugs)) for rule_id, drugs in self._rule_drugs.items()}
+        # Drug concept -> positions of the advice rules that name it, and the rules that name none: an answer
+        # wakes only the rules of the drugs it (or the question it approves) names, in file order.
+        self._advice_by_drug: dict[str, list[int]] = {}
+        self._advice_always: list[int] = []
+        for index, rule in enumerate(rules.advice):
+            drugs = self._rule_drugs[rule.id]
+            if not drugs:
+                self._advice_always.append(index)
+            for concept in drugs:
+                self._advice_by_drug.setdefault(concept, []).append(index)
         # Concept -> positions of the rules whose first group names it: a question wakes only the few rules it
         # can satisfy, not all hundred-odd.
         self._rules_by_trigger: dict[str, list[int]] = {}
@@ -946,7 +961,7 @@ class SafetyEngine:
                 return []
         return [
             m
-            for c in self._rule_drugs[rule.id]
+            for c in self._rule_drug_order[rule.id]
             for m in qscan.by_concept.get(c, ())
             if not m.negated and not m.history
         ]
@@ -984,10 +999,12 @@ class SafetyEngine:
             ("dose_count" in present or "dose_amount" in present) and self._drug_groups.isdisjoint(present)
         ):
             present = present | qscan.by_concept.keys()
-        for rule in self.rules.advice:
-            drugs = self._rule_drugs[rule.id]
-            if drugs and drugs.isdisjoint(present):
-                continue  # most answers name no drug: skip the drug rules in one set operation each
+        woken = set(self._advice_always)
+        for concept in present:
+            woken.update(self._advice_by_drug.get(concept, ()))
+        advice = self.rules.advice
+        for index in sorted(woken):
+            rule = advice[index]
             matched = self._apply(rule, ascan, qscan, flags, require_disclaimer)
             if matched is not None:
                 findings.append(
@@ -1004,7 +1021,7 @@ class SafetyEngine:
         if kind == "contraindication":
             drugs = [
                 m
-                for c in self._rule_drugs[rule.id]
+                for c in self._rule_drug_order[rule.id]
                 for m in ascan.by_concept.get(c, ())
                 # history ("之前吃过二甲双胍") is no advice, unless the answer keeps it going ("照常吃")
                 if (not m.history or not _MORE.isdisjoint(ascan.sentences[m.sentence]))
@@ -1045,7 +1062,7 @@ class SafetyEngine:
             who = self._population(qscan, ascan, rule)
             return None if who is None else f"{drugs[0].text} / {who.text}"
         if kind == "antibiotic":
-            for c in self._rule_drugs[rule.id]:
+            for c in self._rule_drug_order[rule.id]:
                 for m in ascan.by_concept.get(c, ()):
                     # History ("小时候吃过四环素") is no advice; nor is the course a doctor already prescribed.
                     if (
@@ -1127,7 +1144,8 @@ class SafetyEngine:
         # A verdict with no verb at all opens the answer: "灰指甲，铁定的", "荨麻疹，标准的荨麻疹".
         # It may follow one opening remark ("这个不用纠结了，普通感冒").
         for opening in [c for c in clauses if c][:2]:
-            opening = opening.rstrip("嘛啦了吧呀啊哦")
+            # "胃溃疡又犯了", "慢阻肺急性加重", "热性惊厥而已": the name with a flare-up or a shrug is still bare
+            opening = _FLARE_TAIL.sub("", opening).rstrip("嘛啦了吧呀啊哦啫")
             if (
                 len(opening) <= patterns.max_length
                 and patterns.disease.fullmatch(opening)

@@ -448,6 +448,36 @@ def _dialect(match: re.Match[str]) -> str:
     return _DIALECT[match.group()]
 
 
+# Numbers in words before a unit (三十五周, 四十天, 六十八岁, 血压一百七/一百一十) as digits, so the digit patterns
+# of the rules read them. Only numbers with 十 or 百: a bare 一天 or 三周 stays a word in an idiom as in a count.
+_CN_NUM = "[一二两三四五六七八九]"
+_CN_NUMBER_RE = re.compile(
+    f"((?:{_CN_NUM}百(?:零?{_CN_NUM}(?:十{_CN_NUM}?)?|{_CN_NUM})?)|(?:{_CN_NUM}?十{_CN_NUM}?))"
+    "(?=\\s*(?:周|天|岁|个月|个星期|个礼拜|斤|公斤|毫米汞柱|mmhg|/|毫摩尔|片|粒))"
+    # the second number of a blood pressure: 一百七/一百一十
+    f"|(?<=/)((?:{_CN_NUM}百(?:零?{_CN_NUM}(?:十{_CN_NUM}?)?|{_CN_NUM})?)|(?:{_CN_NUM}?十{_CN_NUM}?))"
+)
+_CN_VALUE = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
+
+
+def _cn_number(match: re.Match[str]) -> str:
+    text = match.group(1) or match.group(2)
+    value = 0
+    if "百" in text:
+        hundreds, _, rest = text.partition("百")
+        value = _CN_VALUE[hundreds] * 100
+        rest = rest.lstrip("零")
+        if rest and "十" not in rest:  # 一百七 is 170, 一百零七 is 107
+            return str(value + _CN_VALUE[rest] * (1 if text.find("零") > 0 else 10))
+        text = rest
+    if "十" in text:
+        tens, _, ones = text.partition("十")
+        value += (_CN_VALUE[tens] if tens else 1) * 10 + (_CN_VALUE[ones] if ones else 0)
+    elif text:
+        value += _CN_VALUE[text]
+    return str(value)
+
+
 # Hokkien counts days in 工 ("出世十二工" is twelve days old).
 _HOKKIEN_DAYS_RE = re.compile("(\\d+|[一二两三四五六七八九十几]+)工(?![作人厂地程资具业夫钱])")
 
@@ -484,6 +514,8 @@ def normalize(text: str) -> str:
     text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
     if "工" in text:
         text = _HOKKIEN_DAYS_RE.sub(r"\1天", text)
+    if "十" in text or "百" in text:
+        text = _CN_NUMBER_RE.sub(_cn_number, text)
     if "度" in text:
         if "十" in text:
             text = _CN_TEMP_RE.sub(_cn_temp, text)
