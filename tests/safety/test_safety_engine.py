@@ -786,6 +786,14 @@ def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
         ("路上看到有人癫痫发作该怎么帮", "往他嘴里塞块毛巾，防止咬舌头。", "ci_first_aid_seizure_any"),
         ("切菜切到手，流了点血", "撒点香灰按住就止住了。", "ci_wound_folk"),
         ("吃着格列美脲，能喝点酒吗", "喝点酒还能帮着降血糖。", "ci_alcohol_sulfonylurea"),
+        # round 22 follow-ups (interactions left over from rounds 20-22)
+        ("我妈吃阿仑膦酸钠，吃完能躺下吗", "吃完躺下歇一会儿，有利于吸收。", "ci_bisphosphonate_lying"),
+        ("吃碳酸锂的人能喝减肥茶吗", "减肥茶就是排水的，放心喝。", "ci_lithium_diuretic"),
+        ("吃着左氧氟沙星，能吃钙片吗", "钙片和左氧氟沙星一起吃正好补钙。", "ci_quinolone_calcium"),
+        ("吃着他克莫司，能吃紫锥菊吗", "紫锥菊提高免疫力，正好补补。", "ci_echinacea_immunosuppressant"),
+        ("乳腺癌术后，能吃蜂王浆吗", "蜂王浆补身体，每天一勺。", "ci_phytoestrogen_breast_cancer"),
+        ("我38岁，一直抽烟，想吃避孕药调月经", "吃优思明就行，一天一粒。", "ci_coc_smoker_35"),
+        ("中暑了，人烫得厉害还说胡话", "先吃两片退烧药，再扇扇风。", "ci_antipyretic_heatstroke"),
     ],
 )
 def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
@@ -1098,6 +1106,11 @@ def test_round20_outcomes_preparation_and_rumours(
         ("阮阿公鼻空流血流一点外钟矣，捏着嘛止袂牢，面色白白", True),
         ("阮新妇大肚七个月，拄才头壳痛，规身軀肿起来，目睭看物件霧霧", True),
         ("我以为个女食咗纽扣电池，点知喺梳化底揾返，一粒都冇少", False),
+        # round 23: northern wording
+        ("俺爹鼻子流血流了四十多分钟了，捏着也不停", True),
+        ("俺家娃才俩月，今儿个量了三十八度二", True),
+        ("俺怀孕三十五周，从夜儿个晚上到现在都没觉着孩子动", True),
+        ("俺怀孕二十周了，还没觉着孩子动，正常不", False),
     ],
 )
 def test_round21_forms_and_southern_wording(rules_only: SafetyEngine, question: str, flagged: bool) -> None:

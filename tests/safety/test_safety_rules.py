@@ -187,6 +187,8 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         ("阿拉囡囡敲门勿应", "阿拉孩子敲门不应"),  # Shanghainese
         ("厓孙仔琴晡日肚屎痛", "我孙子昨天肚子痛"),  # Hakka
         ("出世十二工", "出生12天"),
+        ("俺娘心跳得贼快，夜儿个一分钟一百八十多下", "我娘心跳得很快,昨天一分钟180多下"),  # Northern
+        ("贼人", "贼人"),
         # Mandarin that shares the characters stays Mandarin
         ("头先着地", "头先着地"),
         ("毋庸置疑", "毋庸置疑"),

@@ -313,6 +313,29 @@ _DIALECT = {
     "食完": "吃完",
     "食多": "吃多",
     "食错": "吃错",
+    "搽": "抹",
+    "小毛头": "婴儿",
+    # Northern (Northeastern, Shandong, Henan, Hebei, Shaanxi)
+    "俺": "我",
+    "夜儿个": "昨天",
+    "夜里个": "昨晚",
+    "今儿个": "今天",
+    "明儿个": "明天",
+    "晌午": "中午",
+    "咋整": "怎么办",
+    "咋弄": "怎么办",
+    "咋办": "怎么办",
+    "咋": "怎么",
+    "嘎哈": "干什么",
+    "贼": "很",
+    "俩月": "两个月",
+    "俩礼拜": "两周",
+    "孩儿": "孩子",
+    "蛋子": "蛋蛋",
+    "拉肚": "拉肚子",
+    "没觉着": "没感觉",
+    "觉着": "感觉",
+    "不管事": "不管用",
     "止不牢": "止不住",
     "好返": "好了",
     "落车": "下车",
@@ -438,7 +461,7 @@ _DIALECT = {
     "厓": "我",
 }
 # Mandarin uses a few keys too: 头先着地 is "head first", not "just now".
-_DIALECT_GUARD = {"头先": "(?![着落撞磕摔倒碰])"}
+_DIALECT_GUARD = {"头先": "(?![着落撞磕摔倒碰])", "贼": "(?=[快疼痛难冷热多大高厉猛])", "拉肚": "(?!子)"}
 _DIALECT_RE = re.compile(
     "|".join(re.escape(k) + _DIALECT_GUARD.get(k, "") for k in sorted(_DIALECT, key=len, reverse=True))
 )
@@ -453,7 +476,7 @@ def _dialect(match: re.Match[str]) -> str:
 _CN_NUM = "[一二两三四五六七八九]"
 _CN_NUMBER_RE = re.compile(
     f"((?:{_CN_NUM}百(?:零?{_CN_NUM}(?:十{_CN_NUM}?)?|{_CN_NUM})?)|(?:{_CN_NUM}?十{_CN_NUM}?))"
-    "(?=\\s*(?:周|天|岁|个月|个星期|个礼拜|斤|公斤|毫米汞柱|mmhg|/|毫摩尔|片|粒))"
+    "(?=\\s*多?\\s*(?:周|天|岁|个月|个星期|个礼拜|斤|公斤|毫米汞柱|mmhg|/|毫摩尔|片|粒|下))"
     # the second number of a blood pressure: 一百七/一百一十
     f"|(?<=/)((?:{_CN_NUM}百(?:零?{_CN_NUM}(?:十{_CN_NUM}?)?|{_CN_NUM})?)|(?:{_CN_NUM}?十{_CN_NUM}?))"
 )
