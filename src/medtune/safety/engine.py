@@ -25,6 +25,7 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import takewhile
 from pathlib import Path
 
 from medtune.data.structure import DISCLAIMER_NOTICE, EMERGENCY_NOTICE, SAFETY_NOTICE
@@ -303,15 +304,17 @@ class SafetyEngine:
         )
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
-        self._rule_drugs = {rule.id: self._expand_drugs(rule.drugs) for rule in rules.advice}
-        # The same, in a fixed order: a finding names the same drug whatever the interpreter's hash seed.
-        self._rule_drug_order = {rule_id: tuple(sorted(drugs)) for rule_id, drugs in self._rule_drugs.items()}
+        # Each rule's drug concepts (groups expanded) in a fixed order: a finding names the same drug whatever
+        # the interpreter's hash seed.
+        self._rule_drug_order = {
+            rule.id: tuple(sorted(self._expand_drugs(rule.drugs))) for rule in rules.advice
+        }
         # Drug concept -> positions of the advice rules that name it, and the rules that name none: an answer
         # wakes only the rules of the drugs it (or the question it approves) names, in file order.
         self._advice_by_drug: dict[str, list[int]] = {}
         self._advice_always: list[int] = []
         for index, rule in enumerate(rules.advice):
-            drugs = self._rule_drugs[rule.id]
+            drugs = self._rule_drug_order[rule.id]
             if not drugs:
                 self._advice_always.append(index)
             for concept in drugs:
@@ -894,10 +897,15 @@ class SafetyEngine:
             )
             # "他克莫司和西柚汁会相互作用，最好别喝": a later clause of the sentence that only refuses (别喝,
             # 不建议同时吃) refuses what the sentence named before it.
-            or any(
-                "refuse_bare" in scan.clauses[c]
-                for c in range(m.clause + 1, len(scan.clauses))
-                if scan.clause_sentence[c] == m.sentence
+            or (
+                "refuse_bare" in scan.sentences[m.sentence]
+                and any(
+                    "refuse_bare" in scan.clauses[c]
+                    for c in takewhile(
+                        lambda c: scan.clause_sentence[c] == m.sentence,
+                        range(m.clause + 1, len(scan.clauses)),
+                    )
+                )
             )
             # "抗生素没用", "阿司匹林对病毒不管用": the drug is named to be dismissed. Only after it:
             # in "黄连素不管用就上左氧氟沙星" the second drug is the advice.
