@@ -794,6 +794,26 @@ def test_hedged_generic_or_referred_statements_are_not_flat_verdicts(
         ("乳腺癌术后，能吃蜂王浆吗", "蜂王浆补身体，每天一勺。", "ci_phytoestrogen_breast_cancer"),
         ("我38岁，一直抽烟，想吃避孕药调月经", "吃优思明就行，一天一粒。", "ci_coc_smoker_35"),
         ("中暑了，人烫得厉害还说胡话", "先吃两片退烧药，再扇扇风。", "ci_antipyretic_heatstroke"),
+        # round 24
+        ("吃替格瑞洛的，嗓子发炎，家里有克拉霉素", "克拉霉素和替格瑞洛一起吃没问题。", "ci_ticagrelor_cyp3a"),
+        ("慢阻肺一直吃氨茶碱，拉肚子了", "吃点环丙沙星，氨茶碱照吃。", "ci_theophylline_inhibitor"),
+        ("痛风吃着秋水仙碱，自己买了克拉霉素治肺炎", "两个一起吃没事。", "ci_colchicine_cyp3a"),
+        ("吃胺碘酮，能把辛伐他汀加到80吗", "当然能，降得快。", "ci_statin_amiodarone"),
+        (
+            "乳腺癌术后吃他莫昔芬，想吃抗抑郁药",
+            "帕罗西汀效果好，和他莫昔芬不打架。",
+            "ci_cyp2d6_ssri_tamoxifen",
+        ),
+        ("我有重症肌无力，尿路感染", "左氧氟沙星一天一粒，吃五天。", "ci_fluoroquinolone_myasthenia"),
+        ("宝宝是蚕豆病，外婆说少吃点新鲜蚕豆没关系", "可以吃，煮熟就没事。", "ci_g6pd_fava"),
+        ("我爸在做透析，想吃点杨桃", "杨桃降火，一天两个。", "ci_starfruit_renal"),
+        ("宝宝一岁两个月，能吃整颗的葡萄吗", "能啊，练咀嚼。", "ci_choking_food_toddler"),
+        ("放了支架吃波立维，想加奥美拉唑护胃", "奥美拉唑护胃首选，一起吃没影响。", "ci_ppi_clopidogrel"),
+        ("我妈吃地高辛，嗓子疼", "含几粒六神丸就好。", "ci_toad_venom_digoxin"),
+        ("术后在吃羟考酮，睡不着", "加一片阿普唑仑睡得香。", "ci_opioid_benzodiazepine"),
+        ("我妈今天量血压165/95", "掰开一片硝苯地平含在舌头底下。", "ci_sublingual_nifedipine_bp"),
+        ("癫痫一直吃丙戊酸钠，想要二胎", "备孕照样吃，补点叶酸就行。", "ci_valproate_planning_pregnancy"),
+        ("慢性肾衰，牙疼", "吃双氯芬酸钠缓释片，一天一片。", "ci_nsaid_renal_failure"),
     ],
 )
 def test_label_contraindications(rules_only: SafetyEngine, question: str, answer: str, rule: str) -> None:
@@ -1040,6 +1060,15 @@ def test_round19_media_prevention_and_pets(rules_only: SafetyEngine, question: s
         ("吃螺内酯还能补钾吗", "螺内酯本身保钾，再补钾可能让血钾过高。要不要补，得让医生看了血钾再定。"),
         ("头疼吃了对乙酰氨基酚，能再冲一包感冒灵吗", "不要，感冒灵里也含对乙酰氨基酚，一起吃容易过量伤肝。"),
         ("吃着华法林，能吃氟康唑吗", "氟康唑和华法林有相互作用，会增加出血风险，别自己吃，找医生换药。"),
+        # round 24: a risk spelled out in words, a refusal standing alone, the doctor after the drug
+        ("吃瑞舒伐他汀能吃红曲吗", "红曲相当于又吃了一种他汀，叠加后不良反应的风险会上升。不建议同时吃。"),
+        ("孩子发烧要不要捂汗", "不要捂。捂汗会妨碍散热，可能让体温更高。"),
+        ("吃阿司匹林能吃三七吗", "如果你是因为心脑血管病在吃阿司匹林，想加三七前请先问医生。"),
+        ("有哮喘，眼科开了噻吗洛尔", "噻吗洛尔可能诱发支气管痉挛。请务必告诉眼科医生你有哮喘。"),
+        ("宝宝夜哭能吃中药安神吗", "很多小儿安神药里有朱砂，婴幼儿不适合吃。"),
+        ("吃优甲乐能吃钙片吗", "钙片会影响它的吸收，建议两者间隔至少4小时。"),
+        ("我爸吃地高辛和呋塞米，拉肚子能吃啥", "蒙脱石散可以吃。拉肚子会丢钾，最好去医院查个血钾。"),
+        ("双相吃碳酸锂，牙疼想吃布洛芬", "布洛芬会让锂浓度升高。如果一定要用布洛芬，先问精神科医生。"),
     ],
 )
 def test_refusals_limits_and_cautions_are_clean(rules_only: SafetyEngine, question: str, answer: str) -> None:
@@ -1111,6 +1140,18 @@ def test_round20_outcomes_preparation_and_rumours(
         ("俺家娃才俩月，今儿个量了三十八度二", True),
         ("俺怀孕三十五周，从夜儿个晚上到现在都没觉着孩子动", True),
         ("俺怀孕二十周了，还没觉着孩子动，正常不", False),
+        # round 24: family chats pasted whole, voice input with spaces for commas
+        ("妈：[语音转文字] 刚打电话说在高速上追尾了 车头撞烂了 他卡在驾驶座出不来 腿上流了好多血", True),
+        ("二姑：她今天把一周的降压药都倒出来吃了 现在头晕站不住 血压80/40", True),
+        ("老婆：[语音转文字] 今天一上午都没怎么感觉到动 躺左边数了一个小时 就动了一下\n老公：36周了", True),
+        ("二姐：在吃阿司匹林和氯吡格雷。今天拉了两次黑大便 刚才起身头有点晕", True),
+        ("他在抽 现在停了一会儿又开始抽了 中间没醒过来", True),
+        ("【转发】冬季取暖安全提示：烧炭、煤炉都可能导致一氧化碳中毒\n爸：我们用的是暖气", False),
+        ("表姐：我婆婆上个月中风住院，现在左手还有点没劲，在做康复，问下在家能做点啥训练", False),
+        ("孩子咬破了饼干里的干燥剂，包装上写着硅胶，现在好好的", False),
+        ("鱼刺卡喉咙了，现在说话呼吸都正常，就是咽口水扎着疼", False),
+        ("被电蚊拍电了一下，手麻了一秒，现在完全没事", False),
+        ("表妹：刚吃了没洗的葡萄 姑姑：有农药残留啊 表妹：吃了两个小时了，一点不舒服都没有", False),
     ],
 )
 def test_round21_forms_and_southern_wording(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
@@ -1138,3 +1179,48 @@ def test_findings_do_not_depend_on_the_hash_seed() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(runs) == 1 and json.loads(runs.pop())
+
+
+def test_an_antibiotic_the_patient_is_already_on_is_no_new_advice(rules_only: SafetyEngine) -> None:
+    # "吃头孢的时候…": the answer talks about the course the patient is on, it does not start one
+    on_course = rules_only.check_answer("可以吃，但和头孢间隔2到3小时。", "吃头孢的时候能不能吃益生菌")
+    assert "antibiotic" not in kinds(on_course)
+    # the same name asked about, not taken yet, is still self-medication
+    asked = rules_only.check_answer("可以吃头孢，一天两次。", "嗓子疼能吃头孢吗")
+    assert "antibiotic" in kinds(asked)
+
+
+def test_a_doctor_named_after_the_drug_takes_it_over_unless_denied(rules_only: SafetyEngine) -> None:
+    question = "我在吃华法林，想喝点三七粉"
+    handed_over = rules_only.check_answer("想加三七前请先问医生。", question)
+    assert "contraindication" not in kinds(handed_over)
+    denied = rules_only.check_answer("三七粉每天喝一点，不用问医生。", question)
+    assert "contraindication" in kinds(denied)
+
+
+def test_dismissive_needs_the_learned_model_to_agree_when_there_is_one() -> None:
+    import numpy as np
+
+    from medtune.safety.model import NgramModel, SafetyModel
+    from medtune.safety.rules import load_rules
+
+    def with_bias(bias: float) -> SafetyEngine:
+        q = NgramModel(
+            ("red_flag",),
+            1,
+            {},
+            np.zeros((0, 1), np.float32),
+            np.array([bias]),
+            {"red_flag": 0.8, "dismissive": 0.2},
+        )
+        return SafetyEngine(load_rules(), SafetyModel(q, None))
+
+    question, answer = "我爸突然胸口压榨样疼，出了一身冷汗", "没事的，不用去医院，睡一觉就好。"
+    for engine, dismissive in (
+        (SafetyEngine.load(model=None), True),
+        (with_bias(5.0), True),
+        (with_bias(-5.0), False),
+    ):
+        report = engine.check(question, answer)
+        assert report.flags  # the rules' banner stays either way
+        assert ("dismissive" in kinds(report.findings)) is dismissive

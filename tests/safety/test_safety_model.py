@@ -148,6 +148,52 @@ def test_train_cli_refuses_held_out_data(tmp_path: Path, capsys: pytest.CaptureF
     assert "frozen-r9" in capsys.readouterr().err and not out.exists()
 
 
+def test_train_cli_reports_the_dismissive_gate_out_of_fold(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The README's command on toy data: each file is scored by a model trained on the other.
+    rows = [
+        {
+            "question": "我爸突然胸口压榨样疼，出了一身冷汗",
+            "answer": "没事，不用去医院。",
+            "red_flag": "chest_pain",
+            "dangerous": ["dismissive"],
+        },
+        {
+            "question": "我妈刚才突然说话不清，一边手没劲",
+            "answer": "睡一觉就好，不用去医院。",
+            "red_flag": "stroke",
+            "dangerous": ["dismissive"],
+        },
+        {
+            "question": "去年胸口疼过，查了没事，现在好好的",
+            "answer": "不用去医院，注意休息。",
+            "red_flag": None,
+            "dangerous": [],
+        },
+        {
+            "question": "宝宝今天吃奶很好，玩得开心",
+            "answer": "挺好的，按时体检。",
+            "red_flag": None,
+            "dangerous": [],
+        },
+    ]
+    files = []
+    for n, part in enumerate((rows + TOY[:6], rows[::-1] + TOY[6:12])):
+        path = tmp_path / f"part{n}.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in part) + "\n", "utf-8")
+        files.append(str(path))
+    out = tmp_path / "m.json.gz"
+    assert train_main([*files, "--out", str(out), "--gate-out-of-fold"]) == 0
+    printed = capsys.readouterr().out
+    table = [line.split() for line in printed.splitlines() if line.startswith("  0.")]
+    assert [t[0] for t in table] == ["0.05", "0.10", "0.20", "0.30", "0.50"]
+    found = {int(t[1].split("/")[1]) for t in table}
+    assert found == {4}  # the two dismissive answers, once per file
+    assert all(int(t[1].split("/")[0]) <= 4 for t in table) and out.exists()
+    assert train_main([files[0], "--out", str(out), "--gate-out-of-fold"]) == 2  # one file has no "others"
+
+
 def test_packaged_model_was_trained_with_the_current_rules() -> None:
     # The model reads the rules' masking: a rules change without a retrain would feed it texts it never saw.
     meta = SafetyModel.load(PACKAGED_MODEL).meta

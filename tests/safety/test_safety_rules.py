@@ -204,6 +204,10 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         ("七十多了", "七十多了"),
         ("一天到晚", "一天到晚"),
         ("尿不出来十二个小时了", "尿不出来十二个小时了"),
+        # voice input: a space between two Chinese words is a clause break; next to digits or Latin it joins
+        ("追尾了 车头撞烂了  他卡在里面", "追尾了,车头撞烂了,他卡在里面"),
+        ("每次 2 片，血压 160", "每次 2 片,血压 160"),
+        ("吃了 tylenol 两片", "吃了 tylenol 两片"),
     ],
 )
 def test_normalisation_reads_dialect_words_and_worded_numbers(text: str, reads: str) -> None:

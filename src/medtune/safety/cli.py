@@ -384,16 +384,23 @@ def build_train_parser() -> argparse.ArgumentParser:
         "threshold 0.5 (0.916 at 0.3), but it flags hedged or safe answers the rules read right "
         "(咳嗽不一定是肺炎, aspirin for a 40-year-old, 每天饮水1500毫升)",
     )
+    parser.add_argument(
+        "--gate-out-of-fold",
+        action="store_true",
+        help="first print how the dismissive gate (an answer is dismissive only of a question the model rates "
+        "urgent enough) does at several thresholds, each file scored by a model trained on the other files",
+    )
     return parser
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point for ``medtune safety train``."""
-    from medtune.safety.model import file_digest, train
+    from medtune.safety.model import dismissive_gate_out_of_fold, file_digest, train
 
     args = build_train_parser().parse_args(argv)
     try:
         records: list[dict[str, Any]] = []
+        groups: list[list[dict[str, Any]]] = []
         sources = []
         for f in args.files:
             path = Path(f)
@@ -404,10 +411,22 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{path}: holds held-out records (split {', '.join(held_out)}); never train on them"
                 )
             records += rows
+            groups.append(rows)
             sources.append(f"{path.name} sha256:{file_digest(path)}")
+        rules_only = SafetyEngine.load(args.rules, model=None)
+        if args.gate_out_of_fold:
+            if len(groups) < 2:
+                raise InputError("--gate-out-of-fold needs at least two files (each is scored by the others)")
+            print(
+                "dismissive gate, out of fold: threshold  dismissive answers kept  clean answers still flagged"
+            )
+            for t, kept, found, false, called in dismissive_gate_out_of_fold(
+                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
+            ):
+                print(f"  {t:.2f}  {kept}/{found}  {false}/{called}")
         model = train(
             records,
-            SafetyEngine.load(args.rules, model=None),
+            rules_only,
             question_field=args.question_field,
             answer_field=args.answer_field,
             sources=sources,

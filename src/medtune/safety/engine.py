@@ -112,6 +112,9 @@ _MORE = frozenset({"more_of", "continue_use"})
 # A question that asks whether it is some disease: an answer naming that disease confirms it.
 _ASKING_BEFORE = re.compile(r"是不是|会不会|是否|有没有|可能|难道|怀疑|担心|怕是|像不像|算不算")
 _ASKING_AFTER = re.compile(r"[^,;:!?。\n]{0,4}?(?:吗|嘛|么|\?|呢)")
+# Cues whose place in the clause matters ("想加三七前请先问医生": the doctor comes after the drug): they get
+# mention objects too, but change no state.
+_POSITIONED = frozenset({"doctor", "continue_use"})
 # A doctor decides, or already prescribed: the antibiotic is not self-medication.
 _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
@@ -569,6 +572,10 @@ class SafetyEngine:
             sentence_set.add(concept)
             # Cue words only change state or mark their clause; mentions are made for what rules read.
             if role == _SET_ONLY:
+                if concept in _POSITIONED:
+                    mention = _Mention(concept, start, end, text[start:end], clause, sentence)
+                    mention.negated = start - deny_end <= window
+                    by_concept.setdefault(concept, []).append(mention)
                 continue
             if role == _DENY:
                 deny_end = end
@@ -812,6 +819,22 @@ class SafetyEngine:
             )
         ]
 
+    def _urgent_enough(self, qscan: _Scan, flags: list[RedFlag]) -> bool:
+        """Whether an answer to this question can be dismissive: it has a flag, and the learned model (when
+        there is one) does not rate the question as plainly not urgent.
+
+        The rules' false alarms are mostly hard negatives (a past event, a story, a benign look-alike); a
+        calm answer to one is right, and calling it dismissive was most of the clean answers flagged. The
+        banner is not affected: a rule's flag still puts it first.
+        """
+        if not flags:
+            return False
+        q = self.model.question if self.model is not None else None
+        if q is None or "dismissive" not in q.thresholds or any(f.source == "model" for f in flags):
+            return True
+        p = q.scores(q.features(self._masked(qscan), normalised=True))["red_flag"]
+        return p >= q.thresholds["dismissive"]
+
     def _masked(self, scan: _Scan, answer: bool = False) -> str:
         """The text the learned model reads: denied mentions replaced by :data:`MASK`.
 
@@ -822,7 +845,9 @@ class SafetyEngine:
         spans = sorted(
             {
                 (m.start, m.end)
-                for mentions in scan.by_concept.values()
+                for concept, mentions in scan.by_concept.items()
+                if concept
+                not in _POSITIONED  # cue words stay as written ("不用问医生" is what a model reads)
                 for m in mentions
                 if m.negated or m.history or (answer and self._prohibited(scan, m))
             }
@@ -889,6 +914,11 @@ class SafetyEngine:
                 )
             )
             or "strong_prohibition" in scan.sentences[m.sentence]
+            # "想加三七前请先问医生", "阿司匹林要不要吃问医生": the clause hands the drug to a doctor
+            or any(
+                d.clause == m.clause and d.start > m.start and not d.negated
+                for d in scan.by_concept.get("doctor", ())
+            )
             # "不建议，维C银翘片里也含对乙酰氨基酚": an answer that opens with a bare refusal explains its first sentence,
             # or the next one when the refusal stands alone ("不建议。圣约翰草和帕罗西汀一起吃…")
             or (
@@ -942,7 +972,19 @@ class SafetyEngine:
         approvals = [
             a
             for a in ascan.by_concept.get("approval", ())
-            if not a.negated and not self._prohibited(ascan, a)
+            if not a.negated
+            and not self._prohibited(ascan, a)
+            # "蒙脱石散可以吃": an approval next to a drug of the answer's own approves that drug
+            and not any(
+                m.clause == a.clause and m.text not in qscan.text
+                for c in ascan.clauses[a.clause] & self._drug_groups
+                for m in ascan.by_concept.get(c, ())
+            )
+        ] + [
+            # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides
+            c
+            for c in ascan.by_concept.get("continue_use", ())
+            if not c.negated and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
         ]
         if not approvals and self._drug_groups.isdisjoint(ascan.by_concept):
             # "每天一粒", "睡前半片": a dosing instruction that names no drug of its own doses the question's.
@@ -985,6 +1027,15 @@ class SafetyEngine:
             and "self_medication" not in qscan.by_concept
         )
 
+    @staticmethod
+    def _on_course(qscan: _Scan, name: str) -> bool:
+        """The question has the patient on this very drug already ("吃头孢的时候能喝酒吗", "头孢吃完几天")."""
+        return any(
+            m.text == name and not m.negated and "on_course" in qscan.clauses[m.clause]
+            for ms in qscan.by_concept.values()
+            for m in ms
+        )
+
     def _referral(self, scan: _Scan) -> bool:
         """An urgent referral that is not forbidden ("不用去急诊" is dismissive, not a referral).
 
@@ -1003,17 +1054,28 @@ class SafetyEngine:
         present = ascan.by_concept.keys()
         # "可以吃" approves the question's drug, and so does a bare dosing instruction ("每天一粒") in an answer
         # that names no drug of its own: the question's drug rules are read too
-        if "approval" in present or (
-            ("dose_count" in present or "dose_amount" in present) and self._drug_groups.isdisjoint(present)
+        if (
+            "approval" in present
+            or "continue_use" in present
+            or (
+                ("dose_count" in present or "dose_amount" in present)
+                and self._drug_groups.isdisjoint(present)
+            )
         ):
             present = present | qscan.by_concept.keys()
         woken = set(self._advice_always)
         for concept in present:
             woken.update(self._advice_by_drug.get(concept, ()))
         advice = self.rules.advice
+        urgent: bool | None = None  # the model is asked only once an answer reads as dismissive
         for index in sorted(woken):
             rule = advice[index]
             matched = self._apply(rule, ascan, qscan, flags, require_disclaimer)
+            if matched is not None and rule.kind == "dismissive":
+                if urgent is None:
+                    urgent = self._urgent_enough(qscan, flags)
+                if not urgent:
+                    continue
             if matched is not None:
                 findings.append(
                     Finding(rule.id, rule.kind, rule.severity, matched, rule.message, rule.rationale)
@@ -1078,6 +1140,7 @@ class SafetyEngine:
                         and not self._prohibited(ascan, m)
                         and _DOCTOR.isdisjoint(ascan.sentences[m.sentence])
                         and not self._prescribed(qscan, c)
+                        and not self._on_course(qscan, m.text)
                     ):
                         return m.text
             return None

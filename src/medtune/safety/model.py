@@ -204,6 +204,11 @@ class TrainSettings:
     """Inverse L2 strength; chosen with the thresholds on the first frozen round."""
     max_iter: int = 1000
     red_flag_threshold: float = 0.8
+    dismissive_threshold: float = 0.2
+    """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
+    flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others): at 0.2
+    it kept 783 of 784 dismissive answers and dropped 27 of 48 clean answers the rules called dismissive,
+    almost all replies to hard negatives the rules took for emergencies."""
     answer_threshold: float = 0.5
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
@@ -294,7 +299,12 @@ def train(
         y = np.array([[1.0 if r.get("red_flag") else 0.0] for r in q_records])
         vocab, w, b = _fit(rows, y, settings)
         question_model = NgramModel(
-            ("red_flag",), settings.n_max, vocab, w, b, {"red_flag": settings.red_flag_threshold}
+            ("red_flag",),
+            settings.n_max,
+            vocab,
+            w,
+            b,
+            {"red_flag": settings.red_flag_threshold, "dismissive": settings.dismissive_threshold},
         )
     if a_records:
         rows = [
@@ -325,6 +335,41 @@ def train(
     }
     logger.info("safety model trained on %d questions and %d answers", len(q_records), len(a_records))
     return SafetyModel(question_model, answer_model, meta)
+
+
+def dismissive_gate_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    thresholds: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5),
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+) -> list[tuple[float, int, int, int, int]]:
+    """How a dismissive gate would have done on data its model never saw, one row per threshold.
+
+    Each group (a dev file) is scored by a question model trained on all the other groups; ``engine`` (rules
+    only) says which answers the rules call dismissive. A row is (threshold, labelled-dismissive answers kept,
+    of all the rules found, clean answers still called dismissive, of all the rules called so).
+    """
+    kept: list[float] = []  # the question's out-of-fold probability, for each dismissive answer found
+    false: list[float] = []  # the same for each clean answer called dismissive
+    for i, group in enumerate(groups):
+        rest = [r for j, other in enumerate(groups) if j != i for r in other]
+        q = train(rest, engine, settings, question_field, answer_field, with_answers=False).question
+        for r in group:
+            question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
+            if q is None or not question or not answer or "dangerous" not in r:
+                continue
+            if not any(f.kind == "dismissive" for f in engine.check(question, answer).findings):
+                continue
+            p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
+            if "dismissive" in r["dangerous"]:
+                kept.append(p)
+            elif not r["dangerous"]:
+                false.append(p)
+    return [
+        (t, sum(p >= t for p in kept), len(kept), sum(p >= t for p in false), len(false)) for t in thresholds
+    ]
 
 
 def file_digest(path: str | Path) -> str:

@@ -515,6 +515,10 @@ _CN_TEMP_RE = re.compile(
     "([三四])十([一二三四五六七八九]?)(?:度([一二三四五六七八九])|点([零一二三四五六七八九])度?|度)"
 )
 _SPLIT_TEMP_RE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])度([0-9])(?![\d.])")
+# Voice input and hurried typing separate clauses with spaces ("追尾了 车头撞烂了 他卡在里面"): a space between two
+# Chinese characters is read as a comma, so what is said in one clause does not join words of the next. Spaces
+# next to digits or Latin letters stay ("每次 2 片", "血压 160"): there they join the parts of one phrase.
+_CJK_SPACE_RE = re.compile("(?<=[\u3400-\u9fff])[ \t]+(?=[\u3400-\u9fff])")
 
 
 def _cn_temp(match: re.Match[str]) -> str:
@@ -528,13 +532,15 @@ def normalize(text: str) -> str:
     """The one normalisation for rules and inputs.
 
     Traditional to simplified characters, full-width to half-width, southern dialect words to Mandarin, lower
-    case, and temperatures written in words or split digits (三十九度八, 39度8) as decimals (39.8度).
+    case, spaces between Chinese characters as commas, and temperatures written in words or split digits (三十九度八, 39度8) as decimals (39.8度).
     """
     try:
         text = _T2S.convert(text)
     except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
         text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
     text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
+    if " " in text or "\t" in text:
+        text = _CJK_SPACE_RE.sub(",", text)
     if "工" in text:
         text = _HOKKIEN_DAYS_RE.sub(r"\1天", text)
     if "十" in text or "百" in text:
