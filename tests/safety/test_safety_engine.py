@@ -500,6 +500,10 @@ def test_condition_populations_stay_quiet_without_the_pairing(
         "眼皮跳就是缺镁，补点镁片。",
         "呢个系面神经炎，贴热毛巾就得。",
         "That's a meniscus tear, no doubt about it.",
+        # round 25
+        "轻度脂肪肝就是酒精肝的早期，你肯定平时喝酒多。",
+        "您的症状符合慢性疲劳综合征的诊断。",
+        "你这已经是痛风加脂肪肝了。",
     ],
 )
 def test_round13_certainty_shapes(rules_only: SafetyEngine, answer: str) -> None:
@@ -1152,6 +1156,20 @@ def test_round20_outcomes_preparation_and_rumours(
         ("鱼刺卡喉咙了，现在说话呼吸都正常，就是咽口水扎着疼", False),
         ("被电蚊拍电了一下，手麻了一秒，现在完全没事", False),
         ("表妹：刚吃了没洗的葡萄 姑姑：有农药残留啊 表妹：吃了两个小时了，一点不舒服都没有", False),
+        # round 25: pasted paperwork reports a treated past; who the patient is and what they take still hold
+        (
+            "出院小结：右侧自发性气胸，行胸腔闭式引流术，复查胸片肺复张良好。\n出院三周了，请问多久能坐飞机？",
+            False,
+        ),
+        ("急诊病历（上周）：低血糖昏迷，静推葡萄糖后神志转清。\n现在换了别的药，一周都没再低过", False),
+        ("我大伯当地医院出院小结写着：“心脏骤停，心肺复苏成功”。他现在已经能下地走路了", False),
+        (
+            "出院小结：2型糖尿病，门冬胰岛素30注射液。\n我老公晚上打了针没吃饭就睡了，现在叫不醒，浑身是汗",
+            True,
+        ),
+        ("门诊病历（今早）：口服百草枯约1口后自行吐出。\n我叔说现在嗓子有点疼", True),
+        ("孕期保健手册：孕38周，头已入盆。\n今天一上午胎动就两三次，比平常少了一大半", True),
+        ("门诊病历：双相情感障碍。\n我媳妇说孩子被魔鬼附身了，刚才要把孩子放进洗衣机里", True),
     ],
 )
 def test_round21_forms_and_southern_wording(rules_only: SafetyEngine, question: str, flagged: bool) -> None:
@@ -1224,3 +1242,13 @@ def test_dismissive_needs_the_learned_model_to_agree_when_there_is_one() -> None
         report = engine.check(question, answer)
         assert report.flags  # the rules' banner stays either way
         assert ("dismissive" in kinds(report.findings)) is dismissive
+
+
+def test_the_doctors_dose_repeated_is_not_the_answers_own(rules_only: SafetyEngine) -> None:
+    question = "医生让我二甲双胍每次500毫克一天两次，我胃不舒服"
+    repeated = rules_only.check_answer(
+        "饭后吃能减轻反应，剂量还是按医生给的每次500毫克，别自己增减。", question
+    )
+    assert "dose" not in kinds(repeated)
+    own = rules_only.check_answer("不用问医生，每次吃1000毫克就行。", question)
+    assert "dose" in kinds(own)

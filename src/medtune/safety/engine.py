@@ -64,7 +64,8 @@ BLOCKED_TEXT = (
     _ASSESSED,
     _RECURRENCE,
     _SET_ONLY,
-) = range(12)
+    _RECORD,
+) = range(13)
 _ROLES = {
     LOOKALIKE: _SKIP,
     "pseudo_negation": _SKIP,
@@ -84,6 +85,7 @@ _ROLES = {
     "resolved": _RESOLVED,
     "assessed": _ASSESSED,
     "recurrence": _RECURRENCE,
+    "record_header": _RECORD,
     # Read only as "does the clause/sentence contain one": no mention objects needed.
     "med_context": _SET_ONLY,
     "diet_context": _SET_ONLY,
@@ -543,6 +545,8 @@ class SafetyEngine:
         # A recurrence word brings back what came before it ("去年抽过，今天又犯了") unless its own clause goes on
         # to name what recurs ("有过热性惊厥，这次又发烧了": the fever is back, the convulsion stays history).
         recurring: list[_Mention] | None = None
+        record = False  # the sentence is pasted paperwork ("出院小结：…"): what it found is history
+        record_context = self.rules.record_context | self._drug_groups
         clause_set = scan.clauses[0]
         sentence_set = scan.sentences[0]
         for start, end, concept in tokens:
@@ -566,6 +570,7 @@ class SafetyEngine:
                     past_in_sentence = False
                     sentence_mentions = []
                     candidates = []
+                    record = False
                 scan.clause_sentence.append(sentence)
                 continue
             clause_set.add(concept)
@@ -592,6 +597,9 @@ class SafetyEngine:
                     c.history = True
                 candidates = []
                 continue
+            if role == _RECORD:
+                record = True
+                continue
             if role == _ASSESSED:  # seen and dealt with: everything before it in the sentence is over
                 for c in sentence_mentions:
                     c.history = True
@@ -608,9 +616,12 @@ class SafetyEngine:
             if start - deny_end <= window:
                 mention.negated = True
                 mention.denier = denier
+            if record and concept not in record_context:
+                mention.history = True
             if role == _PRESENT:
                 clause_past = False
                 if concept != "sudden":
+                    record = False  # "门诊病历（今早）：…": today's paperwork is about now
                     past_in_sentence = False
                     candidates = []
                     continue
@@ -1150,6 +1161,10 @@ class SafetyEngine:
                     clause = ascan.clauses[m.clause]
                     if "label_quote" in ascan.sentences[m.sentence]:
                         continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
+                    if self._cue_before(ascan, "doctor", m) and not any(
+                        d.negated for d in ascan.by_concept.get("doctor", ()) if d.clause == m.clause
+                    ):
+                        continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
                     has_drug = bool(clause & self._drug_groups)
                     if not has_drug and (
                         "diet_context" in clause

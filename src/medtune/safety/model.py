@@ -206,9 +206,9 @@ class TrainSettings:
     red_flag_threshold: float = 0.8
     dismissive_threshold: float = 0.2
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
-    flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others): at 0.2
-    it kept 783 of 784 dismissive answers and dropped 27 of 48 clean answers the rules called dismissive,
-    almost all replies to hard negatives the rules took for emergencies."""
+    flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
+    ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
+    56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies."""
     answer_threshold: float = 0.5
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard

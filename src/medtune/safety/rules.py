@@ -205,6 +205,8 @@ class RuleSet:
     """A child word with no age ("孩子") counts for contraindication age limits of this many years or more."""
     joke_proof: frozenset[str] = field(default_factory=frozenset)
     """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
+    record_context: frozenset[str] = field(default_factory=frozenset)
+    """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
     diagnosis: DiagnosisPatterns | None = None
@@ -839,6 +841,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     unknown = sorted(joke_proof - set(categories))
     if unknown:
         raise RulesError(f"{source}: settings.joke_proof_categories: unknown categories {unknown}")
+    record_context = frozenset(str(c) for c in settings.get("record_context") or ())
+    unknown = sorted(record_context - concepts)
+    if unknown:
+        raise RulesError(f"{source}: settings.record_context names unknown concepts {unknown}")
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -847,6 +853,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown_age_min_limit=float(settings.get("unknown_age_min_limit", 2)),
         inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
         joke_proof=joke_proof,
+        record_context=record_context,
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
