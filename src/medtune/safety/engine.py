@@ -16,7 +16,9 @@ Reading of a mention, in the order the engine applies it:
   between, or a past word earlier in the sentence is followed later in the sentence by a resolution
   (已经好了, 痊愈 …), or anything earlier in the sentence is followed by an outcome of care (出院了, 母子平安,
   医院看过说没事). A recurrence word (又, 再次, 复发) later in the same sentence cancels history, unless its
-  own clause names what recurs ("有过热性惊厥，这次又发烧了").
+  own clause names what recurs ("有过热性惊厥，这次又发烧了"). Pasted paperwork (出院小结, 急诊病历（上周）) makes
+  the rest of its sentence history, except what ``settings.record_context`` keeps (ages, pregnancy, drugs,
+  long-term conditions) and unless a present-time word dates it today.
 """
 
 from __future__ import annotations
@@ -853,12 +855,12 @@ class SafetyEngine:
         drug, population) the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林)
         becomes one mask character, and the model learns from what is left, the negation words included.
         """
+        # Positioned cue words stay as written: "不用问医生" is what the model should read.
         spans = sorted(
             {
                 (m.start, m.end)
                 for concept, mentions in scan.by_concept.items()
-                if concept
-                not in _POSITIONED  # cue words stay as written ("不用问医生" is what a model reads)
+                if concept not in _POSITIONED
                 for m in mentions
                 if m.negated or m.history or (answer and self._prohibited(scan, m))
             }
