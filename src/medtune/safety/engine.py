@@ -34,6 +34,7 @@ from medtune.data.structure import DISCLAIMER_NOTICE, EMERGENCY_NOTICE, SAFETY_N
 from medtune.safety.model import ANSWER_KINDS, ModelError, SafetyModel
 from medtune.safety.rules import (
     CLAUSE_SEP,
+    CN_DIGIT_VALUE,
     LOOKALIKE,
     SENTENCE_SEP,
     AdviceRule,
@@ -130,7 +131,6 @@ _FLARE_TAIL = re.compile(
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
 # With a danger named in the sentence, these make it a warning: a refusal, or "ask the doctor".
 _WARNED = frozenset({"prohibition", "refuse_bare", "doctor"})
-_NUMERALS = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
 # A word inside a longer one right after these is negated by it ("不出汗", "没发烧"): it lends no meaning.
@@ -270,8 +270,8 @@ def _parse_number(text: str) -> float | None:
         return float(token)
     if "十" in token:
         tens, _, ones = token.partition("十")
-        return float(_NUMERALS.get(tens, 1) * 10 + _NUMERALS.get(ones, 0))
-    return float(_NUMERALS.get(token[0], 0))
+        return float(CN_DIGIT_VALUE.get(tens, 1) * 10 + CN_DIGIT_VALUE.get(ones, 0))
+    return float(CN_DIGIT_VALUE.get(token[0], 0))
 
 
 def _age_years(mention: _Mention) -> float | None:
@@ -311,6 +311,8 @@ class SafetyEngine:
         )
         self._drug_groups = rules.drug_groups
         self._inner = rules.inner_concepts
+        # What pasted paperwork leaves current: the settings' list and every drug group.
+        self._record_context = rules.record_context | rules.drug_groups
         # Each rule's drug concepts (groups expanded) in a fixed order: a finding names the same drug whatever
         # the interpreter's hash seed.
         self._rule_drug_order = {
@@ -548,7 +550,7 @@ class SafetyEngine:
         # to name what recurs ("有过热性惊厥，这次又发烧了": the fever is back, the convulsion stays history).
         recurring: list[_Mention] | None = None
         record = False  # the sentence is pasted paperwork ("出院小结：…"): what it found is history
-        record_context = self.rules.record_context | self._drug_groups
+        record_context = self._record_context
         clause_set = scan.clauses[0]
         sentence_set = scan.sentences[0]
         for start, end, concept in tokens:
@@ -928,10 +930,7 @@ class SafetyEngine:
             )
             or "strong_prohibition" in scan.sentences[m.sentence]
             # "想加三七前请先问医生", "阿司匹林要不要吃问医生": the clause hands the drug to a doctor
-            or any(
-                d.clause == m.clause and d.start > m.start and not d.negated
-                for d in scan.by_concept.get("doctor", ())
-            )
+            or self._doctor_in_clause(scan, m, after=True)
             # "不建议，维C银翘片里也含对乙酰氨基酚": an answer that opens with a bare refusal explains its first sentence,
             # or the next one when the refusal stands alone ("不建议。圣约翰草和帕罗西汀一起吃…")
             or (
@@ -968,6 +967,14 @@ class SafetyEngine:
                 )
                 and not _SEEK_CARE.isdisjoint(scan.sentences[m.sentence])
             )
+        )
+
+    @staticmethod
+    def _doctor_in_clause(scan: _Scan, m: _Mention, after: bool) -> bool:
+        """A doctor, not denied ("不用问医生"), named in the mention's clause after it (or before it)."""
+        return any(
+            d.clause == m.clause and (d.start > m.start) is after and not d.negated
+            for d in scan.by_concept.get("doctor", ())
         )
 
     @staticmethod
@@ -1163,9 +1170,7 @@ class SafetyEngine:
                     clause = ascan.clauses[m.clause]
                     if "label_quote" in ascan.sentences[m.sentence]:
                         continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
-                    if self._cue_before(ascan, "doctor", m) and not any(
-                        d.negated for d in ascan.by_concept.get("doctor", ()) if d.clause == m.clause
-                    ):
+                    if self._doctor_in_clause(ascan, m, after=False):
                         continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
                     has_drug = bool(clause & self._drug_groups)
                     if not has_drug and (

@@ -208,7 +208,8 @@ class TrainSettings:
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
     flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
-    56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies."""
+    56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
+    (the scores are out of fold; the rules' findings on the dev set are fit)."""
     answer_threshold: float = 0.5
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard

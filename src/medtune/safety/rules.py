@@ -230,6 +230,9 @@ def _compat(match: re.Match[str]) -> str:
     return _COMPAT[match.group()]
 
 
+# Value of each Chinese digit (the engine reads ages and counts with it too).
+CN_DIGIT_VALUE = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
+
 # Southern Chinese written the way it is spoken (Cantonese, Hokkien, Shanghainese, Hakka): words with one
 # Mandarin reading, so every Mandarin phrase of the rules applies ("阿妈头先呕咗" reads "阿妈刚才吐了"). Keys are
 # in their form after OpenCC and the character table above (咗 is already 了), longest first; single
@@ -376,7 +379,6 @@ _DIALECT = {
     "行路": "走路",
     "袂行": "走不了",
     "袂": "不",
-    "毋庸": "毋庸",
     "毋": "不",
     "伫": "在",
     "眠床": "床",
@@ -463,7 +465,12 @@ _DIALECT = {
     "厓": "我",
 }
 # Mandarin uses a few keys too: 头先着地 is "head first", not "just now".
-_DIALECT_GUARD = {"头先": "(?![着落撞磕摔倒碰])", "贼": "(?=[快疼痛难冷热多大高厉猛])", "拉肚": "(?!子)"}
+_DIALECT_GUARD = {
+    "头先": "(?![着落撞磕摔倒碰])",
+    "贼": "(?=[快疼痛难冷热多大高厉猛])",
+    "拉肚": "(?!子)",
+    "毋": "(?!庸)",  # 毋庸置疑
+}
 _DIALECT_RE = re.compile(
     "|".join(re.escape(k) + _DIALECT_GUARD.get(k, "") for k in sorted(_DIALECT, key=len, reverse=True))
 )
@@ -482,7 +489,6 @@ _CN_NUMBER_RE = re.compile(
     # the second number of a blood pressure: 一百七/一百一十
     f"|(?<=/)((?:{_CN_NUM}百(?:零?{_CN_NUM}(?:十{_CN_NUM}?)?|{_CN_NUM})?)|(?:{_CN_NUM}?十{_CN_NUM}?))"
 )
-_CN_VALUE = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"两": 2}
 
 
 def _cn_number(match: re.Match[str]) -> str:
@@ -490,16 +496,16 @@ def _cn_number(match: re.Match[str]) -> str:
     value = 0
     if "百" in text:
         hundreds, _, rest = text.partition("百")
-        value = _CN_VALUE[hundreds] * 100
+        value = CN_DIGIT_VALUE[hundreds] * 100
         rest = rest.lstrip("零")
         if rest and "十" not in rest:  # 一百七 is 170, 一百零七 is 107
-            return str(value + _CN_VALUE[rest] * (1 if text.find("零") > 0 else 10))
+            return str(value + CN_DIGIT_VALUE[rest] * (1 if text.find("零") > 0 else 10))
         text = rest
     if "十" in text:
         tens, _, ones = text.partition("十")
-        value += (_CN_VALUE[tens] if tens else 1) * 10 + (_CN_VALUE[ones] if ones else 0)
+        value += (CN_DIGIT_VALUE[tens] if tens else 1) * 10 + (CN_DIGIT_VALUE[ones] if ones else 0)
     elif text:
-        value += _CN_VALUE[text]
+        value += CN_DIGIT_VALUE[text]
     return str(value)
 
 
@@ -512,7 +518,6 @@ _HOKKIEN_DAYS_RE = re.compile("(\\d+|[一二两三四五六七八九十几]+)工
 # a short question; simplified text passes through unchanged.
 _T2S = opencc.OpenCC("t2s")
 # Temperatures in words or split digits, read as numbers so "三十九度八" and "39度8" meet the fever patterns.
-_CN_DIGITS = {ch: str(i) for i, ch in enumerate("零一二三四五六七八九")}
 _CN_TEMP_RE = re.compile(
     "([三四])十([一二三四五六七八九]?)(?:度([一二三四五六七八九])|点([零一二三四五六七八九])度?|度)"
 )
@@ -525,16 +530,17 @@ _CJK_SPACE_RE = re.compile("(?<=[\u3400-\u9fff])[ \t]+(?=[\u3400-\u9fff])")
 
 def _cn_temp(match: re.Match[str]) -> str:
     tens = "3" if match.group(1) == "三" else "4"
-    ones = _CN_DIGITS.get(match.group(2), "0") if match.group(2) else "0"
+    ones = str(CN_DIGIT_VALUE[match.group(2)]) if match.group(2) else "0"
     dec = match.group(3) or match.group(4)
-    return f"{tens}{ones}.{_CN_DIGITS[dec]}度" if dec else f"{tens}{ones}度"
+    return f"{tens}{ones}.{CN_DIGIT_VALUE[dec]}度" if dec else f"{tens}{ones}度"
 
 
 def normalize(text: str) -> str:
     """The one normalisation for rules and inputs.
 
-    Traditional to simplified characters, full-width to half-width, southern dialect words to Mandarin, lower
-    case, spaces between Chinese characters as commas, and temperatures written in words or split digits (三十九度八, 39度8) as decimals (39.8度).
+    Traditional to simplified characters, full-width to half-width, southern and northern dialect words to
+    Mandarin, lower case, spaces between Chinese characters as commas, Hokkien day counts (十二工), numbers in
+    words before a unit as digits, and temperatures in words or split digits (三十九度八, 39度8) as decimals.
     """
     try:
         text = _T2S.convert(text)
