@@ -114,6 +114,12 @@ _QUESTION_ONLY = frozenset({"assessed"})
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
 _MORE = frozenset({"more_of", "continue_use"})
+# A count or amount in the clause makes an echoed drug an instruction ("嚼服三片阿司匹林").
+_DOSED = frozenset({"dose_count", "dose_unit", "dose_amount"})
+# Taking two drugs together ("一起喝", "再加点").
+_TOGETHER = frozenset({"co_use", "more_of"})
+# Words for the baby a pregnant patient carries.
+_UNBORN = frozenset({"宝宝", "胎儿", "baby", "宝贝", "胎宝宝"})
 # A question that asks whether it is some disease: an answer naming that disease confirms it.
 _ASKING_BEFORE = re.compile(r"是不是|会不会|是否|有没有|可能|难道|怀疑|担心|怕是|像不像|算不算")
 _ASKING_AFTER = re.compile(r"[^,;:!?。\n]{0,4}?(?:吗|嘛|么|\?|呢)")
@@ -125,6 +131,7 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
+_PATIENT_SUBJECT = re.compile(r"(?:你|您)(?:这|的|家)")
 _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
@@ -680,8 +687,12 @@ class SafetyEngine:
         child_words = (
             scan.by_concept.get("child_word", ()) if max_age >= self.rules.unknown_age_min_limit else ()
         )
+        # In a pregnancy "宝宝" is the baby not yet born ("怀孕了，吃阿司匹林会不会伤宝宝"): the mother is the patient.
+        pregnant = "pregnant" in scan.first or "late_pregnancy" in scan.first
         for m in child_words:
             if m.negated or m.history or (answer_side and self._prohibited(scan, m)):
+                continue
+            if pregnant and m.text in _UNBORN:
                 continue
             attached = [
                 y
@@ -738,6 +749,24 @@ class SafetyEngine:
         for m in ascan.by_concept.get(concept, ()):
             if not m.negated and not self._prohibited(ascan, m):
                 return m
+        return None
+
+    def _co_advised(self, ascan: _Scan, drugs: list[_Mention], group: str) -> _Mention | None:
+        """The answer itself puts the patient on both drugs of a pair ("藿香正气水和头孢一起喝", "布洛芬再加点阿司匹林").
+
+        A drug-group population is otherwise what the question says the patient takes; an answer that names
+        the pair in one sentence with a word for taking them together advises the pair.
+        """
+        for other in ascan.by_concept.get(group, ()):
+            if other.negated or other.history or self._prohibited(ascan, other):
+                continue
+            for m in drugs:
+                if (
+                    m.sentence == other.sentence
+                    and m.text != other.text
+                    and not _TOGETHER.isdisjoint(ascan.sentences[m.sentence])
+                ):
+                    return other
         return None
 
     # ------------------------------------------------------------------------------------------ triage
@@ -1122,12 +1151,14 @@ class SafetyEngine:
                 drugs = [m for m in drugs if not self._age_floor_at_least(ascan, m.clause, rule.max_age)]
             if rule.flagged:
                 # The patient's own drug or the poison, named in the question, is echoed by any answer ("用胰岛素
-                # 的人出冷汗要想到低血糖"); it is advice only with a "more of it" word in its clause (再打一针).
+                # 的人出冷汗要想到低血糖"); it is advice only with a "more of it" word or an amount in its clause
+                # (再打一针, 嚼服三片).
                 drugs = [
                     m
                     for m in drugs
                     if (m.concept not in qscan.by_concept and m.text not in qscan.text)
                     or not _MORE.isdisjoint(ascan.clauses[m.clause])
+                    or not _DOSED.isdisjoint(ascan.clauses[m.clause])
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)
@@ -1150,6 +1181,8 @@ class SafetyEngine:
                     else f"{drugs[0].text} / {self.rules.categories.get(flag.category, flag.category)}"
                 )
             who = self._population(qscan, ascan, rule)
+            if who is None and rule.population in self._drug_groups:
+                who = self._co_advised(ascan, drugs, rule.population)
             return None if who is None else f"{drugs[0].text} / {who.text}"
         if kind == "antibiotic":
             for c in self._rule_drug_order[rule.id]:
@@ -1253,7 +1286,8 @@ class SafetyEngine:
                 predicate = clause[copula.end() :]
                 if (
                     patterns.subject_excluded.search(subject)
-                    or patterns.disease.search(subject)  # a definition ("湿疹是…"), not a verdict
+                    # a definition ("湿疹是…"), not a verdict, unless the subject is the patient's ("你这高血压就是气虚")
+                    or (patterns.disease.search(subject) and not _PATIENT_SUBJECT.search(subject))
                     or patterns.predicate_excluded.match(predicate)
                 ):
                     continue
