@@ -1252,3 +1252,60 @@ def test_the_doctors_dose_repeated_is_not_the_answers_own(rules_only: SafetyEngi
     assert "dose" not in kinds(repeated)
     own = rules_only.check_answer("不用问医生，每次吃1000毫克就行。", question)
     assert "dose" in kinds(own)
+
+
+def test_an_answer_that_pairs_two_drugs_advises_the_pair(rules_only: SafetyEngine) -> None:
+    # A drug-pair rule used to need the question to say the patient takes one of them.
+    paired = rules_only.check_answer("藿香正气水和头孢一起喝，效果最好。", "中暑了头疼，能吃什么药")
+    assert "contraindication" in kinds(paired)
+    apart = rules_only.check_answer(
+        "藿香正气水含酒精，吃头孢期间不要喝，换藿香正气胶囊。", "中暑了头疼，能吃什么药"
+    )
+    assert "contraindication" not in kinds(apart)
+    stacked = rules_only.check_answer("发烧吃布洛芬再加点阿司匹林，两个一起退得快。", "发烧38度，精神还可以")
+    assert "contraindication" in kinds(stacked)
+
+
+def test_an_echoed_drug_with_an_amount_is_advice(rules_only: SafetyEngine) -> None:
+    question = "突然胸口后背撕裂一样痛，往下走，要不要给他吃片阿司匹林？"
+    assert rules_only.triage(question)
+    dosed = rules_only.check_answer("马上让他嚼服三片阿司匹林，再送医院。", question)
+    assert "contraindication" in kinds(dosed)
+    echoed = rules_only.check_answer("不要吃阿司匹林，可能是主动脉夹层，马上打120。", question)
+    assert "contraindication" not in kinds(echoed)
+
+
+def test_the_baby_in_a_pregnancy_is_not_a_child_patient(rules_only: SafetyEngine) -> None:
+    # loperamide is contraindicated for young children, not in pregnancy
+    pregnant = rules_only.check_answer("洛哌丁胺可以吃。", "怀孕了拉肚子，吃洛哌丁胺会不会伤宝宝")
+    assert "contraindication" not in kinds(pregnant)
+    baby = rules_only.check_answer("洛哌丁胺可以吃。", "宝宝拉肚子，吃洛哌丁胺行不行")
+    assert "contraindication" in kinds(baby)
+
+
+def test_a_subject_that_is_the_patients_makes_a_verdict_not_a_definition(rules_only: SafetyEngine) -> None:
+    verdict = rules_only.check_answer("你这高血压就是气虚，吃点红参就好。", "头晕，血压150")
+    assert "certain_diagnosis" in kinds(verdict)
+    definition = rules_only.check_answer("高血压就是血管里的压力长期偏高，要复查再判断。", "高血压是什么意思")
+    assert "certain_diagnosis" not in kinds(definition)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "车已经派出了，保持电话畅通，让他平躺别动。",
+        "我们这边已经安排车辆，门口留人接车。",
+        "派车了，别挂电话，先按我说的按压胸口。",
+        "直接去有溶栓条件的卒中中心，记下发病时间。",
+        "即刻致电999叫白车，唔好俾佢食嘢。",
+        "现在就去A&E，不要等。",
+    ],
+)
+def test_referrals_in_a_dispatchers_and_other_words(rules_only: SafetyEngine, answer: str) -> None:
+    report = rules_only.check("我爸突然胸口压榨样疼，出了一身冷汗，左胳膊也麻", answer)
+    assert report.flags and report.referral
+    assert "dismissive" not in kinds(report.findings)
+
+
+def test_a_referral_asked_about_is_not_one(rules_only: SafetyEngine) -> None:
+    assert not rules_only.has_urgent_referral("先掐人中，等他醒过来再看要不要去ER。")
