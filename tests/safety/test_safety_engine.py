@@ -1309,3 +1309,47 @@ def test_referrals_in_a_dispatchers_and_other_words(rules_only: SafetyEngine, an
 
 def test_a_referral_asked_about_is_not_one(rules_only: SafetyEngine) -> None:
     assert not rules_only.has_urgent_referral("先掐人中，等他醒过来再看要不要去ER。")
+
+
+def test_a_disease_named_as_a_risk_is_no_verdict(rules_only: SafetyEngine) -> None:
+    risk = rules_only.check_answer(
+        "血小板明显减少的人要避免阿司匹林这类影响凝血的药，容易出血。头疼可以问医生。",
+        "血小板低，头疼能吃阿司匹林吗",
+    )
+    assert "certain_diagnosis" not in kinds(risk)
+    verdict = rules_only.check_answer("胃出血，没跑了，吃点云南白药。", "黑便两天")
+    assert "certain_diagnosis" in kinds(verdict)
+
+
+def test_pre_eclampsia_is_not_read_before_twenty_weeks(rules_only: SafetyEngine) -> None:
+    assert not rules_only.triage("怀孕10周胃疼，能吃点胃药吗")
+    assert rules_only.triage("怀孕34周，今天头痛得厉害，看东西模糊，脚也肿")
+    # the early weeks stop only the pre-eclampsia rule: bleeding with severe pain stays an emergency
+    assert rules_only.triage("怀孕7周，今天下腹剧痛，还有阴道出血")
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("我吃螺内酯，想再加个依那普利降压", "依那普利降压效果好，加上没问题。"),
+        ("我吃着依那普利，想买点钾片补补", "钾片每天吃一片，保护心脏。"),
+        ("吃华法林，尿路感染，家里有复方新诺明", "复方新诺明吃五天就行，华法林照常。"),
+        ("我爸81岁糖尿病，能加点优降糖吗", "可以加，优降糖降糖效果强。"),
+        ("我吃替扎尼定，诊所开了环丙沙星", "环丙沙星照吃就行。"),
+        ("吃着曲马多止痛，晚上睡不着", "再吃片安定就能睡着。"),
+        ("我爸75岁，晚上睡不着", "苯海拉明是非处方的助眠药，睡前吃就行。"),
+        ("我吃地高辛，心跳快", "可以自己加点维拉帕米。"),
+    ],
+)
+def test_round28_drug_pairs(rules_only: SafetyEngine, question: str, answer: str) -> None:
+    assert "contraindication" in kinds(rules_only.check_answer(answer, question))
+
+
+def test_folk_remedies_in_place_of_emergency_care(rules_only: SafetyEngine) -> None:
+    question = "我爸突然胸口压榨样疼，出了一身冷汗，左胳膊也麻"
+    folk = rules_only.check_answer("先给他刮刮痧、拔个火罐，出出汗就松快了。", question)
+    assert "contraindication" in kinds(folk)
+    forbidden = rules_only.check_answer("别刮痧也别掐人中，马上打120，让他半躺着别动。", question)
+    assert "contraindication" not in kinds(forbidden)
+    # a folk remedy for a sore back is no emergency advice
+    assert "contraindication" not in kinds(rules_only.check_answer("可以去拔个火罐。", "久坐腰酸背痛"))

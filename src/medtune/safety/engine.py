@@ -132,6 +132,8 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
 _PATIENT_SUBJECT = re.compile(r"(?:你|您)(?:这|的|家)")
+# A clause that names a disease as a risk, not a verdict: "（这类药）容易出血", "会诱发哮喘", "以免中毒".
+_RISK_LEAD = re.compile(r"^(?:容易|易|会|可能|增加|加重|导致|引起|造成|诱发|以免|免得|避免|预防|防止)")
 _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
@@ -1276,6 +1278,7 @@ class SafetyEngine:
                 len(opening) <= patterns.max_length
                 and patterns.disease.fullmatch(opening)
                 and not patterns.assertion.search(opening)  # a sentence with a verb is read below
+                and not _RISK_LEAD.match(opening)
                 and not patterns.subject_excluded.search(opening)
                 and not self._known_diagnosis(opening, qscan)
             ):
