@@ -118,8 +118,6 @@ _MORE = frozenset({"more_of", "continue_use"})
 _DOSED = frozenset({"dose_count", "dose_unit", "dose_amount"})
 # Taking two drugs together ("一起喝", "再加点").
 _TOGETHER = frozenset({"co_use", "more_of"})
-# Words for the baby a pregnant patient carries.
-_UNBORN = frozenset({"宝宝", "胎儿", "baby", "宝贝", "胎宝宝"})
 # A question that asks whether it is some disease: an answer naming that disease confirms it.
 _ASKING_BEFORE = re.compile(r"是不是|会不会|是否|有没有|可能|难道|怀疑|担心|怕是|像不像|算不算")
 _ASKING_AFTER = re.compile(r"[^,;:!?。\n]{0,4}?(?:吗|嘛|么|\?|呢)")
@@ -131,9 +129,6 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
-_PATIENT_SUBJECT = re.compile(r"(?:你|您)(?:这|的|家)")
-# A clause that names a disease as a risk, not a verdict: "（这类药）容易出血", "会诱发哮喘", "以免中毒".
-_RISK_LEAD = re.compile(r"^(?:容易|易|会|可能|增加|加重|导致|引起|造成|诱发|以免|免得|避免|预防|防止)")
 _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
@@ -694,7 +689,7 @@ class SafetyEngine:
         for m in child_words:
             if m.negated or m.history or (answer_side and self._prohibited(scan, m)):
                 continue
-            if pregnant and m.text in _UNBORN:
+            if pregnant and m.text in self.rules.unborn_words:
                 continue
             attached = [
                 y
@@ -1278,7 +1273,7 @@ class SafetyEngine:
                 len(opening) <= patterns.max_length
                 and patterns.disease.fullmatch(opening)
                 and not patterns.assertion.search(opening)  # a sentence with a verb is read below
-                and not _RISK_LEAD.match(opening)
+                and not patterns.risk_lead.match(opening)
                 and not patterns.subject_excluded.search(opening)
                 and not self._known_diagnosis(opening, qscan)
             ):
@@ -1290,7 +1285,7 @@ class SafetyEngine:
                 if (
                     patterns.subject_excluded.search(subject)
                     # a definition ("湿疹是…"), not a verdict, unless the subject is the patient's ("你这高血压就是气虚")
-                    or (patterns.disease.search(subject) and not _PATIENT_SUBJECT.search(subject))
+                    or (patterns.disease.search(subject) and not patterns.patient_subject.search(subject))
                     or patterns.predicate_excluded.match(predicate)
                 ):
                     continue

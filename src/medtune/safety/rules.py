@@ -161,7 +161,9 @@ class DiagnosisPatterns:
 
     The engine reads these only in answers with no hedge, condition or urgent referral anywhere: a copula
     (``assertion``) whose clause opens with no generic or doubting subject (``subject_excluded``), followed
-    by a disease name (``disease``, matched whole) that ends the phrase (``follow``).
+    by a disease name (``disease``, matched whole) that ends the phrase (``follow``). A subject naming the
+    patient's own condition (``patient_subject``: "你这高血压就是气虚") is a verdict, not a definition; an
+    opening clause that names a disease as a risk (``risk_lead``: "容易出血") is none.
     """
 
     assertion: re.Pattern[str]
@@ -169,6 +171,8 @@ class DiagnosisPatterns:
     subject_excluded: re.Pattern[str]
     predicate_excluded: re.Pattern[str]
     follow: re.Pattern[str]
+    patient_subject: re.Pattern[str]
+    risk_lead: re.Pattern[str]
     max_length: int = 10
 
 
@@ -204,6 +208,8 @@ class RuleSet:
     unknown_age_min_limit: float = 2.0
     """A child word with no age ("孩子") counts for contraindication age limits of this many years or more."""
     joke_proof: frozenset[str] = field(default_factory=frozenset)
+    unborn_words: frozenset[str] = field(default_factory=frozenset)
+    """Child words that, in a pregnancy, name the baby not yet born (宝宝, 胎儿), not a child patient."""
     """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
     record_context: frozenset[str] = field(default_factory=frozenset)
     """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
@@ -476,7 +482,6 @@ _DIALECT = {
     "少少": "一点",
     "识应": "能应",
     "返工": "上班",
-    "冇点": "没怎么",
     "没点": "没怎么",
     "蒙蒙哋": "迷迷糊糊",
     "不系好清楚": "不太清楚",
@@ -512,7 +517,6 @@ _DIALECT = {
     "干晒": "干",
     "乱晒笼": "胡言乱语",
     "起晒水泡": "起满水泡",
-    "燶晒": "烧焦了",
     "㶶晒": "烧焦了",
     "眼凹晒": "眼窝凹陷",
     "一郁": "一动",
@@ -564,8 +568,6 @@ _DIALECT = {
     "黐脷根": "说话不清",
     "痺": "麻",
     "好蒙": "好迷糊",
-    "蒙蒙们": "迷迷糊糊",
-    "但好蒙": "但好迷糊",
     "细佬": "弟弟",
     "阿哥": "哥哥",
     "阿爷": "爷爷",
@@ -1060,6 +1062,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown_age_min_limit=float(settings.get("unknown_age_min_limit", 2)),
         inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
         joke_proof=joke_proof,
+        unborn_words=frozenset(normalize(str(w)) for w in settings.get("unborn_words") or ()),
         record_context=record_context,
         actions=actions,
         categories=categories,
@@ -1079,7 +1082,15 @@ def _diagnosis(raw: Any, source: str) -> DiagnosisPatterns | None:
         return None
     if not isinstance(raw, dict):
         raise RulesError(f"{source}: 'diagnosis' must be a mapping of pattern lists")
-    fields = ("assertion", "disease", "subject_excluded", "predicate_excluded", "follow")
+    fields = (
+        "assertion",
+        "disease",
+        "subject_excluded",
+        "predicate_excluded",
+        "follow",
+        "patient_subject",
+        "risk_lead",
+    )
     compiled: dict[str, re.Pattern[str]] = {}
     for name in fields:
         parts = raw.get(name)
