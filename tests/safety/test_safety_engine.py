@@ -1226,7 +1226,7 @@ def test_dismissive_needs_the_learned_model_to_agree_when_there_is_one() -> None
         q = NgramModel(
             ("red_flag",),
             1,
-            {},
+            np.zeros(0, np.intp),
             np.zeros((0, 1), np.float32),
             np.array([bias]),
             {"red_flag": 0.8, "dismissive": 0.2},

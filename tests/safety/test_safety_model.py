@@ -11,7 +11,19 @@ import pytest
 from medtune.safety.cli import main as check_main
 from medtune.safety.cli import train_main
 from medtune.safety.engine import MASK, MODEL_RULE_ID, SafetyEngine, default_engine
-from medtune.safety.model import PACKAGED_MODEL, ModelError, SafetyModel, TrainSettings, train
+from medtune.safety.model import (
+    ANSWER_KINDS,
+    ANSWER_THRESHOLDS,
+    PACKAGED_MODEL,
+    ModelError,
+    SafetyModel,
+    TrainSettings,
+    answer_thresholds_out_of_fold,
+    gram_id,
+    gram_ids,
+    prepare,
+    train,
+)
 from medtune.safety.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +134,65 @@ def test_broken_model_files_are_clear_errors(tmp_path: Path) -> None:
     wrong.write_bytes(gzip.compress(json.dumps({"format": 99}).encode()))
     with pytest.raises(ModelError, match="format 99"):
         SafetyModel.load(wrong)
+    # a file of the first format (n-gram strings, no hashing) is refused with the way out
+    old = tmp_path / "old.json.gz"
+    old.write_bytes(gzip.compress(json.dumps({"format": 1, "question": {"grams": ["胸"]}}).encode()))
+    with pytest.raises(ModelError, match="retrain"):
+        SafetyModel.load(old)
+    # bucket ids outside the table are a broken file, not an IndexError later
+    bad_ids = tmp_path / "ids.json.gz"
+    question = {
+        "outputs": ["red_flag"],
+        "n_max": 1,
+        "hash_bits": 4,
+        "ids": [99],
+        "weights": [[1.0]],
+        "bias": [0.0],
+    }
+    bad_ids.write_bytes(
+        gzip.compress(json.dumps({"format": 2, "question": question | {"thresholds": {}}}).encode())
+    )
+    with pytest.raises(ModelError, match="ids.json.gz"):
+        SafetyModel.load(bad_ids)
+
+
+def test_vectorised_hashing_gives_each_ngram_the_bucket_it_gets_alone() -> None:
+    # The model hashes a whole text at once; evidence and any reader of the file hash one n-gram at a time.
+    import random
+
+    rng = random.Random(7)
+    alphabet = "胸痛出汗孩子3岁阿司匹林abc 0,\x00😀"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        expected = sorted(gram_id(text[i : i + n]) for n in (1, 2, 3) for i in range(len(text) - n + 1))
+        assert sorted(gram_ids(text, 3).tolist()) == expected
+    assert len(set(gram_ids("孩子发烧", 3).tolist())) == 4 + 3 + 2  # no two of these n-grams share a bucket
+
+
+def test_answer_model_reads_the_question_buckets_the_question_model_found(
+    rules_only: SafetyEngine,
+) -> None:
+    records = [
+        {"question": f"孩子{n}岁发烧", "answer": f"吃阿司匹林{k}", "dangerous": ["contraindication"]}
+        for n in range(2, 8)
+        for k in ("就好", "退烧")
+    ] + [
+        {"question": f"我{n}0岁发烧", "answer": f"吃对乙酰氨基酚{k}", "dangerous": []}
+        for n in range(2, 8)
+        for k in ("就好", "退烧")
+    ]
+    model = train(records, rules_only, TrainSettings(min_df=1)).answer
+    assert model is not None
+    asked = "孩子5岁发烧"
+    reused = model.features("吃阿司匹林", asked, question_ids=model.text_ids(prepare(asked)))
+    fresh = model.features("吃阿司匹林", asked)
+    assert sorted(reused.ids.tolist()) == sorted(fresh.ids.tolist())
+    # the question's characters weigh apart from the same characters in the answer
+    assert sorted(model.features("孩子", "").ids.tolist()) != sorted(model.features("", "孩子").ids.tolist())
+    assert (
+        model.scores(fresh)["contraindication"]
+        > model.probabilities("吃阿司匹林", "我50岁发烧")["contraindication"]
+    )
 
 
 def test_check_cli_reports_a_broken_model_and_can_run_rules_only(
@@ -226,7 +297,7 @@ def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path)
     assert max(diffs) < 1e-3
 
 
-def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
+def test_the_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
     rules_only: SafetyEngine,
 ) -> None:
     # Toy: "铁板钉钉" (a certainty wording the rules do not list) marks a certain diagnosis, "或许" a hedge.
@@ -239,7 +310,9 @@ def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
         *({"question": "皮肤痒", "answer": f"或许{c}，去医院看看", "dangerous": []} for c in conditions),
     ]
     model = train(
-        [*TOY, *answers], rules_only, TrainSettings(min_df=1, red_flag_threshold=0.5, answer_threshold=0.5)
+        [*TOY, *answers],
+        rules_only,
+        TrainSettings(min_df=1, red_flag_threshold=0.5, answer_thresholds=dict.fromkeys(ANSWER_KINDS, 0.5)),
     )
     assert model.answer is not None and model.answer.outputs[-1] == "certain_diagnosis"
     engine = SafetyEngine(rules_only.rules, model)
@@ -248,6 +321,8 @@ def test_an_opt_in_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
     findings = [f for f in engine.check_answer(answer, "皮肤痒") if f.kind == "certain_diagnosis"]
     assert [(f.rule_id, f.severity) for f in findings] == [("model_certain_diagnosis", "warn")]
     assert "p = " in findings[0].rationale and findings[0].message
+    evidence = findings[0].matched.split(" + ")
+    assert evidence and all(piece in prepare(answer) or piece in "皮肤痒" for piece in evidence)
     assert engine.check_answer("或许皮炎，去医院看看", "皮肤痒") == []
     # where a rule already found the kind, the model adds nothing of that kind
     ruled = engine.check_answer("你这就是皮炎，铁板钉钉")
@@ -278,3 +353,63 @@ def test_balanced_training_keeps_the_threshold_meaning_when_negatives_pile_up() 
     few, many = p(pos + neg, True), p(pos + neg + more_neg, True)
     assert abs(few - many) < 0.1
     assert p(pos + neg + more_neg, False) < many
+
+
+def test_answer_thresholds_out_of_fold_pick_the_lowest_that_is_right_often_enough(
+    rules_only: SafetyEngine, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Toy: "铁板钉钉" marks a certain diagnosis the rules do not read; "或许" a hedge. Each file is scored by a
+    # model trained on the other, so what it finds there it learned elsewhere.
+    def part(conditions: tuple[str, ...]) -> list[dict]:
+        return [
+            *(
+                {
+                    "question": "皮肤痒",
+                    "answer": f"照着{c}治就行，铁板钉钉",
+                    "dangerous": ["certain_diagnosis"],
+                }
+                for c in conditions
+            ),
+            *({"question": "皮肤痒", "answer": f"或许{c}，去医院看看", "dangerous": []} for c in conditions),
+        ]
+
+    groups = [part(("湿疹", "胃炎", "鼻炎", "咽炎")), part(("荨麻疹", "结膜炎", "皮炎", "肠炎"))]
+    settings = TrainSettings(min_df=1)
+    table, chosen = answer_thresholds_out_of_fold(groups, rules_only, settings, grid=(0.3, 0.5, 0.7))
+    rows = {(r.kind, r.threshold): r for r in table}
+    certain = [rows["certain_diagnosis", t] for t in (0.3, 0.5, 0.7)]
+    assert all(r.missed_by_rules == 8 and r.clean == 8 for r in certain)
+    assert certain[0].caught == 8 and certain[0].clean_flagged == 0  # learned across files
+    assert chosen["certain_diagnosis"] == 0.3  # the lowest threshold that is right often enough
+    assert "dose" not in chosen  # nothing to find: never
+    # the CLI prints the same table and marks the choice
+    files = []
+    for n, rows_ in enumerate(groups):
+        path = tmp_path / f"part{n}.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows_) + "\n", "utf-8")
+        files.append(str(path))
+    assert train_main([*files, "--out", str(tmp_path / "m.json.gz"), "--answer-out-of-fold"]) == 0
+    printed = capsys.readouterr().out
+    assert "certain_diagnosis" in printed and "<- the lowest" in printed and "thresholds:" in printed
+    # --no-answer-model: the question model only (no record here carries red_flag, so none at all)
+    out = tmp_path / "q.json.gz"
+    assert train_main([*files, "--out", str(out), "--no-answer-model"]) == 0
+    assert SafetyModel.load(out).answer is None
+    assert SafetyModel.load(tmp_path / "m.json.gz").answer is not None
+
+
+def test_the_packaged_answer_model_holds_the_thresholds_chosen_out_of_fold() -> None:
+    answer = SafetyModel.load(PACKAGED_MODEL).answer
+    assert answer is not None, "the packaged model ships the answer model"
+    assert answer.thresholds == ANSWER_THRESHOLDS
+    assert set(answer.outputs) == set(ANSWER_KINDS)
+
+
+def test_with_the_packaged_answer_model_a_rule_keeps_its_finding() -> None:
+    # The learned layer is asked only for the kinds the rules did not find: where a rule blocks, the finding
+    # stays the rule's (block, its message), never a model warning of the same kind.
+    engine = default_engine()
+    question, answer = "孩子4岁发烧39度", "给他吃点阿司匹林，一次一片就退了"
+    found = [f for f in engine.check(question, answer).findings if f.kind == "contraindication"]
+    assert found and all(not f.rule_id.startswith("model_") for f in found)
+    assert found[0].severity == "block"

@@ -377,12 +377,16 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question-field", default="question")
     parser.add_argument("--answer-field", default="answer")
     parser.add_argument(
-        "--answer-model",
+        "--no-answer-model",
         action="store_true",
-        help="also train the answer model (dangerous-advice kinds). Not shipped: on the first frozen round, the "
-        "set its thresholds were tried on, it raised dangerous-advice recall 0.874 -> 0.882 at the default "
-        "threshold 0.5 (0.916 at 0.3), but it flags hedged or safe answers the rules read right "
-        "(咳嗽不一定是肺炎, aspirin for a 40-year-old, 每天饮水1500毫升)",
+        help="train the question model only (no learned dangerous-advice warnings)",
+    )
+    parser.add_argument(
+        "--answer-out-of-fold",
+        action="store_true",
+        help="first print how the answer model would do at several thresholds per kind on answers it never saw "
+        "(each file scored by a model trained on the other files; only the kinds the rules miss count) and the "
+        "threshold the defaults should hold (the lowest whose warnings are at least 85%% right)",
     )
     parser.add_argument(
         "--gate-out-of-fold",
@@ -395,7 +399,13 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point for ``medtune safety train``."""
-    from medtune.safety.model import dismissive_gate_out_of_fold, file_digest, train
+    from medtune.safety.model import (
+        ANSWER_MIN_PRECISION,
+        answer_thresholds_out_of_fold,
+        dismissive_gate_out_of_fold,
+        file_digest,
+        train,
+    )
 
     args = build_train_parser().parse_args(argv)
     try:
@@ -414,9 +424,25 @@ def train_main(argv: list[str] | None = None) -> int:
             groups.append(rows)
             sources.append(f"{path.name} sha256:{file_digest(path)}")
         rules_only = SafetyEngine.load(args.rules, model=None)
+        if (args.gate_out_of_fold or args.answer_out_of_fold) and len(groups) < 2:
+            raise InputError("--*-out-of-fold needs at least two files (each is scored by the others)")
+        if args.answer_out_of_fold:
+            table, chosen = answer_thresholds_out_of_fold(
+                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
+            )
+            print(
+                "answer model, out of fold: kind  threshold  caught/missed by the rules  clean answers flagged"
+                "  precision"
+            )
+            for row in table:
+                chosen_here = chosen.get(row.kind) == row.threshold
+                mark = f"  <- the lowest at >= {ANSWER_MIN_PRECISION:.2f}" if chosen_here else ""
+                print(
+                    f"  {row.kind:<18} {row.threshold:.2f}  {row.caught}/{row.missed_by_rules}  "
+                    f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
+                )
+            print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
         if args.gate_out_of_fold:
-            if len(groups) < 2:
-                raise InputError("--gate-out-of-fold needs at least two files (each is scored by the others)")
             print(
                 "dismissive gate, out of fold: threshold  dismissive answers kept  clean answers still flagged"
             )
@@ -430,7 +456,7 @@ def train_main(argv: list[str] | None = None) -> int:
             question_field=args.question_field,
             answer_field=args.answer_field,
             sources=sources,
-            with_answers=args.answer_model,
+            with_answers=not args.no_answer_model,
         )
         out = model.save(args.out)
     except (InputError, OSError) as exc:

@@ -30,8 +30,10 @@ from functools import lru_cache
 from itertools import takewhile
 from pathlib import Path
 
+import numpy as np
+
 from medtune.data.structure import DISCLAIMER_NOTICE, EMERGENCY_NOTICE, SAFETY_NOTICE
-from medtune.safety.model import ANSWER_KINDS, ModelError, SafetyModel
+from medtune.safety.model import ANSWER_KINDS, Features, ModelError, NgramModel, SafetyModel
 from medtune.safety.rules import (
     CLAUSE_SEP,
     CN_DIGIT_VALUE,
@@ -232,7 +234,18 @@ class GuardedReply:
 
 
 class _Mention:
-    __slots__ = ("clause", "concept", "denier", "end", "history", "negated", "sentence", "start", "text")
+    __slots__ = (
+        "clause",
+        "concept",
+        "denier",
+        "end",
+        "forbidden",
+        "history",
+        "negated",
+        "sentence",
+        "start",
+        "text",
+    )
 
     def __init__(self, concept: str, start: int, end: int, text: str, clause: int, sentence: int) -> None:
         self.concept = concept
@@ -245,12 +258,24 @@ class _Mention:
         self.denier = ""
         """The cue class of the word that negates it (``negation``, ``prohibition`` …), when negated."""
         self.history = False
+        self.forbidden: bool | None = None
+        """:meth:`SafetyEngine._prohibited`, once asked (the rules and the masking both ask)."""
 
 
 class _Scan:
     """One analysed text: its mentions and, per clause and sentence, which concepts occur there."""
 
-    __slots__ = ("ages", "by_concept", "clause_sentence", "clauses", "first", "sentences", "text")
+    __slots__ = (
+        "ages",
+        "by_concept",
+        "clause_sentence",
+        "clauses",
+        "first",
+        "ids",
+        "masked",
+        "sentences",
+        "text",
+    )
 
     def __init__(self, text: str = "") -> None:
         self.text = text
@@ -263,6 +288,11 @@ class _Scan:
         """Clause index -> the sentence it belongs to."""
         self.sentences: list[set[str]] = [set()]
         self.ages: list[tuple[int, float, _Mention]] = []
+        self.masked: str | None = None
+        """What the learned model reads (:meth:`SafetyEngine._masked`), once computed: both models read it."""
+        self.ids: tuple[int, int, np.ndarray] | None = None
+        """(n_max, bits, buckets) of the masked text, once a model has hashed it: the answer model reads the
+        question's buckets the question model found."""
 
 
 def _parse_number(text: str) -> float | None:
@@ -314,6 +344,10 @@ class SafetyEngine:
             ]
         )
         self._drug_groups = rules.drug_groups
+        # What makes a known drug wrong for a patient, besides age: pregnancy, a condition, another medicine ...
+        self._population_concepts = frozenset(
+            r.population for r in rules.advice if r.kind == "contraindication" and r.population
+        ) - {"child", "older_adult"}
         self._inner = rules.inner_concepts
         # What pasted paperwork leaves current: the settings' list and every drug group.
         self._record_context = rules.record_context | rules.drug_groups
@@ -843,7 +877,7 @@ class SafetyEngine:
         if flags or self.model is None or self.model.question is None or not qscan.text.strip():
             return flags
         q = self.model.question
-        feats = q.features(self._masked(qscan), normalised=True)
+        feats = self._question_features(q, qscan)
         p = q.scores(feats)["red_flag"]
         threshold = q.thresholds["red_flag"]
         if p < threshold:
@@ -873,8 +907,13 @@ class SafetyEngine:
         q = self.model.question if self.model is not None else None
         if q is None or "dismissive" not in q.thresholds or any(f.source == "model" for f in flags):
             return True
-        p = q.scores(q.features(self._masked(qscan), normalised=True))["red_flag"]
+        p = q.scores(self._question_features(q, qscan))["red_flag"]
         return p >= q.thresholds["dismissive"]
+
+    def _question_features(self, q: NgramModel, qscan: _Scan) -> Features:
+        feats = q.features(self._masked(qscan), normalised=True)
+        qscan.ids = (q.n_max, q.bits, feats.ids)
+        return feats
 
     def _masked(self, scan: _Scan, answer: bool = False) -> str:
         """The text the learned model reads: denied mentions replaced by :data:`MASK`.
@@ -883,14 +922,22 @@ class SafetyEngine:
         drug, population) the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林)
         becomes one mask character, and the model learns from what is left, the negation words included.
         """
-        # Positioned cue words stay as written: "不用问医生" is what the model should read.
+        if scan.masked is not None:
+            return scan.masked
+        scan.masked = self._mask(scan, answer)
+        return scan.masked
+
+    def _mask(self, scan: _Scan, answer: bool) -> str:
+        # Positioned cue words stay as written: "不用问医生" is what the model should read. Only a drug (or an
+        # act such as 催吐) is forbidden: no other mention is asked.
+        drugs = self._drug_groups
         spans = sorted(
             {
                 (m.start, m.end)
                 for concept, mentions in scan.by_concept.items()
                 if concept not in _POSITIONED
                 for m in mentions
-                if m.negated or m.history or (answer and self._prohibited(scan, m))
+                if m.negated or m.history or (answer and concept in drugs and self._prohibited(scan, m))
             }
         )
         if not spans:
@@ -909,15 +956,59 @@ class SafetyEngine:
         """What :meth:`_masked` gives for a raw text (``medtune safety train`` trains on exactly this)."""
         return self._masked(self._scan(text, answer=answer), answer)
 
+    def _model_may_add(self, ascan: _Scan, qscan: _Scan, kind: str) -> bool:
+        """Whether the learned answer model may add a finding of this kind the rules did not find.
+
+        A contraindication is a drug and a patient. Where the answer advises a drug the rules know, they have read
+        it against every population they know of; if the question names none (no child, pregnancy, older age,
+        condition or other medicine), the rules' silence is a verdict, and a bag of n-grams that has learned
+        "阿司匹林" from answers to children would only overrule it ("我40岁头疼 / 可以吃阿司匹林"). Where every drug
+        the answer names is denied, forbidden or left to a doctor, the rules read no advice at all. The model
+        speaks for drugs and acts the rules do not know, and for known ones given to a patient they pair with
+        nothing yet. Out of fold on the dev set this kept 154 of its 208 catches and 19 of its 23 clean flags.
+        """
+        if kind != "contraindication":
+            return True
+        drugs = [m for c in self._drug_groups.intersection(ascan.by_concept) for m in ascan.by_concept[c]]
+        if not drugs:
+            return True
+        if all(m.history or self._prohibited(ascan, m) for m in drugs):
+            return False
+        if self._child(qscan, self.rules.child_age_limit) is not None or "older_word" in qscan.first:
+            return True
+        if any(years >= OLDER_ADULT_AGE and not m.negated for _, years, m in qscan.ages):
+            return True
+        return any(
+            not m.negated
+            for c in self._population_concepts.intersection(qscan.by_concept)
+            for m in qscan.by_concept[c]
+        )
+
+    def learned_answer_kinds(self, question: str, answer: str) -> set[str]:
+        """The kinds the learned answer model is asked about for this pair: those the rules did not find and
+        :meth:`_model_may_add` allows (what ``medtune safety train --answer-out-of-fold`` counts)."""
+        qscan, ascan = self._scan(question), self._scan(answer, answer=True)
+        found = {f.kind for f in self._check_scans(ascan, qscan, self._flags(qscan), False, learned=False)}
+        return {k for k in ANSWER_KINDS if k not in found and self._model_may_add(ascan, qscan, k)}
+
     def _model_findings(self, ascan: _Scan, qscan: _Scan, found: set[str]) -> list[Finding]:
         """Answer findings of the learned model for the kinds the rules did not find (warnings only)."""
         a = self.model.answer if self.model is not None else None
         if a is None or not ascan.text.strip():
             return []
-        feats = a.features(self._masked(ascan, answer=True), self._masked(qscan), normalised=True)
+        known = qscan.ids[2] if qscan.ids is not None and qscan.ids[:2] == (a.n_max, a.bits) else None
+        feats = a.features(
+            self._masked(ascan, answer=True), self._masked(qscan), normalised=True, question_ids=known
+        )
         out: list[Finding] = []
         for kind, p in a.scores(feats).items():
-            if kind in found or p < a.thresholds[kind]:
+            threshold = a.thresholds.get(kind)  # a kind without one is left to the rules
+            if (
+                kind in found
+                or threshold is None
+                or p < threshold
+                or not self._model_may_add(ascan, qscan, kind)
+            ):
                 continue
             out.append(
                 Finding(
@@ -926,7 +1017,7 @@ class SafetyEngine:
                     severity="warn",
                     matched=" + ".join(a.evidence(feats, kind)),
                     message=MODEL_MESSAGES[kind],
-                    rationale=f"learned answer model: p = {p:.2f} >= {a.thresholds[kind]:.2f}; no rule matched",
+                    rationale=f"learned answer model: p = {p:.2f} >= {threshold:.2f}; no rule matched",
                 )
             )
         return out
@@ -934,6 +1025,11 @@ class SafetyEngine:
     # ------------------------------------------------------------------------------------ answer checks
     def _prohibited(self, scan: _Scan, m: _Mention) -> bool:
         """The mention sits in a clause that forbids or negates it (禁用, 不要, 避免 …), or a sentence with 禁用/切勿."""
+        if m.forbidden is None:
+            m.forbidden = self._forbids(scan, m)
+        return m.forbidden
+
+    def _forbids(self, scan: _Scan, m: _Mention) -> bool:
         return (
             m.negated
             # "对头孢过敏": the drug named as an allergy
@@ -1094,7 +1190,7 @@ class SafetyEngine:
         )
 
     def _check_scans(
-        self, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool
+        self, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool, learned: bool = True
     ) -> list[Finding]:
         findings: list[Finding] = []
         present = ascan.by_concept.keys()
@@ -1126,7 +1222,7 @@ class SafetyEngine:
                 findings.append(
                     Finding(rule.id, rule.kind, rule.severity, matched, rule.message, rule.rationale)
                 )
-        if self.model is not None:
+        if learned and self.model is not None:
             findings += self._model_findings(ascan, qscan, {f.kind for f in findings})
         return findings
 

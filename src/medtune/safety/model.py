@@ -1,15 +1,18 @@
 """A learned layer under the rules: character n-gram logistic regression over labelled safety records.
 
 The rules cover the wordings somebody thought of; patients find others. This model reads the same
-normalised text (OpenCC simplified, temperatures as digits) as bags of character 1- to 3-grams and gives
-the probability that a question is an emergency and, per kind, that an answer carries dangerous advice.
-The engine consults it only where the rules found nothing, and it can only **add** a flag or a finding,
-never remove one; its flags name the n-grams that weighed most, so a reviewer sees why it fired.
+normalised text (OpenCC simplified, temperatures as digits) as bags of character 1- to 3-grams, hashed into
+2**20 buckets, and gives the probability that a question is an emergency and, for an answer read with its
+question, that it advises something contraindicated for this patient. The engine consults it only where the
+rules found nothing (and, for answers, where the rules leave it room: see
+:meth:`~medtune.safety.engine.SafetyEngine._model_may_add`); it can only **add** a flag or a warning, never
+remove one; each names the n-grams that weighed most, so a reviewer sees why it fired.
 
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
-fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. Its
-decision thresholds were chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
-measures it; the later frozen rounds do (``data/safety/README.md``).
+fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
+question threshold was chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
+measures it; the answer threshold out of fold on the dev set (:data:`ANSWER_THRESHOLDS`); the later frozen
+rounds measure both (``data/safety/README.md``).
 
 Text is read up to :data:`MAX_MODEL_CHARS` (head and tail), which bounds the cost of a 1 MB input.
 """
@@ -22,7 +25,6 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,17 +39,30 @@ if TYPE_CHECKING:  # the engine imports this module
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+"""2: n-grams hashed into buckets (format 1 stored the n-gram strings); retrain a format-1 file."""
 PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.gz")
 MAX_MODEL_CHARS = 4_000
 # The answer kinds a model may add. ``dismissive`` is left to the rules: it depends on the triage of the
 # question, which the question model already extends.
 ANSWER_KINDS = ("contraindication", "dose", "antibiotic", "certain_diagnosis")
-QUESTION_PREFIX = "\x01"
-"""Marks question n-grams among an answer's features: the population (孩子6岁, 孕32周) is often only there."""
+HASH_BITS = 20
+"""n-grams are hashed into 2**20 buckets: ~150,000 n-grams carry weight, so few share a bucket, and finding a
+text's weights is a handful of array operations instead of a dictionary lookup per n-gram (what keeps 10,000
+checks with both models under the 2 s budget)."""
 
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
 _SPACES = re.compile(r"\s+")
+_M64 = (1 << 64) - 1
+_BASE = 1_000_003
+"""Rolling hash of an n-gram: h = c0, h = h * _BASE + c_i (mod 2**64)."""
+_MIX = tuple((0x9E3779B97F4A7C15 + 2 * n * 0x632BE59BD9B4E019) & _M64 for n in range(9))
+"""Multiplicative hashing, one odd multiplier per n-gram length (a 1-gram and a 2-gram with the same rolling
+value land apart): the top bits of h * _MIX[n] are the bucket."""
+_QUESTION_MIX = 0x5BD1E995
+"""A question's n-gram read beside an answer goes to bucket (b * _QUESTION_MIX + 1) mod 2**bits, b its bucket
+as a question: a permutation of the buckets, so the same characters in the question and in the answer weigh
+apart, and the question's buckets, already found for the question model, are reused."""
 
 
 class ModelError(ValueError):
@@ -64,69 +79,187 @@ def prepare(text: str, normalised: bool = False) -> str:
 
 
 def grams(text: str, n_max: int, prefix: str = "") -> set[str]:
-    """Distinct character n-grams of a prepared text, n = 1 .. n_max."""
+    """Distinct character n-grams of a prepared text, n = 1 .. n_max (as text: what evidence shows)."""
     out: set[str] = set()
     for n in range(1, n_max + 1):
         out.update(prefix + text[i : i + n] for i in range(len(text) - n + 1))
     return out
 
 
+_BASE_U64 = np.uint64(_BASE)
+_MIX_U64 = tuple(np.uint64(m) for m in _MIX)
+
+
+def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
+    """Buckets of all n-grams of a code-point array: the 1-grams in order, then the 2-grams, ...
+
+    Written into one buffer in place: at ten thousand checks a second the temporaries (and even the numpy
+    scalars, made once above) would cost more than the arithmetic.
+    """
+    length = len(points)
+    sizes = [length - n + 1 for n in range(1, n_max + 1) if length - n + 1 > 0]
+    out = np.empty(sum(sizes), dtype=np.uint64)
+    shift = np.uint64(64 - bits)
+    rolling = points
+    start = 0
+    for n, size in enumerate(sizes, 1):
+        if n == 2:  # rolling[i] = rolling[i] * _BASE + points[i + n - 1], wrapping mod 2**64 like gram_id
+            rolling = points[:size] * _BASE_U64
+            np.add(rolling, points[1:], out=rolling)
+        elif n > 2:
+            rolling = rolling[:size]
+            np.multiply(rolling, _BASE_U64, out=rolling)
+            np.add(rolling, points[n - 1 :], out=rolling)
+        segment = out[start : start + size]
+        np.multiply(rolling, _MIX_U64[n], out=segment)
+        np.right_shift(segment, shift, out=segment)
+        start += size
+    return out.view(np.int64)  # every bucket is below 2**bits: the same numbers, as indices
+
+
+def gram_ids(text: str, n_max: int, bits: int = HASH_BITS) -> np.ndarray:
+    """The bucket of every character n-gram of a prepared text, n = 1 .. n_max (repeats kept), vectorised."""
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return _hashed(points, n_max, bits)
+
+
+def as_question(ids: np.ndarray, bits: int = HASH_BITS) -> np.ndarray:
+    """A question's buckets (:func:`gram_ids`) as the answer model reads them: see :data:`_QUESTION_MIX`."""
+    return (ids * _QUESTION_MIX + 1) & ((1 << bits) - 1)
+
+
+def gram_id(gram: str, bits: int = HASH_BITS) -> int:
+    """The bucket of one n-gram: :func:`gram_ids` for a single n-gram, in plain integers."""
+    rolling = 0
+    for i, ch in enumerate(gram):
+        rolling = ord(ch) if i == 0 else (rolling * _BASE + ord(ch)) & _M64
+    return ((rolling * _MIX[len(gram)]) & _M64) >> (64 - bits)
+
+
+def _distinct(ids: np.ndarray) -> np.ndarray:
+    """The distinct buckets of ``ids``, ascending: ``np.unique`` without its overhead.
+
+    Sorting a few hundred ids stays in the processor's cache; a scatter into a 2**20 scratch array (the other
+    way) is one cache miss per id and slower.
+    """
+    if len(ids) < 2:
+        return ids
+    ordered = np.sort(ids)
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+@dataclass(slots=True)
+class Features:
+    """What a model reads of one text: its distinct n-gram buckets, and the prepared texts (for evidence)."""
+
+    ids: np.ndarray
+    text: str
+    question: str | None = None
+    """The question read beside an answer (``None``: the text alone)."""
+
+
 @dataclass
 class NgramModel:
-    """Several logistic regressions over one n-gram vocabulary (one column of weights per output)."""
+    """Several logistic regressions over hashed character n-grams (one column of weights per output)."""
 
     outputs: tuple[str, ...]
     n_max: int
-    vocab: dict[str, int]
+    ids: np.ndarray
+    """The buckets that carry a weight, ascending."""
     weights: np.ndarray
-    """(len(vocab), len(outputs)) float32."""
+    """(len(ids), len(outputs)) float32."""
     bias: np.ndarray
     thresholds: dict[str, float]
     with_question: bool = False
+    bits: int = HASH_BITS
 
-    def features(self, text: str, question: str = "", normalised: bool = False) -> set[str]:
-        feats = grams(prepare(text, normalised), self.n_max)
-        if self.with_question and question:
-            feats |= grams(prepare(question, normalised), self.n_max, QUESTION_PREFIX)
-        return feats
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, dtype=np.intp)
+        # One dense row per bucket (16 MiB for four outputs): a text's weights are then one fancy index.
+        self._table = np.zeros((1 << self.bits, len(self.outputs)), dtype=np.float32)
+        self._table[self.ids] = self.weights
 
-    def logits(self, feats: set[str]) -> np.ndarray:
+    def text_ids(self, prepared: str) -> np.ndarray:
+        """The distinct buckets of a prepared text as this model hashes it (a question model's features)."""
+        return _distinct(gram_ids(prepared, self.n_max, self.bits))
+
+    def features(
+        self,
+        text: str,
+        question: str = "",
+        normalised: bool = False,
+        question_ids: np.ndarray | None = None,
+    ) -> Features:
+        """``question_ids``: the question's :meth:`text_ids` when already found (by a question model hashing the
+        same way), so that an answer model need not hash the question again."""
+        prepared = prepare(text, normalised)
+        if not self.with_question:
+            return Features(self.text_ids(prepared), prepared)
+        asked = prepare(question, normalised)
+        if question_ids is None:
+            question_ids = self.text_ids(asked)
+        ids = np.concatenate(
+            (gram_ids(prepared, self.n_max, self.bits), as_question(question_ids, self.bits))
+        )
+        return Features(_distinct(ids), prepared, asked)
+
+    def logits(self, feats: Features) -> np.ndarray:
         # Each text's vector is scaled by 1/sqrt(number of its distinct n-grams), known or not, so that a
-        # long text does not win by length alone and the vocabulary need not be stored to score it.
-        index = [i for i in map(self.vocab.get, feats) if i is not None]
-        total = self.weights[index].sum(axis=0, dtype=np.float64) if index else np.zeros(len(self.outputs))
-        return self.bias + total / math.sqrt(max(len(feats), 1))
+        # long text does not win by length alone.
+        total = self._table.take(feats.ids, axis=0).sum(axis=0)
+        return self.bias + total / math.sqrt(max(len(feats.ids), 1))
 
-    def scores(self, feats: set[str]) -> dict[str, float]:
+    def scores(self, feats: Features) -> dict[str, float]:
         """Output name -> probability, for a text's features."""
-        z = self.logits(feats)
-        return {name: float(1.0 / (1.0 + math.exp(-v))) for name, v in zip(self.outputs, z, strict=True)}
+        z = self.logits(feats).tolist()
+        # the logistic function without overflow; plain floats (numpy per element costs more for four)
+        return {name: 0.5 * (1.0 + math.tanh(0.5 * v)) for name, v in zip(self.outputs, z, strict=True)}
 
     def probabilities(self, text: str, question: str = "", normalised: bool = False) -> dict[str, float]:
         return self.scores(self.features(text, question, normalised))
 
-    def evidence(self, feats: set[str], output: str, k: int = 3) -> list[str]:
+    def evidence(self, feats: Features, output: str, k: int = 3) -> list[str]:
         """The k n-grams of the text that pushed this output up the most, words before single characters.
 
         A single character (的, 不) can carry weight in the model but tells a reviewer nothing, so it is shown
         only when no longer n-gram pushed the output up.
         """
         col = self.outputs.index(output)
-        scored = [(float(self.weights[i, col]), g) for g in feats if (i := self.vocab.get(g)) is not None]
-        scored = [(w, g.removeprefix(QUESTION_PREFIX)) for w, g in scored if w > 0]
-        scored.sort(key=lambda x: (len(x[1]) < 2, -x[0], -len(x[1]), x[1]))
-        return [g for _, g in scored[:k]]
+        candidates: list[tuple[float, str]] = []
+        parts = [(feats.text, False)] + ([(feats.question, True)] if feats.question is not None else [])
+        for text, asked in parts:
+            ids = gram_ids(text, self.n_max, self.bits)
+            weights = self._table[as_question(ids, self.bits) if asked else ids, col]
+            # flat index -> (start, length), in gram_ids' order: the 1-grams, then the 2-grams, ...
+            counts = [max(len(text) - size + 1, 0) for size in range(1, self.n_max + 1)]
+            sizes = np.repeat(np.arange(1, self.n_max + 1), counts)
+            starts = np.concatenate([np.arange(c) for c in counts])
+            for words in (True, False):
+                pick = np.flatnonzero((weights > 0) & ((sizes >= 2) if words else (sizes < 2)))
+                # only the heaviest few become strings: an answer has hundreds of n-grams
+                top = pick[np.argsort(-weights[pick], kind="stable")[: 4 * k]]
+                candidates += [
+                    (float(weights[i]), text[starts[i] : starts[i] + sizes[i]]) for i in top.tolist()
+                ]
+        best: dict[str, float] = {}
+        for weight, gram in candidates:
+            best[gram] = max(best.get(gram, 0.0), weight)
+        ranked = sorted(best.items(), key=lambda x: (len(x[0]) < 2, -x[1], -len(x[0]), x[0]))
+        return [g for g, _ in ranked[:k]]
 
     # ----------------------------------------------------------------------------------- (de)serialising
     def to_dict(self) -> dict[str, Any]:
-        grams_in_order = sorted(self.vocab, key=self.vocab.__getitem__)
         return {
             "outputs": list(self.outputs),
             "n_max": self.n_max,
+            "hash_bits": self.bits,
             "with_question": self.with_question,
             "thresholds": self.thresholds,
             "bias": [round(float(b), 6) for b in self.bias],
-            "grams": grams_in_order,
+            "ids": [int(i) for i in self.ids],
             "weights": [[round(float(v), 5) for v in row] for row in self.weights],
         }
 
@@ -134,16 +267,20 @@ class NgramModel:
     def from_dict(cls, data: dict[str, Any], where: str) -> NgramModel:
         try:
             outputs = tuple(data["outputs"])
-            gram_list = data["grams"]
-            weights = np.asarray(data["weights"], dtype=np.float32).reshape(len(gram_list), len(outputs))
+            ids = np.asarray(data["ids"], dtype=np.intp)
+            bits = int(data["hash_bits"])
+            weights = np.asarray(data["weights"], dtype=np.float32).reshape(len(ids), len(outputs))
+            if len(ids) and (ids.min() < 0 or ids.max() >= 1 << bits):
+                raise ValueError(f"bucket ids outside 0 .. 2**{bits}")
             return cls(
                 outputs=outputs,
                 n_max=int(data["n_max"]),
-                vocab={g: i for i, g in enumerate(gram_list)},
+                ids=ids,
                 weights=weights,
                 bias=np.asarray(data["bias"], dtype=np.float64),
                 thresholds={k: float(v) for k, v in data["thresholds"].items()},
                 with_question=bool(data.get("with_question", False)),
+                bits=bits,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: not a safety model ({exc})") from exc
@@ -185,7 +322,10 @@ class SafetyModel:
         except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a gzip-compressed JSON safety model ({exc})") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ModelError(f"{path}: safety model format {data.get('format')!r}, expected {FORMAT}")
+            raise ModelError(
+                f"{path}: safety model format {data.get('format')!r}, expected {FORMAT} "
+                "(retrain it with `medtune safety train`)"
+            )
         where = str(path)
         return cls(
             question=NgramModel.from_dict(data["question"], where) if data.get("question") else None,
@@ -195,6 +335,21 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
+ANSWER_THRESHOLDS = {"contraindication": 0.5, "dose": 0.9, "antibiotic": 0.8}
+"""The kinds the answer model may add, each with the lowest probability at which its findings were at least
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 19 files scored by a model trained
+on the other 18, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
+contraindications 164 of the 193 the rules miss there for 26 clean answers flagged in 9,221, doses 14 of 44
+for 1, antibiotics 16 of 25 for 1. The model only warns, and a warning that is wrong one time in four
+teaches people to ignore it.
+
+Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.9 (28
+of 104 for 2), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
+verdicts."""
+ANSWER_MIN_PRECISION = 0.85
+ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     n_max: int = 3
@@ -210,35 +365,40 @@ class TrainSettings:
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
     56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
     (the scores are out of fold; the rules' findings on the dev set are fit)."""
-    answer_threshold: float = 0.5
+    answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
     negatives (rounds 15 and 18 moved the emergency share from 52% to 44%)."""
     prune: float = 1e-3
     """Weights smaller than this are dropped from the file (they cannot move a probability)."""
+    bits: int = HASH_BITS
 
 
 def _fit(
-    rows: list[set[str]], targets: np.ndarray, settings: TrainSettings
-) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    """L2-regularised logistic regression per target column, by L-BFGS (deterministic)."""
+    rows: list[np.ndarray], targets: np.ndarray, settings: TrainSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L2-regularised logistic regression per target column, by L-BFGS (deterministic).
+
+    ``rows`` holds each text's distinct buckets; returns the buckets kept, their weights and the biases.
+    """
     from scipy import sparse
     from scipy.optimize import minimize
 
-    df = Counter(g for row in rows for g in row)
-    vocab = {g: i for i, g in enumerate(sorted(g for g, c in df.items() if c >= settings.min_df))}
-    indices: list[int] = []
-    indptr = [0]
-    data: list[float] = []
-    for row in rows:
-        cols = sorted(vocab[g] for g in row if g in vocab)
-        indices += cols
-        data += [1.0 / math.sqrt(max(len(row), 1))] * len(cols)
-        indptr.append(len(indices))
-    x = sparse.csr_matrix((data, indices, indptr), shape=(len(rows), len(vocab)))
+    size = 1 << settings.bits
+    lengths = np.array([len(r) for r in rows], dtype=np.intp)
+    every = np.concatenate(rows) if rows else np.zeros(0, np.intp)
+    df = np.bincount(every, minlength=size)
+    kept = np.flatnonzero(df >= settings.min_df)
+    column = np.full(size, -1, dtype=np.intp)
+    column[kept] = np.arange(len(kept))
+    cols = column[every]
+    row_of = np.repeat(np.arange(len(rows)), lengths)
+    scale = np.repeat(1.0 / np.sqrt(np.maximum(lengths, 1)), lengths)
+    known = cols >= 0
+    x = sparse.csr_matrix((scale[known], (row_of[known], cols[known])), shape=(len(rows), len(kept)))
     xt = x.T.tocsr()
     n_out = targets.shape[1]
-    weights = np.zeros((len(vocab), n_out), dtype=np.float64)
+    weights = np.zeros((len(kept), n_out), dtype=np.float64)
     bias = np.zeros(n_out)
     for j in range(n_out):
         y = targets[:, j]
@@ -258,16 +418,53 @@ def _fit(
 
         result = minimize(
             loss,
-            np.zeros(len(vocab) + 1),
+            np.zeros(len(kept) + 1),
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": settings.max_iter},
         )
         weights[:, j] = result.x[:-1]
         bias[j] = result.x[-1]
-    keep = np.abs(weights).max(axis=1) >= settings.prune
-    kept = [g for g, i in sorted(vocab.items(), key=lambda kv: kv[1]) if keep[i]]
-    return {g: i for i, g in enumerate(kept)}, weights[keep].astype(np.float32), bias
+    keep = np.abs(weights).max(axis=1) >= settings.prune if len(kept) else np.zeros(0, bool)
+    return kept[keep], weights[keep].astype(np.float32), bias
+
+
+class _Reader:
+    """The texts a model reads of a record (masked by the rules, prepared) and their buckets."""
+
+    def __init__(self, engine: SafetyEngine, settings: TrainSettings, question_field: str, answer_field: str):
+        self.engine, self.settings = engine, settings
+        self.question_field, self.answer_field = question_field, answer_field
+
+    def question(self, r: dict[str, Any]) -> np.ndarray:
+        text = prepare(self.engine.model_text(str(r.get(self.question_field) or "")), normalised=True)
+        return _distinct(gram_ids(text, self.settings.n_max, self.settings.bits))
+
+    def answer(self, r: dict[str, Any]) -> np.ndarray:
+        """The answer's buckets and its question's, the way :meth:`NgramModel.features` reads them."""
+        text = prepare(
+            self.engine.model_text(str(r.get(self.answer_field) or ""), answer=True), normalised=True
+        )
+        own = gram_ids(text, self.settings.n_max, self.settings.bits)
+        return _distinct(np.concatenate((own, as_question(self.question(r), self.settings.bits))))
+
+
+def _answer_targets(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.array(
+        [[1.0 if k in (r.get("dangerous") or []) else 0.0 for k in ANSWER_KINDS] for r in records]
+    ).reshape(len(records), len(ANSWER_KINDS))
+
+
+def _answer_model(
+    rows: list[np.ndarray], records: Sequence[dict[str, Any]], settings: TrainSettings
+) -> NgramModel:
+    ids, w, b = _fit(rows, _answer_targets(records), settings)
+    thresholds = {
+        k: float(settings.answer_thresholds[k]) for k in ANSWER_KINDS if k in settings.answer_thresholds
+    }
+    return NgramModel(
+        ANSWER_KINDS, settings.n_max, ids, w, b, thresholds, with_question=True, bits=settings.bits
+    )
 
 
 def train(
@@ -278,6 +475,7 @@ def train(
     answer_field: str = "answer",
     sources: Iterable[str] = (),
     with_answers: bool = True,
+    with_questions: bool = True,
 ) -> SafetyModel:
     """Fit both models on labelled records (``red_flag`` for questions, ``dangerous`` for answers).
 
@@ -285,46 +483,25 @@ def train(
     reads, with denied and past mentions masked, so the model must be retrained when the rules change.
     """
     settings = settings or TrainSettings()
-
-    def question_text(r: dict[str, Any]) -> str:
-        return prepare(engine.model_text(str(r.get(question_field) or "")), normalised=True)
-
-    def answer_text(r: dict[str, Any]) -> str:
-        return prepare(engine.model_text(str(r.get(answer_field) or ""), answer=True), normalised=True)
-
-    q_records = [r for r in records if "red_flag" in r and r.get(question_field)]
+    read = _Reader(engine, settings, question_field, answer_field)
+    q_records = [r for r in records if with_questions and "red_flag" in r and r.get(question_field)]
     a_records = [r for r in records if with_answers and "dangerous" in r and r.get(answer_field)]
     question_model = answer_model = None
     if q_records:
-        rows = [grams(question_text(r), settings.n_max) for r in q_records]
+        rows = [read.question(r) for r in q_records]
         y = np.array([[1.0 if r.get("red_flag") else 0.0] for r in q_records])
-        vocab, w, b = _fit(rows, y, settings)
+        ids, w, b = _fit(rows, y, settings)
         question_model = NgramModel(
             ("red_flag",),
             settings.n_max,
-            vocab,
+            ids,
             w,
             b,
             {"red_flag": settings.red_flag_threshold, "dismissive": settings.dismissive_threshold},
+            bits=settings.bits,
         )
     if a_records:
-        rows = [
-            grams(answer_text(r), settings.n_max) | grams(question_text(r), settings.n_max, QUESTION_PREFIX)
-            for r in a_records
-        ]
-        y = np.array(
-            [[1.0 if k in (r.get("dangerous") or []) else 0.0 for k in ANSWER_KINDS] for r in a_records]
-        )
-        vocab, w, b = _fit(rows, y, settings)
-        answer_model = NgramModel(
-            ANSWER_KINDS,
-            settings.n_max,
-            vocab,
-            w,
-            b,
-            dict.fromkeys(ANSWER_KINDS, settings.answer_threshold),
-            with_question=True,
-        )
+        answer_model = _answer_model([read.answer(r) for r in a_records], a_records, settings)
     meta = {
         "rules": engine.rules.digest,
         "settings": settings.__dict__,
@@ -336,6 +513,79 @@ def train(
     }
     logger.info("safety model trained on %d questions and %d answers", len(q_records), len(a_records))
     return SafetyModel(question_model, answer_model, meta)
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """How the answer model would have done at one threshold on answers it never saw (one kind)."""
+
+    kind: str
+    threshold: float
+    caught: int
+    """Answers labelled with the kind, missed by the rules, that the model finds."""
+    missed_by_rules: int
+    clean_flagged: int
+    """Clean answers the rules leave alone that the model would flag with this kind."""
+    clean: int
+
+    @property
+    def precision(self) -> float:
+        return self.caught / (self.caught + self.clean_flagged) if self.caught + self.clean_flagged else 0.0
+
+
+def answer_thresholds_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    grid: Sequence[float] = ANSWER_GRID,
+    min_precision: float = ANSWER_MIN_PRECISION,
+) -> tuple[list[AnswerRow], dict[str, float]]:
+    """Each group (a dev file) scored by an answer model trained on all the other groups.
+
+    ``engine`` (rules only) says what the rules already find and where the model may speak
+    (:meth:`~medtune.safety.engine.SafetyEngine.learned_answer_kinds`): only those answers count, and a clean
+    answer counts as newly flagged only if no rule flagged it. Returns the table (kind x threshold) and, per
+    kind, the lowest threshold of ``grid`` whose findings are at least ``min_precision`` right (a kind with
+    none is missing: never).
+    """
+    settings = settings or TrainSettings()
+    read = _Reader(engine, settings, question_field, answer_field)
+    usable = [[r for r in g if "dangerous" in r and r.get(answer_field)] for g in groups]
+    rows = [[read.answer(r) for r in g] for g in usable]
+    # (labels, any rule finding, kinds the model may add, probabilities) per answer
+    scored: list[tuple[set[str], bool, set[str], dict[str, float]]] = []
+    for i, group in enumerate(usable):
+        train_rows = [x for j, part in enumerate(rows) if j != i for x in part]
+        train_records = [r for j, part in enumerate(usable) if j != i for r in part]
+        if not train_records or not group:
+            continue
+        model = _answer_model(train_rows, train_records, settings)
+        for r, ids in zip(group, rows[i], strict=True):
+            question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
+            flagged = any(f.kind != "missing_disclaimer" for f in engine.check(question, answer).findings)
+            allowed = engine.learned_answer_kinds(question, answer)
+            scored.append((set(r.get("dangerous") or []), flagged, allowed, model.scores(Features(ids, ""))))
+    table: list[AnswerRow] = []
+    chosen: dict[str, float] = {}
+    clean = sum(not labels for labels, _, _, _ in scored)
+    for kind in ANSWER_KINDS:
+        missed = [p[kind] for labels, _, allowed, p in scored if kind in labels and kind in allowed]
+        spare = [
+            p[kind]
+            for labels, flagged, allowed, p in scored
+            if not labels and not flagged and kind in allowed
+        ]
+        for t in grid:
+            row = AnswerRow(
+                kind, t, sum(p >= t for p in missed), len(missed), sum(p >= t for p in spare), clean
+            )
+            table.append(row)
+            if kind not in chosen and row.caught and row.precision >= min_precision:
+                chosen[kind] = t
+    return table, chosen
+    return table, chosen
 
 
 def dismissive_gate_out_of_fold(
