@@ -295,6 +295,20 @@ def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path)
         for t in texts
     ]
     assert max(diffs) < 1e-3
+    # and the answer model, read with its question
+    records = [json.loads(line) for path in LABELLED for line in path.open(encoding="utf-8")][::29]
+    pairs = [(engine.model_text(r["answer"], answer=True), engine.model_text(r["question"])) for r in records]
+    assert fresh.answer is not None and packaged.answer is not None
+    assert fresh.answer.thresholds == packaged.answer.thresholds
+    answer_diffs = [
+        abs(
+            fresh.answer.probabilities(a, q, normalised=True)[kind]
+            - packaged.answer.probabilities(a, q, normalised=True)[kind]
+        )
+        for a, q in pairs
+        for kind in ANSWER_KINDS
+    ]
+    assert max(answer_diffs) < 1e-3
 
 
 def test_the_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
