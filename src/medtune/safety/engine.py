@@ -965,7 +965,8 @@ class SafetyEngine:
         "阿司匹林" from answers to children would only overrule it ("我40岁头疼 / 可以吃阿司匹林"). Where every drug
         the answer names is denied, forbidden or left to a doctor, the rules read no advice at all. The model
         speaks for drugs and acts the rules do not know, and for known ones given to a patient they pair with
-        nothing yet. Out of fold on the dev set this kept 154 of its 208 catches and 19 of its 23 clean flags.
+        nothing yet. Out of fold on the dev set (18 files, measured with the first, unhashed prototype of the model
+        before dev round 29) this kept 154 of its 208 catches and 19 of its 23 clean flags.
         """
         if kind != "contraindication":
             return True

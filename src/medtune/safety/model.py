@@ -39,8 +39,9 @@ if TYPE_CHECKING:  # the engine imports this module
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
-"""2: n-grams hashed into buckets (format 1 stored the n-gram strings); retrain a format-1 file."""
+FORMAT = 3
+"""3: n-grams hashed into buckets, stored as the gaps between them (2 stored the buckets, 1 the n-gram
+strings); retrain an older file."""
 PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.gz")
 MAX_MODEL_CHARS = 4_000
 # The answer kinds a model may add. ``dismissive`` is left to the rules: it depends on the triage of the
@@ -76,14 +77,6 @@ def prepare(text: str, normalised: bool = False) -> str:
     if not normalised:
         text = normalize(text)
     return _SPACES.sub(" ", _DIGITS.sub("0", text.lower()))
-
-
-def grams(text: str, n_max: int, prefix: str = "") -> set[str]:
-    """Distinct character n-grams of a prepared text, n = 1 .. n_max (as text: what evidence shows)."""
-    out: set[str] = set()
-    for n in range(1, n_max + 1):
-        out.update(prefix + text[i : i + n] for i in range(len(text) - n + 1))
-    return out
 
 
 _BASE_U64 = np.uint64(_BASE)
@@ -129,7 +122,8 @@ def as_question(ids: np.ndarray, bits: int = HASH_BITS) -> np.ndarray:
 
 
 def gram_id(gram: str, bits: int = HASH_BITS) -> int:
-    """The bucket of one n-gram: :func:`gram_ids` for a single n-gram, in plain integers."""
+    """The bucket of one n-gram: :func:`gram_ids` for a single n-gram, in plain integers (the definition of the
+    model file's buckets, for anyone reading it without numpy)."""
     rolling = 0
     for i, ch in enumerate(gram):
         rolling = ord(ch) if i == 0 else (rolling * _BASE + ord(ch)) & _M64
@@ -259,7 +253,8 @@ class NgramModel:
             "with_question": self.with_question,
             "thresholds": self.thresholds,
             "bias": [round(float(b), 6) for b in self.bias],
-            "ids": [int(i) for i in self.ids],
+            # ascending buckets stored as the gaps between them: a third of the digits of the ids themselves
+            "id_gaps": np.diff(self.ids, prepend=0).tolist(),
             "weights": [[round(float(v), 5) for v in row] for row in self.weights],
         }
 
@@ -267,7 +262,7 @@ class NgramModel:
     def from_dict(cls, data: dict[str, Any], where: str) -> NgramModel:
         try:
             outputs = tuple(data["outputs"])
-            ids = np.asarray(data["ids"], dtype=np.intp)
+            ids = np.cumsum(np.asarray(data["id_gaps"], dtype=np.intp))
             bits = int(data["hash_bits"])
             weights = np.asarray(data["weights"], dtype=np.float32).reshape(len(ids), len(outputs))
             if len(ids) and (ids.min() < 0 or ids.max() >= 1 << bits):
@@ -288,7 +283,7 @@ class NgramModel:
 
 @dataclass
 class SafetyModel:
-    """The question model (``red_flag``) and the answer model (one output per kind in :data:`ANSWER_KINDS`)."""
+    """The question model (``red_flag``) and the answer model (one output per kind it may add)."""
 
     question: NgramModel | None
     answer: NgramModel | None
@@ -449,21 +444,29 @@ class _Reader:
         return _distinct(np.concatenate((own, as_question(self.question(r), self.settings.bits))))
 
 
-def _answer_targets(records: Sequence[dict[str, Any]]) -> np.ndarray:
+def _answer_targets(records: Sequence[dict[str, Any]], kinds: Sequence[str]) -> np.ndarray:
     return np.array(
-        [[1.0 if k in (r.get("dangerous") or []) else 0.0 for k in ANSWER_KINDS] for r in records]
-    ).reshape(len(records), len(ANSWER_KINDS))
+        [[1.0 if k in (r.get("dangerous") or []) else 0.0 for k in kinds] for r in records]
+    ).reshape(len(records), len(kinds))
 
 
 def _answer_model(
-    rows: list[np.ndarray], records: Sequence[dict[str, Any]], settings: TrainSettings
+    rows: list[np.ndarray],
+    records: Sequence[dict[str, Any]],
+    settings: TrainSettings,
+    kinds: Sequence[str] | None = None,
 ) -> NgramModel:
-    ids, w, b = _fit(rows, _answer_targets(records), settings)
-    thresholds = {
-        k: float(settings.answer_thresholds[k]) for k in ANSWER_KINDS if k in settings.answer_thresholds
-    }
+    """An answer model for ``kinds`` (default: those with a threshold, the ones the engine will ask about).
+
+    Each kind is its own regression, so leaving out a kind without a threshold changes nothing for the others;
+    it only keeps a column nobody reads out of the packaged file.
+    """
+    if kinds is None:
+        kinds = [k for k in ANSWER_KINDS if k in settings.answer_thresholds]
+    ids, w, b = _fit(rows, _answer_targets(records, kinds), settings)
+    thresholds = {k: float(settings.answer_thresholds[k]) for k in kinds if k in settings.answer_thresholds}
     return NgramModel(
-        ANSWER_KINDS, settings.n_max, ids, w, b, thresholds, with_question=True, bits=settings.bits
+        tuple(kinds), settings.n_max, ids, w, b, thresholds, with_question=True, bits=settings.bits
     )
 
 
@@ -561,7 +564,7 @@ def answer_thresholds_out_of_fold(
         train_records = [r for j, part in enumerate(usable) if j != i for r in part]
         if not train_records or not group:
             continue
-        model = _answer_model(train_rows, train_records, settings)
+        model = _answer_model(train_rows, train_records, settings, ANSWER_KINDS)
         for r, ids in zip(group, rows[i], strict=True):
             question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
             flagged = any(f.kind != "missing_disclaimer" for f in engine.check(question, answer).findings)
