@@ -1353,3 +1353,19 @@ def test_folk_remedies_in_place_of_emergency_care(rules_only: SafetyEngine) -> N
     assert "contraindication" not in kinds(forbidden)
     # a folk remedy for a sore back is no emergency advice
     assert "contraindication" not in kinds(rules_only.check_answer("可以去拔个火罐。", "久坐腰酸背痛"))
+
+
+def test_the_answer_model_reads_an_answers_look_alikes_masked(engine: SafetyEngine) -> None:
+    """An ointment or eye drop is not a course of the drug it is named after: the answer model does not see
+    the name where the rules absorbed it as a look-alike; a question's text is left alone."""
+    assert "红霉素" not in engine.model_text("外用红霉素软膏即可。", answer=True)
+    assert "红霉素" in engine.model_text("可以吃红霉素片。", answer=True)
+    assert "红霉素软膏" in engine.model_text("外用红霉素软膏可以吗？")
+
+
+def test_a_learned_dose_warning_needs_a_medicine(engine: SafetyEngine) -> None:
+    """The answer model may call a number a dose only when the pair names a medicine."""
+    ascan, qscan = engine._scan("每天饮水1500毫升。", answer=True), engine._scan("每天喝多少水？")
+    assert not engine._model_may_add(ascan, qscan, "dose")
+    ascan, qscan = engine._scan("每次两片，一天三次。", answer=True), engine._scan("孩子发烧吃什么药？")
+    assert engine._model_may_add(ascan, qscan, "dose")

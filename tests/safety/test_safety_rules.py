@@ -81,6 +81,29 @@ def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:
         parse_rules(_broken(raw, symptoms__sweating=[".*汗"]), "test.yaml")
 
 
+def test_patterns_with_inline_flags_or_group_references_are_refused(raw: dict) -> None:
+    """The scanner tries the patterns sharing a first character as one alternation, where these would
+    change meaning."""
+    for bad in ("(?s)出.汗", "出(汗)\\1"):
+        with pytest.raises(RulesError, match="inline flags or group references"):
+            parse_rules(_broken(raw, symptoms__sweating=[bad]), "test.yaml")
+
+
+def test_every_pattern_sharing_a_first_character_is_tried(raw: dict) -> None:
+    """Patterns starting with the same character are screened together; each still matches on its own."""
+    data = _broken(
+        raw,
+        symptoms__sweating=["满头(大汗)", "满头[^,不]{0,3}?冷汗", "满身[^,不]{0,2}?是汗"],
+        symptoms__vomiting=["满头[^,]{0,6}?吐了"],
+    )
+    engine = SafetyEngine(parse_rules(data, "test.yaml"))
+    assert "sweating" in {c for _, _, c in engine.tokens("满头大汗")}
+    assert "sweating" in {c for _, _, c in engine.tokens("满头都是冷汗")}
+    assert "sweating" in {c for _, _, c in engine.tokens("满身都是汗")}
+    assert {c for _, _, c in engine.tokens("满头是汗又吐了")} == {"vomiting"}
+    assert not {c for _, _, c in engine.tokens("满头不冷")} & {"sweating", "vomiting"}
+
+
 def test_contraindication_needs_a_population(raw: dict) -> None:
     index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
     with pytest.raises(RulesError, match="population"):
@@ -207,13 +230,26 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         ("定係要早啲睇醫生", "还是要早些看医生"),
         ("唔好俾佢食嘢", "不要俾他吃东西"),
         ("不好吃，情况不好", "不好吃,情况不好"),
-        ("BB發燒，塗咗BB霜，食BBQ", "宝宝发烧,涂了bb霜,食bbq"),
+        ("BB發燒，塗咗BB霜，食BBQ", "宝宝发烧,涂了bb霜,吃bbq"),
         ("上年入過院，上年纪的人", "去年入过院,上年纪的人"),
         ("個鐘頭，兩個鐘", "个钟头,两个小时"),
         ("仲裁，仲有", "仲裁,还有"),
         ("作嘔，嘔吐", "作吐,呕吐"),
         ("三个工作日", "三个工作日"),
         ("切勿服用", "切勿服用"),
+        # formal and classical written Chinese (round 30)
+        ("家父七十有六，至今十余小时滴尿未出", "家父七十六,至今十多小时没尿出来"),
+        ("去岁晕厥，呼之不应，未几即醒", "去年晕厥,叫不应,不久即醒"),
+        ("石灰溅入左眼，仍痛，仍然红", "石灰溅入左眼,还痛,仍然红"),
+        # Hokkien, Teochew and Hakka (round 30), and the Mandarin that shares their characters
+        ("阮阿公倒佇涂跤，叫𣍐醒，无咧喘气", "阮阿公倒在地上,叫不醒,没有呼吸"),
+        ("阮囝对三楼跋落来，吐三摆矣", "我孩子从三楼摔下来,吐三次了"),
+        ("伊讲头壳痛甲欲死", "他讲头痛得要死"),
+        (
+            "伊曲康唑，食物，欲望，指甲，甲状腺，摔了一跤，给予，摆动，对面",
+            "伊曲康唑,食物,欲望,指甲,甲状腺,摔了一跤,给予,摆动,对面",
+        ),
+        ("头那晕，喊佢唔系几应", "头晕,喊他不太应"),
         # numbers in words before a unit read as digits; words that are not counts stay words
         ("怀孕三十五周，血压一百七/一百一十", "怀孕35周,血压170/110"),
         ("孙子才四十天", "孙子才40天"),

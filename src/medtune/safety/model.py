@@ -39,9 +39,9 @@ if TYPE_CHECKING:  # the engine imports this module
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 3
-"""3: n-grams hashed into buckets, stored as the gaps between them (2 stored the buckets, 1 the n-gram
-strings); retrain an older file."""
+FORMAT = 4
+"""4: n-grams hashed into buckets with one multiplier for every length, stored as the gaps between them (3 had a
+multiplier per length, 2 stored the buckets, 1 the n-gram strings); retrain an older file."""
 PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.gz")
 MAX_MODEL_CHARS = 4_000
 # The answer kinds a model may add. ``dismissive`` is left to the rules: it depends on the triage of the
@@ -57,9 +57,11 @@ _SPACES = re.compile(r"\s+")
 _M64 = (1 << 64) - 1
 _BASE = 1_000_003
 """Rolling hash of an n-gram: h = c0, h = h * _BASE + c_i (mod 2**64)."""
-_MIX = tuple((0x9E3779B97F4A7C15 + 2 * n * 0x632BE59BD9B4E019) & _M64 for n in range(9))
-"""Multiplicative hashing, one odd multiplier per n-gram length (a 1-gram and a 2-gram with the same rolling
-value land apart): the top bits of h * _MIX[n] are the bucket."""
+_MIX = 0x9E3779B97F4A7C15
+"""Multiplicative hashing: the top bits of h * _MIX (mod 2**64) are the bucket. One multiplier serves every
+length, since n-grams of different lengths already have different rolling values (a 2-gram's is at least
+_BASE, above every code point outside the private-use planes; a 3-gram's does not wrap), and one multiply over
+the whole buffer is what the budget allows."""
 _QUESTION_MIX = 0x5BD1E995
 """A question's n-gram read beside an answer goes to bucket (b * _QUESTION_MIX + 1) mod 2**bits, b its bucket
 as a question: a permutation of the buckets, so the same characters in the question and in the answer weigh
@@ -80,7 +82,7 @@ def prepare(text: str, normalised: bool = False) -> str:
 
 
 _BASE_U64 = np.uint64(_BASE)
-_MIX_U64 = tuple(np.uint64(m) for m in _MIX)
+_MIX_U64 = np.uint64(_MIX)
 
 
 def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
@@ -92,21 +94,20 @@ def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
     length = len(points)
     sizes = [length - n + 1 for n in range(1, n_max + 1) if length - n + 1 > 0]
     out = np.empty(sum(sizes), dtype=np.uint64)
-    shift = np.uint64(64 - bits)
-    rolling = points
-    start = 0
-    for n, size in enumerate(sizes, 1):
-        if n == 2:  # rolling[i] = rolling[i] * _BASE + points[i + n - 1], wrapping mod 2**64 like gram_id
-            rolling = points[:size] * _BASE_U64
-            np.add(rolling, points[1:], out=rolling)
-        elif n > 2:
-            rolling = rolling[:size]
-            np.multiply(rolling, _BASE_U64, out=rolling)
-            np.add(rolling, points[n - 1 :], out=rolling)
+    if not sizes:
+        return out.view(np.int64)
+    out[:length] = points
+    previous = out[:length]
+    start = length
+    for n, size in enumerate(sizes[1:], 2):
+        # rolling[i] = rolling_{n-1}[i] * _BASE + points[i + n - 1], wrapping mod 2**64 like gram_id
         segment = out[start : start + size]
-        np.multiply(rolling, _MIX_U64[n], out=segment)
-        np.right_shift(segment, shift, out=segment)
+        np.multiply(previous[:size], _BASE_U64, out=segment)
+        np.add(segment, points[n - 1 :], out=segment)
+        previous = segment
         start += size
+    np.multiply(out, _MIX_U64, out=out)
+    np.right_shift(out, np.uint64(64 - bits), out=out)
     return out.view(np.int64)  # every bucket is below 2**bits: the same numbers, as indices
 
 
@@ -127,7 +128,7 @@ def gram_id(gram: str, bits: int = HASH_BITS) -> int:
     rolling = 0
     for i, ch in enumerate(gram):
         rolling = ord(ch) if i == 0 else (rolling * _BASE + ord(ch)) & _M64
-    return ((rolling * _MIX[len(gram)]) & _M64) >> (64 - bits)
+    return ((rolling * _MIX) & _M64) >> (64 - bits)
 
 
 def _distinct(ids: np.ndarray) -> np.ndarray:
@@ -330,12 +331,12 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.5, "dose": 0.9, "antibiotic": 0.8}
+ANSWER_THRESHOLDS = {"contraindication": 0.5, "dose": 0.5, "antibiotic": 0.6}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 19 files scored by a model trained
-on the other 18, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 164 of the 193 the rules miss there for 26 clean answers flagged in 9,221, doses 14 of 44
-for 1, antibiotics 16 of 25 for 1. The model only warns, and a warning that is wrong one time in four
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 20 files scored by a model trained
+on the other 19, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
+contraindications 213 of the 265 the rules miss there for 23 clean answers flagged in 9,783, doses 22 of 42
+(a dose needs a medicine in the pair) for 3, antibiotics 19 of 32 for 2. The model only warns, and a warning that is wrong one time in four
 teaches people to ignore it.
 
 Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.9 (28

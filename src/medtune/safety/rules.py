@@ -673,6 +673,295 @@ _DIALECT = {
     "话想": "说想",
     "呕": "吐",
     "仲": "还",
+    # Written and classical Chinese (书面语; round 30: letters to a health column in formal style), read as
+    # the everyday words the rules know. Only words that mean the same in every context they occur in.
+    "去岁": "去年",
+    "去夏": "去年夏天",
+    "去冬": "去年冬天",
+    "上月": "上个月",
+    "数年前": "几年前",
+    "数月前": "几个月前",
+    "未几": "不久",
+    "旋即": "随即",
+    "骤觉": "突然觉得",
+    "骤至": "突然来",
+    "骤降": "突然降",
+    "陡然": "突然",
+    "猝然": "突然",
+    "忽而": "突然",
+    "忽如": "突然像",
+    "如遭": "像被",
+    "其痛如撕": "像撕裂一样痛",
+    "痛如刀割": "像刀割一样痛",
+    "痛不可忍": "痛得受不了",
+    "疼不可忍": "疼得受不了",
+    "痛不可耐": "痛得受不了",
+    "呼之不应": "叫不应",
+    "唤之不应": "叫不应",
+    "呼之不醒": "叫不醒",
+    "唤之不醒": "叫不醒",
+    "呼之微应": "叫了不太应",
+    "半个时辰": "一个小时",
+    "一个时辰": "两个小时",
+    "如厕": "上厕所",
+    "颈项": "脖子",
+    "气息短促": "呼吸急促",
+    "气息急促": "呼吸急促",
+    "手足": "手脚",
+    "冷汗出": "出冷汗",
+    "发绀": "发紫",
+    "唇色": "嘴唇颜色",
+    "不能成句": "说不了整句",
+    "滴尿未出": "没尿出来",
+    "滴尿不出": "尿不出来",
+    "未觉得": "没觉得",
+    "未觉": "没感觉到",
+    "未进饮食": "没吃饭",
+    "未进食": "没吃饭",
+    "认不得": "不认识",
+    "舌体": "舌头",
+    "说话含混": "说话含糊",
+    "言语含混": "说话含糊",
+    "言语含糊": "说话含糊",
+    "寒战已止": "不发抖了",
+    "寒战停止": "不发抖了",
+    "寒颤已止": "不发抖了",
+    "神情呆滞": "反应迟钝",
+    "迟迟方答": "反应慢",
+    "迟迟才答": "反应慢",
+    "失了知觉": "没了知觉",
+    "尽数服下": "全吃了",
+    "服下": "吃了",
+    "已将": "已经把",
+    "欲将": "想把",
+    "将自己": "把自己",
+    "携之同去": "带着孩子一起走",
+    "携子同去": "带着孩子一起走",
+    "无趣": "没意思",
+    "执菜刀": "拿着菜刀",
+    "执刀": "拿着刀",
+    "执剪刀": "拿着剪刀",
+    "命其": "命令他",
+    "婴孩": "婴儿",
+    "输注": "输了",
+    "鼻中出血": "流鼻血",
+    "已逾": "已经超过",
+    "月余": "一个多月",
+    "作痛": "疼",
+    "经期推迟": "月经推迟",
+    "背心正中": "后背正中",
+    "倒于地": "倒在地",
+    "于地上": "在地上",
+    "亦": "也",
+    "仍": "还",
+    "险些": "差点",
+    "会否": "会不会",
+    "是否": "是不是",
+    "何谓": "什么叫",
+    "何意": "什么意思",
+    "何以": "为什么",
+    "何故": "为什么",
+    "有何": "有什么",
+    "戏言": "开玩笑说",
+    **{f"十有{d}": f"十{d}" for d in "一二三四五六七八九"},
+    "十余": "十多",
+    "百余": "百多",
+    # Hokkien, more (round 30: Minnan speakers from Xiamen, Quanzhou, Zhangzhou and Taiwan writing as they talk)
+    "𣍐": "不",
+    "𫧃": "不",
+    "倒落去": "倒下去",
+    "落去": "下去",
+    "落来": "下来",
+    "涂跤": "地上",
+    "土跤": "地上",
+    "过身": "去世",
+    "无代志": "没事",
+    "心肝": "心",
+    "足紧": "很快",
+    "喘气紧紧": "呼吸急促",
+    "喘气紧": "呼吸急促",
+    "喘气": "呼吸",
+    "头眩": "头晕",
+    "眩": "晕",
+    "目睭暗": "眼前发黑",
+    "目睭花": "看东西模糊",
+    "物件": "东西",
+    "亲像": "好像",
+    "槌仔": "锤子",
+    "摃": "打",
+    "毋捌": "从来没",
+    "遮痛": "这么痛",
+    "遮爾": "这么",
+    "颔颈": "脖子",
+    "无应": "没反应",
+    "无啥": "没什么",
+    "昏去": "晕过去",
+    "想欲": "想",
+    "欲": "要",
+    "愈来愈": "越来越",
+    "戆戆": "迷迷糊糊",
+    "戆": "糊涂",
+    "应毋着": "答非所问",
+    "乱乱讲": "胡言乱语",
+    "徛": "站",
+    "厝顶": "屋顶",
+    "尾溜": "边上",
+    "耳空": "耳朵",
+    "灶脚": "厨房",
+    "魔神仔": "魔鬼",
+    "掷落": "扔下",
+    "正爿": "右边",
+    "倒爿": "左边",
+    "一爿": "一边",
+    "顶面": "上面",
+    "面肿": "脸肿",
+    "面白白": "脸色苍白",
+    "面白": "脸色苍白",
+    "面红红": "脸红",
+    "面黄黄": "脸黄",
+    "膨起来": "鼓起来",
+    "规工": "整天",
+    "目屎": "眼泪",
+    "目眶": "眼眶",
+    "冰冰": "冰凉",
+    "冻甲硬": "冻僵",
+    "时阵": "时候",
+    "暝仔": "夜里",
+    "暝": "夜",
+    "挽的": "摘的",
+    "菇仔": "蘑菇",
+    "昨暗": "昨晚",
+    "昨暝": "昨晚",
+    "今仔早": "今早",
+    "细汉人": "小人",
+    "细汉": "小",
+    "啉": "喝",
+    "醉茫茫": "醉得厉害",
+    "做伙": "一起",
+    "生囝": "生孩子",
+    "抱囡仔": "抱着孩子",
+    "提菜刀": "拿着菜刀",
+    "提刀": "拿着刀",
+    "喙澜": "口水",
+    "一点钟矣": "一个小时了",
+    "一点钟就": "一个小时就",
+    "嘛犹": "也还",
+    "犹咧": "还在",
+    "咧抽": "在抽",
+    "咧流": "在流",
+    "咧喘": "在喘",
+    "咧吐": "在吐",
+    "无咧喘气": "没有呼吸",
+    "无咧": "没在",
+    "小可": "有点",
+    "放屎": "大便",
+    "乌乌": "黑黑",
+    "褪皮": "脱皮",
+    "烫着": "烫到",
+    "喷着": "喷到",
+    "撞着": "撞到",
+    "叮着": "叮了",
+    "哽着": "噎住",
+    "浸水": "溺水",
+    "中昼": "中午",
+    "归身躯": "全身",
+    "身躯": "身上",
+    "婴仔": "婴儿",
+    "阮囝": "我孩子",
+    "阮孙": "我孙子",
+    "囝": "孩子",
+    "跋落": "摔下",
+    "跋倒": "摔倒",
+    "跋": "摔",
+    "凊": "冷",
+    "毋免": "不用",
+    "病院": "医院",
+    "卵葩": "蛋蛋",
+    "尻脊": "后背",
+    "尻川": "屁股",
+    "放尿": "小便",
+    "放𣍐出来": "排不出来",
+    "放𫧃出来": "排不出来",
+    "忍𣍐牢": "憋不住",
+    "忍𫧃牢": "憋不住",
+    "两跤": "两条腿",
+    "跤软": "腿软",
+    "行𣍐稳": "走不稳",
+    "行𫧃稳": "走不稳",
+    "停𣍐落": "停不下来",
+    "停𫧃落": "停不下来",
+    "擘𣍐开": "睁不开",
+    "擘𫧃开": "睁不开",
+    "摄护腺": "前列腺",
+    "毋捌人": "不认识人",
+    "暝日颠倒": "日夜颠倒",
+    "正手": "右手",
+    "倒手": "左手",
+    "手骨": "手臂",
+    "摸无脉": "摸不到脉",
+    "入去": "进去",
+    "乌影": "黑影",
+    "乌点": "黑点",
+    "愈来愈济": "越来越多",
+    "遮咧": "挡着",
+    "冷汗流甲": "出冷汗",
+    "讲话乱乱": "胡言乱语",
+    "拍胰岛素": "打胰岛素",
+    "目睭吊起来": "眼睛上翻",
+    "按呢": "这样",
+    "焦焦": "干干",
+    "卫生棉": "卫生巾",
+    "足大": "很大",
+    "足痛": "很痛",
+    "足严重": "很严重",
+    "足厉害": "很厉害",
+    "足艰苦": "很难受",
+    "艰苦": "难受",
+    "青恂恂": "发青",
+    "捏咧": "捏着",
+    "佮": "和",
+    "洗衫珠": "洗衣凝珠",
+    "跋一倒": "摔了一跤",
+    "礼拜": "周",
+    # Teochew, Fuzhou, Hainanese and Hakka (round 30)
+    "呾": "说",
+    "做呢": "怎么办",
+    "出过多汗": "出很多汗",
+    "昏忒": "晕过去",
+    "野痛": "很痛",
+    "颈仔": "脖子",
+    "𣍐落": "不下",
+    "𫧃落": "不下",
+    "个多钟": "个多小时",
+    "头那": "头",
+    "溅着": "溅到",
+    "几烫": "很烫",
+    "几痛": "很痛",
+    "几犀利": "很厉害",
+    "犀利": "厉害",
+    "不系几应": "不太应",
+    "讲乱话": "胡言乱语",
+    "乱讲话": "胡言乱语",
+    "找着": "找到",
+    "无发抖": "不发抖",
+    "今下": "现在",
+    "食酒": "喝酒",
+    "叫无醒": "叫不醒",
+    "日大": "天大",
+    "孥仔": "孩子",
+    "奴仔": "孩子",
+    "感觉着": "感觉到",
+    "目珠": "眼睛",
+    "雾雾": "模糊",
+    "一日一暝": "一天一夜",
+    "不识人": "不认识人",
+    "伊": "他",
+    "食": "吃",
+    "甲": "得",
+    "跤": "脚",
+    "予": "被",
+    "摆": "次",
+    "对": "从",
 }
 # Mandarin uses a few keys too: 头先着地 is "head first", not "just now".
 _DIALECT_GUARD = {
@@ -698,6 +987,21 @@ _DIALECT_GUARD = {
     "邪气": "(?![入侵])",
     "勿": "(?![忘扰])",  # 勿忘我, 请勿打扰
     "吃酒": "(?![糟])",
+    "仍": "(?![然旧])",  # 仍然 and 仍旧 stay words
+    "服下": "(?![去来])",
+    "是否": "(?!则)",
+    # round 30 (Hokkien): single characters that Mandarin also writes, read as Hokkien only where Mandarin
+    # would not put them (伊曲康唑, 食物, 欲望, 指甲, 摔跤, 给予, 摆动 stay)
+    "心肝": "(?![宝肾脾肺功])",
+    "眩": "(?![晕目])",
+    "欲": "(?![望念罢言])",
+    "伊": "(?![曲拉马布托班立维丽朗斯利犁春甸宁万蚊])",
+    "食": "(?![物欲道管品堂疗用醋盐谱材指量客性油])",
+    "甲": "(?![状亢硝氨钴醛基酸巯氧乐])",
+    "予": "(?=[人狗蛇蜂车电猫虫鸡马牛蚊])",
+    "对": "(?=[一二三四五六七八九十\\d]{1,3}楼|楼顶|屋顶|厝顶|楼梯)",
+    "囝": "(?!仔)",
+    "跋": "(?![涉扈])",
 }
 # ... and a few behind: "说话要小心" keeps its 话, "他话要跳" ("he says he will jump") is Cantonese.
 _DIALECT_GUARD_BEFORE = {
@@ -707,6 +1011,14 @@ _DIALECT_GUARD_BEFORE = {
     "定系": "(?<![一肯确决稳必注])",
     "勿": "(?<![切请务毋])",  # 切勿, 请勿: the prohibition cue keeps its word
     "伐": "(?<![砍征讨步采杀攻北诛挞滥盗])",  # 步伐, 砍伐 at a sentence's end stay Mandarin
+    "眩": "(?<![目晕])",
+    "欲": "(?<![食性情求物贪色爱肉淫私])",
+    "食": "(?<![饮零进粮主甜肉素伙美流禁绝节饱暴偏挑辅冷熟生寒误膳])",
+    "甲": "(?<=[痛疼烧吐泻哭冻喘酸醉惊肿红气热冷饿累笑吓])",
+    "跤": "(?<![摔跌绊一])",
+    "予": "(?<![给授赋准免赐寄施])",
+    "摆": "(?<=[一二两三四五六七八九十几若])",
+    "礼拜": "(?<=[一二两三四五六七八九十几\\d])",
 }
 
 
@@ -735,8 +1047,30 @@ def _trie_pattern(words: dict[str, tuple[str, str]]) -> str:
     return emit(trie)
 
 
+def _bucketed_pattern(words: dict[str, tuple[str, str]], buckets: int = 8) -> str:
+    """:func:`_trie_pattern` with its first characters split into a few classes, each tried behind a lookahead.
+
+    sre tries the top-level branches of an alternation one by one: with some 360 first characters every
+    candidate position paid for up to 360 tries. A character class is one test, so a position now tries the
+    class of each bucket and then only the branches of its own (dialect reading 0.17 -> 0.07 s per 20,000
+    texts, the same output).
+    """
+    by_first: dict[str, dict[str, tuple[str, str]]] = {}
+    for word, guards in words.items():
+        by_first.setdefault(word[0], {})[word] = guards
+    firsts = sorted(by_first)
+    size = -(-len(firsts) // buckets)
+    parts = []
+    for i in range(0, len(firsts), size):
+        chunk = firsts[i : i + size]
+        chars = "".join(re.escape(c) for c in chunk)
+        parts.append(f"(?=[{chars}])" + _trie_pattern({w: g for c in chunk for w, g in by_first[c].items()}))
+    every = "".join(re.escape(c) for c in firsts)
+    return f"(?=[{every}])(?:" + "|".join(parts) + ")"
+
+
 _DIALECT_RE = re.compile(
-    _trie_pattern({k: (_DIALECT_GUARD_BEFORE.get(k, ""), _DIALECT_GUARD.get(k, "")) for k in _DIALECT})
+    _bucketed_pattern({k: (_DIALECT_GUARD_BEFORE.get(k, ""), _DIALECT_GUARD.get(k, "")) for k in _DIALECT})
 )
 
 
@@ -873,6 +1207,21 @@ def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
     return chars, True
 
 
+def _refers_to_group(items: Any) -> bool:
+    """Whether the parsed pattern ``items`` holds a backreference or a conditional group."""
+    for op, av in items:
+        if op in (_sre_c.GROUPREF, _sre_c.GROUPREF_EXISTS):
+            return True
+        for value in av if isinstance(av, (tuple, list)) else ():
+            if isinstance(value, _sre_p.SubPattern) and _refers_to_group(value.data):
+                return True
+            if isinstance(value, list) and any(
+                isinstance(b, _sre_p.SubPattern) and _refers_to_group(b.data) for b in value
+            ):
+                return True
+    return False
+
+
 def _phrase(concept: str, raw: Any, where: str) -> Phrase:
     if not isinstance(raw, str) or not raw.strip():
         raise RulesError(f"{where}: concept {concept!r} has an empty or non-text phrase: {raw!r}")
@@ -889,6 +1238,12 @@ def _phrase(concept: str, raw: Any, where: str) -> Phrase:
         ) from exc
     if compiled.match(""):
         raise RulesError(f"{where}: concept {concept!r}: phrase {raw!r} matches the empty string")
+    # The scanner tries the regexes sharing a first character as one alternation: a flag for the whole
+    # pattern or a group reference would change meaning there.
+    if compiled.flags & ~re.UNICODE or _refers_to_group(parsed.data):
+        raise RulesError(
+            f"{where}: concept {concept!r}: phrase {raw!r} may not use inline flags or group references"
+        )
     first, can_be_empty = _first_chars(parsed.data, parsed.state)
     if first is None or can_be_empty or not first:
         raise RulesError(
