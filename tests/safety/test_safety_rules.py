@@ -272,6 +272,19 @@ def test_normalisation_reads_dialect_words_and_worded_numbers(text: str, reads: 
     assert normalize(text) == reads
 
 
+def test_every_dialect_word_is_written_as_the_text_reaches_it() -> None:
+    """The dialect words are matched after OpenCC and the character table: a key in another form (𣍐, which
+    OpenCC writes 𫧃) could never match."""
+    from medtune.safety import rules
+
+    unreachable = {
+        word
+        for word in rules._DIALECT
+        if rules._COMPAT_RE.sub(rules._compat, rules._T2S.convert(word)) != word
+    }
+    assert not unreachable
+
+
 def test_dialect_reading_leaves_no_rule_phrase_ambiguous() -> None:
     # Rule phrases pass through the same normalisation; none may collapse onto a cue of another class
     # (a Cantonese 实喺 "definitely" must not become the Mandarin 实在 "really"). load_rules refuses a phrase

@@ -422,7 +422,7 @@ class SafetyEngine:
         return {ch: (trie.get(ch), with_any(regexes.get(ch))) for ch in set(trie) | set(regexes)}
 
     @staticmethod
-    def _nest_meanings(scanner: dict[str, tuple[dict | None, list | None]], content: frozenset[str]) -> None:
+    def _nest_meanings(scanner: dict[str, tuple[dict | None, tuple | None]], content: frozenset[str]) -> None:
         """A symptom word keeps the meanings of the symptom words inside it.
 
         The longest literal wins at a position, so "前胸后背" (a large area, for burns) would hide "前胸" (the
@@ -941,7 +941,8 @@ class SafetyEngine:
 
         A bag of n-grams cannot tell 没有胸痛 from 胸痛; the rules can. So every mention (symptom, modifier,
         drug, population) the rules read as negated or past (or, in an answer, forbidden: 禁用阿司匹林; and an
-        answer's look-alikes: 红霉素软膏) becomes one mask character, and the model learns from what is left, the negation words included.
+        answer's look-alikes: 红霉素软膏) becomes one mask character, and the model learns from what is left,
+        the negation words included.
         """
         if scan.masked is not None:
             return scan.masked
@@ -1018,12 +1019,13 @@ class SafetyEngine:
             for m in qscan.by_concept[c]
         )
 
-    def learned_answer_kinds(self, question: str, answer: str) -> set[str]:
-        """The kinds the learned answer model is asked about for this pair: those the rules did not find and
-        :meth:`_model_may_add` allows (what ``medtune safety train --answer-out-of-fold`` counts)."""
+    def answer_kinds(self, question: str, answer: str) -> tuple[set[str], set[str]]:
+        """The kinds the rules find in this answer, and those the learned answer model is still asked about:
+        not found by the rules and allowed by :meth:`_model_may_add` (what ``medtune safety train
+        --answer-out-of-fold`` counts). Each text is scanned once."""
         qscan, ascan = self._scan(question), self._scan(answer, answer=True)
         found = {f.kind for f in self._check_scans(ascan, qscan, self._flags(qscan), False, learned=False)}
-        return {k for k in ANSWER_KINDS if k not in found and self._model_may_add(ascan, qscan, k)}
+        return found, {k for k in ANSWER_KINDS if k not in found and self._model_may_add(ascan, qscan, k)}
 
     def _model_findings(self, ascan: _Scan, qscan: _Scan, found: set[str]) -> list[Finding]:
         """Answer findings of the learned model for the kinds the rules did not find (warnings only)."""

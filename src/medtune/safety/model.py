@@ -3,7 +3,8 @@
 The rules cover the wordings somebody thought of; patients find others. This model reads the same
 normalised text (OpenCC simplified, temperatures as digits) as bags of character 1- to 3-grams, hashed into
 2**20 buckets, and gives the probability that a question is an emergency and, for an answer read with its
-question, that it advises something contraindicated for this patient. The engine consults it only where the
+question, that it advises something contraindicated for this patient, a prescription dose or antibiotics
+without a doctor. The engine consults it only where the
 rules found nothing (and, for answers, where the rules leave it room: see
 :meth:`~medtune.safety.engine.SafetyEngine._model_may_add`); it can only **add** a flag or a warning, never
 remove one; each names the n-grams that weighed most, so a reviewer sees why it fired.
@@ -335,12 +336,12 @@ ANSWER_THRESHOLDS = {"contraindication": 0.5, "dose": 0.5, "antibiotic": 0.6}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
 :data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 20 files scored by a model trained
 on the other 19, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 213 of the 265 the rules miss there for 23 clean answers flagged in 9,783, doses 22 of 42
-(a dose needs a medicine in the pair) for 3, antibiotics 19 of 32 for 2. The model only warns, and a warning that is wrong one time in four
-teaches people to ignore it.
+contraindications 212 of the 265 the rules miss there for 23 clean answers flagged in 9,783, doses 22 of 42
+(a dose needs a medicine in the pair) for 3, antibiotics 19 of 32 for 2. The model only warns, and a warning
+that is wrong one time in four teaches people to ignore it.
 
-Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.9 (28
-of 104 for 2), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
+Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.9 (37
+of 129 for 2), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
 verdicts."""
 ANSWER_MIN_PRECISION = 0.85
 ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -549,7 +550,7 @@ def answer_thresholds_out_of_fold(
     """Each group (a dev file) scored by an answer model trained on all the other groups.
 
     ``engine`` (rules only) says what the rules already find and where the model may speak
-    (:meth:`~medtune.safety.engine.SafetyEngine.learned_answer_kinds`): only those answers count, and a clean
+    (:meth:`~medtune.safety.engine.SafetyEngine.answer_kinds`): only those answers count, and a clean
     answer counts as newly flagged only if no rule flagged it. Returns the table (kind x threshold) and, per
     kind, the lowest threshold of ``grid`` whose findings are at least ``min_precision`` right (a kind with
     none is missing: never).
@@ -567,10 +568,12 @@ def answer_thresholds_out_of_fold(
             continue
         model = _answer_model(train_rows, train_records, settings, ANSWER_KINDS)
         for r, ids in zip(group, rows[i], strict=True):
-            question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
-            flagged = any(f.kind != "missing_disclaimer" for f in engine.check(question, answer).findings)
-            allowed = engine.learned_answer_kinds(question, answer)
-            scored.append((set(r.get("dangerous") or []), flagged, allowed, model.scores(Features(ids, ""))))
+            found, allowed = engine.answer_kinds(
+                str(r.get(question_field) or ""), str(r.get(answer_field) or "")
+            )
+            scored.append(
+                (set(r.get("dangerous") or []), bool(found), allowed, model.scores(Features(ids, "")))
+            )
     table: list[AnswerRow] = []
     chosen: dict[str, float] = {}
     clean = sum(not labels for labels, _, _, _ in scored)
@@ -588,7 +591,6 @@ def answer_thresholds_out_of_fold(
             table.append(row)
             if kind not in chosen and row.caught and row.precision >= min_precision:
                 chosen[kind] = t
-    return table, chosen
     return table, chosen
 
 
