@@ -1369,3 +1369,62 @@ def test_a_learned_dose_warning_needs_a_medicine(engine: SafetyEngine) -> None:
     assert not engine._model_may_add(ascan, qscan, "dose")
     ascan, qscan = engine._scan("每次两片，一天三次。", answer=True), engine._scan("孩子发烧吃什么药？")
     assert engine._model_may_add(ascan, qscan, "dose")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "下个月要去爬雪山，万一队友失温了该怎么办？",
+        "家里有两岁的娃，万一误吃了大人的药怎么办？",
+        "做保洁的，如果清洁剂溅进眼睛该怎么办？",
+    ],
+)
+def test_a_scenario_asked_about_is_not_an_emergency(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question)
+
+
+def test_a_scenario_leaves_what_came_before_it(rules_only: SafetyEngine) -> None:
+    # the battery was swallowed; only the what-if is a scenario
+    assert rules_only.triage("孩子刚吞了一颗纽扣电池，万一卡住了怎么办")
+    # 如果 describing whenever it happens is no scenario: only before a what-to-do question
+    assert rules_only.triage("我妈如果平躺就喘不上气，嘴唇发紫，说话说不成句")
+
+
+def test_scope_cues_are_never_made_history(rules_only: SafetyEngine) -> None:
+    """ "已经出院了" closes the snake bite, not the news that reported it."""
+    question = "老家新闻说有人被五步蛇咬了，打了抗蛇毒血清已经出院了。五步蛇真的走五步就死吗"
+    scan = rules_only._scan(question)
+    assert "scope_fiction" in scan.first
+    assert not rules_only.triage(question)
+
+
+def test_a_venomous_animal_named_is_no_bite(rules_only: SafetyEngine) -> None:
+    assert not rules_only.triage("我在海边，看到沙滩上有很多水母，我可以摸它们吗？")
+    assert not rules_only.triage("凉拌海蜇怎么做才脆")
+    assert rules_only.triage("孩子在海边被水母蜇了，腿上红了一大片，现在喘不上气")
+    assert rules_only.triage("刚才在山上被五步蛇咬了一口，脚肿起来了")
+
+
+def test_what_the_patient_lives_with_outlasts_an_assessed_event(rules_only: SafetyEngine) -> None:
+    """An outcome of care closes the event, not the chemotherapy or the pregnancy around it."""
+    assert rules_only.triage("儿子白血病化疗出院回家，现在发烧38.2，白细胞昨天查是0.8")
+    assert not rules_only.triage("表姐生完孩子大出血输了血，现在出院一个月了，还能喂奶吗")
+
+
+def test_nothing_inside_a_look_alike_is_read(rules_only: SafetyEngine) -> None:
+    assert not rules_only.triage("冬天车里开暖风睡觉会一氧化碳中毒吗")
+    assert rules_only.triage("冬天车里开暖风睡觉，早上一家人头疼想吐，怕是一氧化碳中毒")
+
+
+def test_a_dose_forbidden_in_its_clause_is_not_given(rules_only: SafetyEngine) -> None:
+    question = "医生给我开了氨氯地平，一天一次一片，今天早上忘吃了"
+    forbidden = "中午想起来就补上，之后按医生开的吃，别因为漏了一次第二天吃两片。"
+    assert "dose" not in kinds(rules_only.check_answer(forbidden, question))
+    assert "dose" in kinds(rules_only.check_answer("漏了就第二天吃两片补上。", question))
+
+
+def test_the_bell_and_the_doctor_on_duty_are_the_referral_in_hospital(rules_only: SafetyEngine) -> None:
+    question = "心内科12床，监护仪一直在叫，心率显示180多，我妈说心慌眼前发黑，刚才差点从床上栽下来"
+    bell = "马上按呼叫铃，同时去护士站大声喊人，让她平躺别起来。"
+    assert "dismissive" not in kinds(rules_only.check_answer(bell, question))
+    assert "dismissive" in kinds(rules_only.check_answer("让她平躺别起来，歇一会儿。", question))

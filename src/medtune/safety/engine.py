@@ -70,7 +70,9 @@ BLOCKED_TEXT = (
     _RECURRENCE,
     _SET_ONLY,
     _RECORD,
-) = range(13)
+    _HYPOTHETICAL,
+    _SCOPE,
+) = range(15)
 _ROLES = {
     LOOKALIKE: _SKIP,
     "pseudo_negation": _SKIP,
@@ -91,6 +93,16 @@ _ROLES = {
     "assessed": _ASSESSED,
     "recurrence": _RECURRENCE,
     "record_header": _RECORD,
+    # 万一/假如 (and 如果/要是 before "怎么办"): the rest of the clause is a scenario, not today ("万一队友失温了
+    # 该怎么办"); what came before it in the clause is not ("孩子吞了电池万一卡住怎么办").
+    "hypothetical": _HYPOTHETICAL,
+    # What a question is about (a story, a pet, an exam, general knowledge) is not an event: the cues of time and
+    # outcome never make it history ("新闻说有人被蛇咬了，已经出院了" stays news).
+    "scope_fiction": _SCOPE,
+    "scope_exam": _SCOPE,
+    "scope_pet": _SCOPE,
+    "scope_general": _SCOPE,
+    "scope_prepare": _SCOPE,
     # Read only as "does the clause/sentence contain one": no mention objects needed.
     "med_context": _SET_ONLY,
     "diet_context": _SET_ONLY,
@@ -111,7 +123,7 @@ _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
 _ANSWER_ONLY = frozenset({"certain"})
 # Outcomes of care close a patient's past event; in an answer "止住了就停药" is a condition, not history.
-_QUESTION_ONLY = frozenset({"assessed"})
+_QUESTION_ONLY = frozenset({"assessed", "hypothetical"})
 # An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
@@ -135,6 +147,7 @@ _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
+_FORBIDDING = frozenset({"prohibition", "strong_prohibition"})
 # With a danger named in the sentence, these make it a warning: a refusal, or "ask the doctor".
 _WARNED = frozenset({"prohibition", "refuse_bare", "doctor"})
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
@@ -543,7 +556,9 @@ class SafetyEngine:
                 if matched:
                     longest = max(end for end, _ in matched)
                     if longest > best_end:
-                        best_end, from_regex = longest, True
+                        best_end = longest
+                        # A look-alike is read whole: nothing inside "会一氧化碳中毒吗" is an exposure.
+                        from_regex = all(concept != LOOKALIKE for _, concept in matched)
                         for end, concept in matched:
                             out.append((i, end, concept))
                         best = ()
@@ -600,6 +615,7 @@ class SafetyEngine:
         deny_end = _FAR
         denier = ""
         clause_past = False  # a past word precedes, in this clause, with no present word after it
+        clause_hypothetical = False  # 万一 … : the rest of the clause is a scenario
         past_in_sentence = False
         sentence_mentions: list[_Mention] = []
         candidates: list[_Mention] = []  # past earlier in the sentence; history if a resolution follows
@@ -625,7 +641,7 @@ class SafetyEngine:
                 clause_set = set()
                 scan.clauses.append(clause_set)
                 deny_end = _FAR
-                clause_past = False
+                clause_past = clause_hypothetical = False
                 if role == _SENTENCE:
                     sentence += 1
                     sentence_set = set()
@@ -665,7 +681,10 @@ class SafetyEngine:
                 continue
             if role == _ASSESSED:  # seen and dealt with: everything before it in the sentence is over
                 for c in sentence_mentions:
-                    c.history = True
+                    # except who the patient is and what they live with ("白血病化疗出院回家，现在发烧": the
+                    # chemotherapy goes on), as in pasted paperwork
+                    if c.concept not in record_context:
+                        c.history = True
                 candidates = []
                 continue
             if role == _RECURRENCE:
@@ -673,13 +692,21 @@ class SafetyEngine:
                 recurring = list(sentence_mentions)
                 candidates = []
                 continue
+            if role == _HYPOTHETICAL:
+                clause_hypothetical = True
+                continue
+            if role == _SCOPE:
+                mention = _Mention(concept, start, end, text[start:end], clause, sentence)
+                mention.negated = start - deny_end <= window  # "这不是电视剧": still about a real person
+                by_concept.setdefault(concept, []).append(mention)
+                continue
             if role == _CONTENT:
                 recurring = None
             mention = _Mention(concept, start, end, text[start:end], clause, sentence)
             if start - deny_end <= window:
                 mention.negated = True
                 mention.denier = denier
-            if record and concept not in record_context:
+            if (record and concept not in record_context) or clause_hypothetical:
                 mention.history = True
             if role == _PRESENT:
                 clause_past = False
@@ -1330,6 +1357,8 @@ class SafetyEngine:
             for concept in ("dose_amount", "dose_count", "dose_unit"):
                 for m in ascan.by_concept.get(concept, ()):
                     clause = ascan.clauses[m.clause]
+                    if m.negated or not clause.isdisjoint(_FORBIDDING):
+                        continue  # "别因为漏了一次第二天吃两片": a dose forbidden, not given
                     if "label_quote" in ascan.sentences[m.sentence]:
                         continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
                     if self._doctor_in_clause(ascan, m, after=False):

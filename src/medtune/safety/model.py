@@ -332,16 +332,16 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.5, "dose": 0.5, "antibiotic": 0.6}
+ANSWER_THRESHOLDS = {"contraindication": 0.4, "dose": 0.6, "antibiotic": 0.6}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 20 files scored by a model trained
-on the other 19, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 212 of the 265 the rules miss there for 23 clean answers flagged in 9,783, doses 22 of 42
-(a dose needs a medicine in the pair) for 3, antibiotics 19 of 32 for 2. The model only warns, and a warning
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 21 files scored by a model trained
+on the other 20, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
+contraindications 292 of the 336 the rules miss there for 42 clean answers flagged in 10,603, doses 24 of 49
+(a dose needs a medicine in the pair) for 4, antibiotics 23 of 38 for 2. The model only warns, and a warning
 that is wrong one time in four teaches people to ignore it.
 
-Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.9 (37
-of 129 for 2), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
+Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (68
+of 152 for 10), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
 verdicts."""
 ANSWER_MIN_PRECISION = 0.85
 ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
