@@ -428,3 +428,32 @@ def test_with_the_packaged_answer_model_a_rule_keeps_its_finding() -> None:
     found = [f for f in engine.check(question, answer).findings if f.kind == "contraindication"]
     assert found and all(not f.rule_id.startswith("model_") for f in found)
     assert found[0].severity == "block"
+
+
+def test_train_cli_reports_the_question_threshold_out_of_fold(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Toy: "浑身冒蓝光" is an emergency no rule reads; each file is scored by a model trained on the other, so
+    # the model can only flag there what it learned elsewhere. Questions a rule flags are never counted.
+    def part(who: tuple[str, ...]) -> list[dict]:
+        return [
+            *({"question": f"{w}刚才浑身冒蓝光", "red_flag": "collapse"} for w in who),
+            *({"question": f"{w}今天胃口不错，散步回来了", "red_flag": None} for w in who),
+            {"question": "我爸突然胸口压榨样疼，出了一身冷汗", "red_flag": "chest_pain"},
+        ]
+
+    files = []
+    for n, who in enumerate((("我爸", "我妈", "外婆", "大伯"), ("老公", "奶奶", "二姨", "舅舅"))):
+        path = tmp_path / f"part{n}.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in part(who)) + "\n", "utf-8")
+        files.append(str(path))
+    out = tmp_path / "m.json.gz"
+    assert train_main([*files, "--out", str(out), "--question-out-of-fold", "--no-answer-model"]) == 0
+    printed = capsys.readouterr().out
+    table = [line.split() for line in printed.splitlines() if line.startswith("  0.")]
+    assert [t[0] for t in table] == ["0.30", "0.40", "0.50", "0.60", "0.70", "0.80", "0.90"]
+    assert {int(t[1].split("/")[1]) for t in table} == {8}  # the rules flag the chest pain: not counted
+    assert {int(t[2].split("/")[1]) for t in table} == {8}
+    caught = [int(t[1].split("/")[0]) for t in table]
+    assert caught == sorted(caught, reverse=True) and caught[0] > 0  # learned on the other file
+    assert train_main([files[0], "--out", str(out), "--question-out-of-fold"]) == 2

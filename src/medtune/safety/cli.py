@@ -389,6 +389,12 @@ def build_train_parser() -> argparse.ArgumentParser:
         "threshold the defaults should hold (the lowest whose warnings are at least 85%% right)",
     )
     parser.add_argument(
+        "--question-out-of-fold",
+        action="store_true",
+        help="first print how the question model does at several thresholds on the questions no rule flags, "
+        "each file scored by a model trained on the other files",
+    )
+    parser.add_argument(
         "--gate-out-of-fold",
         action="store_true",
         help="first print how the dismissive gate (an answer is dismissive only of a question the model rates "
@@ -404,6 +410,7 @@ def train_main(argv: list[str] | None = None) -> int:
         answer_thresholds_out_of_fold,
         dismissive_gate_out_of_fold,
         file_digest,
+        question_threshold_out_of_fold,
         train,
     )
 
@@ -424,7 +431,9 @@ def train_main(argv: list[str] | None = None) -> int:
             groups.append(rows)
             sources.append(f"{path.name} sha256:{file_digest(path)}")
         rules_only = SafetyEngine.load(args.rules, model=None)
-        if (args.gate_out_of_fold or args.answer_out_of_fold) and len(groups) < 2:
+        if (args.gate_out_of_fold or args.answer_out_of_fold or args.question_out_of_fold) and len(
+            groups
+        ) < 2:
             raise InputError("--*-out-of-fold needs at least two files (each is scored by the others)")
         if args.answer_out_of_fold:
             table, chosen = answer_thresholds_out_of_fold(
@@ -442,6 +451,16 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
                 )
             print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
+        if args.question_out_of_fold:
+            print(
+                "question model, out of fold: threshold  emergencies the rules miss it flags  other questions"
+                " it flags  precision"
+            )
+            for t, caught, missed, false, spare in question_threshold_out_of_fold(
+                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
+            ):
+                precision = caught / (caught + false) if caught + false else 0.0
+                print(f"  {t:.2f}  {caught}/{missed}  {false}/{spare}  {precision:.2f}")
         if args.gate_out_of_fold:
             print(
                 "dismissive gate, out of fold: threshold  dismissive answers kept  clean answers still flagged"

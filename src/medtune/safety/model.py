@@ -629,5 +629,41 @@ def dismissive_gate_out_of_fold(
     ]
 
 
+QUESTION_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def question_threshold_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    thresholds: Sequence[float] = QUESTION_GRID,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+) -> list[tuple[float, int, int, int, int]]:
+    """How the question model would have done at several thresholds on questions it never saw.
+
+    The question model's 0.8 was chosen on the first held-out round, which therefore no longer measures it; this
+    table puts the same choice on the dev set. Each group (a dev file) is scored by a question model trained on
+    all the other groups, and only the questions no rule flags count (the model is asked about no others). A
+    row is (threshold, emergencies the rules miss that the model flags, of all the rules miss, other questions
+    the rules leave alone that it flags, of all those).
+    """
+    missed: list[float] = []  # the out-of-fold probability of each emergency no rule flags
+    spare: list[float] = []  # the same for each non-emergency no rule flags
+    for i, group in enumerate(groups):
+        rest = [r for j, other in enumerate(groups) if j != i for r in other]
+        q = train(rest, engine, settings, question_field, answer_field, with_answers=False).question
+        for r in group:
+            question = str(r.get(question_field) or "")
+            if q is None or not question.strip() or "red_flag" not in r or engine.triage(question):
+                continue
+            p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
+            (missed if r["red_flag"] else spare).append(p)
+    return [
+        (t, sum(p >= t for p in missed), len(missed), sum(p >= t for p in spare), len(spare))
+        for t in thresholds
+    ]
+
+
 def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
