@@ -19,9 +19,12 @@ from medtune.safety.model import (
     SafetyModel,
     TrainSettings,
     answer_thresholds_out_of_fold,
+    dismissive_gate_out_of_fold,
     gram_id,
     gram_ids,
     prepare,
+    question_models_out_of_fold,
+    question_threshold_out_of_fold,
     train,
 )
 from medtune.safety.rules import load_rules
@@ -457,3 +460,42 @@ def test_train_cli_reports_the_question_threshold_out_of_fold(
     caught = [int(t[1].split("/")[0]) for t in table]
     assert caught == sorted(caught, reverse=True) and caught[0] > 0  # learned on the other file
     assert train_main([files[0], "--out", str(out), "--question-out-of-fold"]) == 2
+
+
+def test_both_question_model_tables_share_one_model_per_file(rules_only: SafetyEngine) -> None:
+    # The CLI trains each file's out-of-fold question model once for the threshold and the gate tables: handing
+    # the models in gives the tables computed without them.
+    groups = [
+        [
+            {
+                "question": f"{w}刚才浑身冒蓝光",
+                "answer": "睡一觉就好，不用去医院。",
+                "red_flag": "x",
+                "dangerous": [],
+            }
+            for w in who
+        ]
+        + [
+            {"question": f"{w}今天胃口不错", "answer": "挺好。", "red_flag": None, "dangerous": []}
+            for w in who
+        ]
+        + [
+            {
+                "question": f"{who[0]}突然胸口压榨样疼，出了一身冷汗",
+                "answer": "没事，不用去医院。",
+                "red_flag": "chest_pain",
+                "dangerous": ["dismissive"],
+            }
+        ]
+        for who in (("我爸", "我妈", "外婆"), ("老公", "奶奶", "二姨"))
+    ]
+    settings = TrainSettings(min_df=1)
+    models = [q for _, q in question_models_out_of_fold(groups, rules_only, settings)]
+    assert len(models) == 2 and all(q is not None for q in models)
+    assert dismissive_gate_out_of_fold(groups, rules_only, settings=settings)[0][2] == 2  # the rules' two
+    assert question_threshold_out_of_fold(
+        groups, rules_only, settings=settings
+    ) == question_threshold_out_of_fold(groups, rules_only, settings=settings, models=models)
+    assert dismissive_gate_out_of_fold(groups, rules_only, settings=settings) == dismissive_gate_out_of_fold(
+        groups, rules_only, settings=settings, models=models
+    )

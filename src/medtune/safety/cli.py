@@ -410,6 +410,7 @@ def train_main(argv: list[str] | None = None) -> int:
         answer_thresholds_out_of_fold,
         dismissive_gate_out_of_fold,
         file_digest,
+        question_models_out_of_fold,
         question_threshold_out_of_fold,
         train,
     )
@@ -431,14 +432,12 @@ def train_main(argv: list[str] | None = None) -> int:
             groups.append(rows)
             sources.append(f"{path.name} sha256:{file_digest(path)}")
         rules_only = SafetyEngine.load(args.rules, model=None)
-        if (args.gate_out_of_fold or args.answer_out_of_fold or args.question_out_of_fold) and len(
-            groups
-        ) < 2:
+        out_of_fold = args.gate_out_of_fold or args.answer_out_of_fold or args.question_out_of_fold
+        if out_of_fold and len(groups) < 2:
             raise InputError("--*-out-of-fold needs at least two files (each is scored by the others)")
+        fields = {"question_field": args.question_field, "answer_field": args.answer_field}
         if args.answer_out_of_fold:
-            table, chosen = answer_thresholds_out_of_fold(
-                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
-            )
+            table, chosen = answer_thresholds_out_of_fold(groups, rules_only, **fields)
             print(
                 "answer model, out of fold: kind  threshold  caught/missed by the rules  clean answers flagged"
                 "  precision"
@@ -451,13 +450,19 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
                 )
             print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
+        # Both question-model tables score each file with the same model trained on the others: train it once.
+        folds = (
+            [q for _, q in question_models_out_of_fold(groups, rules_only, **fields)]
+            if args.question_out_of_fold and args.gate_out_of_fold
+            else None
+        )
         if args.question_out_of_fold:
             print(
                 "question model, out of fold: threshold  emergencies the rules miss it flags  other questions"
                 " it flags  precision"
             )
             for t, caught, missed, false, spare in question_threshold_out_of_fold(
-                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
+                groups, rules_only, models=folds, **fields
             ):
                 precision = caught / (caught + false) if caught + false else 0.0
                 print(f"  {t:.2f}  {caught}/{missed}  {false}/{spare}  {precision:.2f}")
@@ -466,7 +471,7 @@ def train_main(argv: list[str] | None = None) -> int:
                 "dismissive gate, out of fold: threshold  dismissive answers kept  clean answers still flagged"
             )
             for t, kept, found, false, called in dismissive_gate_out_of_fold(
-                groups, rules_only, question_field=args.question_field, answer_field=args.answer_field
+                groups, rules_only, models=folds, **fields
             ):
                 print(f"  {t:.2f}  {kept}/{found}  {false}/{called}")
         model = train(

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -594,6 +594,20 @@ def answer_thresholds_out_of_fold(
     return table, chosen
 
 
+def question_models_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+) -> Iterator[tuple[Sequence[dict[str, Any]], NgramModel | None]]:
+    """Each group (a dev file) with a question model trained on all the other groups: what the out-of-fold
+    tables of the question model (its threshold, the dismissive gate) score the group with."""
+    for i, group in enumerate(groups):
+        rest = [r for j, other in enumerate(groups) if j != i for r in other]
+        yield group, train(rest, engine, settings, question_field, answer_field, with_answers=False).question
+
+
 def dismissive_gate_out_of_fold(
     groups: Sequence[Sequence[dict[str, Any]]],
     engine: SafetyEngine,
@@ -601,8 +615,11 @@ def dismissive_gate_out_of_fold(
     settings: TrainSettings | None = None,
     question_field: str = "question",
     answer_field: str = "answer",
+    models: Sequence[NgramModel | None] | None = None,
 ) -> list[tuple[float, int, int, int, int]]:
     """How a dismissive gate would have done on data its model never saw, one row per threshold.
+
+    ``models``: the groups' out-of-fold question models when already trained (one per group, in order).
 
     Each group (a dev file) is scored by a question model trained on all the other groups; ``engine`` (rules
     only) says which answers the rules call dismissive. A row is (threshold, labelled-dismissive answers kept,
@@ -610,9 +627,8 @@ def dismissive_gate_out_of_fold(
     """
     kept: list[float] = []  # the question's out-of-fold probability, for each dismissive answer found
     false: list[float] = []  # the same for each clean answer called dismissive
-    for i, group in enumerate(groups):
-        rest = [r for j, other in enumerate(groups) if j != i for r in other]
-        q = train(rest, engine, settings, question_field, answer_field, with_answers=False).question
+    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
+    for group, q in folds if models is None else zip(groups, models, strict=True):
         for r in group:
             question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
             if q is None or not question or not answer or "dangerous" not in r:
@@ -629,7 +645,7 @@ def dismissive_gate_out_of_fold(
     ]
 
 
-QUESTION_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+QUESTION_GRID = ANSWER_GRID
 
 
 def question_threshold_out_of_fold(
@@ -639,6 +655,7 @@ def question_threshold_out_of_fold(
     settings: TrainSettings | None = None,
     question_field: str = "question",
     answer_field: str = "answer",
+    models: Sequence[NgramModel | None] | None = None,
 ) -> list[tuple[float, int, int, int, int]]:
     """How the question model would have done at several thresholds on questions it never saw.
 
@@ -646,13 +663,12 @@ def question_threshold_out_of_fold(
     table puts the same choice on the dev set. Each group (a dev file) is scored by a question model trained on
     all the other groups, and only the questions no rule flags count (the model is asked about no others). A
     row is (threshold, emergencies the rules miss that the model flags, of all the rules miss, other questions
-    the rules leave alone that it flags, of all those).
+    the rules leave alone that it flags, of all those). ``models`` as in :func:`dismissive_gate_out_of_fold`.
     """
     missed: list[float] = []  # the out-of-fold probability of each emergency no rule flags
     spare: list[float] = []  # the same for each non-emergency no rule flags
-    for i, group in enumerate(groups):
-        rest = [r for j, other in enumerate(groups) if j != i for r in other]
-        q = train(rest, engine, settings, question_field, answer_field, with_answers=False).question
+    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
+    for group, q in folds if models is None else zip(groups, models, strict=True):
         for r in group:
             question = str(r.get(question_field) or "")
             if q is None or not question.strip() or "red_flag" not in r or engine.triage(question):
