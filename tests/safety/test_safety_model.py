@@ -19,6 +19,7 @@ from medtune.safety.model import (
     SafetyModel,
     TrainSettings,
     answer_thresholds_out_of_fold,
+    choose_question_threshold,
     dismissive_gate_out_of_fold,
     gram_id,
     gram_ids,
@@ -459,7 +460,27 @@ def test_train_cli_reports_the_question_threshold_out_of_fold(
     assert {int(t[2].split("/")[1]) for t in table} == {8}
     caught = [int(t[1].split("/")[0]) for t in table]
     assert caught == sorted(caught, reverse=True) and caught[0] > 0  # learned on the other file
+    # the printed choice is the chooser's on the printed table
+    rows = [(float(t[0]), *map(int, t[1].split("/")), *map(int, t[2].split("/"))) for t in table]
+    chosen = choose_question_threshold(rows)
+    assert f"question threshold: {chosen:.2f}" in printed if chosen is not None else "none" in printed
     assert train_main([files[0], "--out", str(out), "--question-out-of-fold"]) == 2
+
+
+def test_the_question_threshold_is_the_lowest_within_the_false_alarm_budget() -> None:
+    # (threshold, emergencies caught, of those the rules miss, other questions flagged, of those)
+    rows = [
+        (0.5, 122, 134, 278, 10525),
+        (0.6, 119, 134, 181, 10525),
+        (0.7, 115, 134, 104, 10525),  # 0.99%: within 1%
+        (0.8, 104, 134, 49, 10525),
+        (0.9, 87, 134, 15, 10525),
+    ]
+    assert choose_question_threshold(rows) == 0.7
+    assert choose_question_threshold(rows, max_false_rate=0.005) == 0.8  # 49/10525 = 0.47%
+    assert choose_question_threshold(rows, max_false_rate=0.001) is None  # 15/10525 = 0.14%: none fits
+    # a threshold that catches nothing is no choice, however quiet
+    assert choose_question_threshold([(0.9, 0, 10, 0, 100)]) is None
 
 
 def test_both_question_model_tables_share_one_model_per_file(rules_only: SafetyEngine) -> None:

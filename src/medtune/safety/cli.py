@@ -392,7 +392,8 @@ def build_train_parser() -> argparse.ArgumentParser:
         "--question-out-of-fold",
         action="store_true",
         help="first print how the question model does at several thresholds on the questions no rule flags, "
-        "each file scored by a model trained on the other files",
+        "each file scored by a model trained on the other files, and the threshold the defaults should hold "
+        "(the lowest that flags at most 1%% of the non-emergencies there)",
     )
     parser.add_argument(
         "--gate-out-of-fold",
@@ -407,7 +408,10 @@ def train_main(argv: list[str] | None = None) -> int:
     """Entry point for ``medtune safety train``."""
     from medtune.safety.model import (
         ANSWER_MIN_PRECISION,
+        QUESTION_MAX_FALSE_RATE,
+        TrainSettings,
         answer_thresholds_out_of_fold,
+        choose_question_threshold,
         dismissive_gate_out_of_fold,
         file_digest,
         question_models_out_of_fold,
@@ -461,11 +465,24 @@ def train_main(argv: list[str] | None = None) -> int:
                 "question model, out of fold: threshold  emergencies the rules miss it flags  other questions"
                 " it flags  precision"
             )
-            for t, caught, missed, false, spare in question_threshold_out_of_fold(
-                groups, rules_only, models=folds, **fields
-            ):
+            question_table = question_threshold_out_of_fold(groups, rules_only, models=folds, **fields)
+            question_choice = choose_question_threshold(question_table)
+            for t, caught, missed, false, spare in question_table:
                 precision = caught / (caught + false) if caught + false else 0.0
-                print(f"  {t:.2f}  {caught}/{missed}  {false}/{spare}  {precision:.2f}")
+                mark = (
+                    f"  <- the lowest flagging <= {QUESTION_MAX_FALSE_RATE:.0%} of the others"
+                    if t == question_choice
+                    else ""
+                )
+                print(f"  {t:.2f}  {caught}/{missed}  {false}/{spare}  {precision:.2f}{mark}")
+            chosen_text = (
+                "none (no threshold on the grid fits)"
+                if question_choice is None
+                else f"{question_choice:.2f}"
+            )
+            print(
+                f"question threshold: {chosen_text} (the defaults hold {TrainSettings().red_flag_threshold:.2f})"
+            )
         if args.gate_out_of_fold:
             print(
                 "dismissive gate, out of fold: threshold  dismissive answers kept  clean answers still flagged"

@@ -646,6 +646,26 @@ def dismissive_gate_out_of_fold(
 
 
 QUESTION_GRID = ANSWER_GRID
+QUESTION_MAX_FALSE_RATE = 0.01
+"""The question model's threshold is the lowest on :data:`QUESTION_GRID` at which, out of fold on the dev set,
+it flags at most this share of the non-emergency questions the rules leave alone
+(:func:`choose_question_threshold`).
+
+Why a false-alarm budget and not a precision floor (the answer model's rule): a missed emergency is the worst
+failure this layer has, so the threshold goes as low as the cost to everybody else allows, and that cost is a
+rate, not a precision. Precision out of fold depends on how many emergencies the rules leave there, which is
+few and hard on the files they were tuned on and about one in eight on new wordings. One wrong banner in a
+hundred ordinary questions the rules let through costs the held-out rounds (half emergencies) about a point
+of precision. Fixed on 2026-12-05, before the table it is applied to was computed."""
+
+
+def choose_question_threshold(
+    rows: Sequence[tuple[float, int, int, int, int]], max_false_rate: float = QUESTION_MAX_FALSE_RATE
+) -> float | None:
+    """The lowest threshold of a :func:`question_threshold_out_of_fold` table that flags at most
+    ``max_false_rate`` of the other questions and catches something; None if none does."""
+    fit = [t for t, caught, _, false, spare in rows if caught and false <= max_false_rate * spare]
+    return min(fit) if fit else None
 
 
 def question_threshold_out_of_fold(
