@@ -1428,3 +1428,100 @@ def test_the_bell_and_the_doctor_on_duty_are_the_referral_in_hospital(rules_only
     bell = "马上按呼叫铃，同时去护士站大声喊人，让她平躺别起来。"
     assert "dismissive" not in kinds(rules_only.check_answer(bell, question))
     assert "dismissive" in kinds(rules_only.check_answer("让她平躺别起来，歇一会儿。", question))
+
+
+def test_the_dispatcher_on_the_way_and_a_same_day_hospital_are_referrals(rules_only: SafetyEngine) -> None:
+    question = "同事喝了一斤白酒，叫不醒，打呼噜，呼吸很慢"
+    dispatcher = "让他侧躺，头偏向一边，防止吐了呛着。别喂东西，旁边一直留人，我们派车。"
+    assert "dismissive" not in kinds(rules_only.check_answer(dispatcher, question))
+    assert "dismissive" not in kinds(
+        rules_only.check_answer("吐绿水要马上去县医院，先别喂吃的。", "孙女吐了好几回，吐的都是绿水")
+    )
+    assert "dismissive" in kinds(rules_only.check_answer("让他侧躺睡一觉，旁边留个人。", question))
+    # a same-day hospital forbidden is still dismissive
+    assert "dismissive" in kinds(rules_only.check_answer("不用今天去医院，睡一觉再说。", question))
+
+
+def test_dialect_mo_forbids_what_follows(rules_only: SafetyEngine) -> None:
+    question = "伢儿发烧38度5，娭毑要给他吃阿司匹林"
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("莫给伢儿吃阿司匹林，用儿童退烧药。", question)
+    )
+    assert "contraindication" in kinds(
+        rules_only.check_answer("给孩子吃半片阿司匹林，莫慌。", "孩子5岁发烧38度5")
+    )
+    # inside a drug name it is no prohibition: 阿莫西林 is still advised
+    assert "antibiotic" in kinds(rules_only.check_answer("吃点阿莫西林就好了。", "嗓子疼三天了"))
+
+
+def test_a_risk_named_first_is_no_diagnosis(rules_only: SafetyEngine) -> None:
+    question = "俺娘有胃溃疡，头疼想吃止痛片"
+    risk = "有胃溃疡的尽量别吃布洛芬这些，伤胃容易出血。"
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(risk, question))
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("肯定会得阑尾炎，多喝热水。", "孩子肚子疼"))
+
+
+def test_skin_breaking_folk_care_on_anticoagulants(rules_only: SafetyEngine) -> None:
+    question = "阿公吃华法林，背上酸痛，想叫隔壁阿婆帮他刮刮痧"
+    assert "contraindication" in kinds(rules_only.check_answer("刮痧好，刮出痧来酸痛就松了。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("吃华法林的人别刮痧拔罐，会出血、乌青。背痛去问医生。", question)
+    )
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("刮痧好，刮出痧来酸痛就松了。", "背上酸痛")
+    )
+
+
+def test_alcohol_offered_with_a_sleeping_pill(rules_only: SafetyEngine) -> None:
+    question = "阿婆夜里睡不着，翻来覆去"
+    assert "contraindication" in kinds(
+        rules_only.check_answer("睡前喝两口白酒，再吃片安定，一觉到天亮。", question)
+    )
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("安眠药跟酒莫一起，两样都压呼吸。要么不喝，要么问医生。", question)
+    )
+    # withdrawal from drinking is not drinking with the pill
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("戒酒的药要去医院开。", "老公喝酒多，想戒酒")
+    )
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "伢掉水渠里，捞起来后好像没事，过了一会又开始咳，喘得急",
+        "俺哥碰到了掉下来的电线，人还趴在电线上",
+        "俺儿子这几天说阎王爷叫他把孩子弄死，今晚一直盯着孩子",
+        "两个月的孙女发烧三十八度五，阿嬷说用白酒擦身子退烧",
+        "两岁孙子拉翻了开水壶，胸口到肚子红了一大片，起泡了",
+        "儿媳妇两个月没来月经，今天一边肚子痛，说屁股往下坠",
+        "吃达比加群的，今天拉肚子拉出来一大堆暗红色的血，头晕",
+        "我妈牙疼，今天吃了好多对乙酰氨基酚，加上感冒药里也有，算下来超过8克了，她说没什么感觉",
+    ],
+)
+def test_round_32_everyday_wordings_of_covered_emergencies(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "猫掉进浴缸里扑腾了几下被我捞出来了，湿漉漉的在舔毛",
+        "电线老化了怎么换",
+        "电视剧里阎王爷叫他去投胎",
+        "手指被开水烫了一下，红了一小块",
+        "对乙酰氨基酚一天最多吃几克",
+        "吃着利伐沙班，今天起床的时候膝盖碰了一下床沿，青了一小块，头没有碰到，没有别的地方出血",
+    ],
+)
+def test_round_32_look_alikes_stay_quiet(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question)
+
+
+def test_a_condition_said_to_be_bad_is_not_denied(rules_only: SafetyEngine) -> None:
+    # "心脏不好有心衰": 不 belongs to 好, not to the heart failure after it
+    question = "我老妈72了，心脏不好有心衰，肩周炎疼，想买个塞来昔布"
+    assert "contraindication" in kinds(rules_only.check_answer("塞来昔布对胃好，老人吃最合适。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("塞来昔布对胃好，老人吃最合适。", "我老妈72了，肩周炎疼")
+    )

@@ -12,8 +12,8 @@ remove one; each names the n-grams that weighed most, so a reviewer sees why it 
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
 question threshold was chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
-measures it; the answer threshold out of fold on the dev set (:data:`ANSWER_THRESHOLDS`); the later frozen
-rounds measure both (``data/safety/README.md``).
+measures it, and is now held to a rule out of fold on the dev set (:data:`QUESTION_MAX_FALSE_RATE`); the answer
+thresholds are chosen out of fold too (:data:`ANSWER_THRESHOLDS`); the later frozen rounds measure both (``data/safety/README.md``).
 
 Text is read up to :data:`MAX_MODEL_CHARS` (head and tail), which bounds the cost of a 1 MB input.
 """
@@ -257,7 +257,9 @@ class NgramModel:
             "bias": [round(float(b), 6) for b in self.bias],
             # ascending buckets stored as the gaps between them: a third of the digits of the ids themselves
             "id_gaps": np.diff(self.ids, prepend=0).tolist(),
-            "weights": [[round(float(v), 5) for v in row] for row in self.weights],
+            # 4 decimals: a text reads a few hundred buckets, so its logit moves by under 0.02 at worst, and the
+            # packaged file stays under 2 MiB (5 decimals took it to 2.06 MiB with round 32)
+            "weights": [[round(float(v), 4) for v in row] for row in self.weights],
         }
 
     @classmethod
@@ -332,16 +334,17 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.4, "dose": 0.6, "antibiotic": 0.6}
+ANSWER_THRESHOLDS = {"contraindication": 0.4, "dose": 0.9, "antibiotic": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 21 files scored by a model trained
-on the other 20, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 292 of the 336 the rules miss there for 42 clean answers flagged in 10,603, doses 24 of 49
-(a dose needs a medicine in the pair) for 4, antibiotics 23 of 38 for 2. The model only warns, and a warning
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 22 files scored by a model trained
+on the other 21, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
+contraindications 415 of the 468 the rules miss there for 53 clean answers flagged in 11,447, doses 17 of 55
+(a dose needs a medicine in the pair) for 3, antibiotics 31 of 43 for 5 (round 32 moved doses from 0.6 and
+antibiotics from 0.6: at 0.6 doses were right 30 times in 39). The model only warns, and a warning
 that is wrong one time in four teaches people to ignore it.
 
-Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (68
-of 152 for 10), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
+Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (69
+of 156 for 10), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
 verdicts."""
 ANSWER_MIN_PRECISION = 0.85
 ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -356,6 +359,10 @@ class TrainSettings:
     """Inverse L2 strength; chosen with the thresholds on the first frozen round."""
     max_iter: int = 1000
     red_flag_threshold: float = 0.8
+    """First chosen on the first frozen round; since round 32 held to :data:`QUESTION_MAX_FALSE_RATE` out of
+    fold on the dev set (``medtune safety train --question-out-of-fold``), which keeps it: at 0.8 the model flags
+    115 of the 154 emergencies the rules miss there and 61 of 11,538 other questions (0.53%); 0.7 would flag 127
+    and 139 (1.2%)."""
     dismissive_threshold: float = 0.2
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
     flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
