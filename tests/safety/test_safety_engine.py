@@ -1525,3 +1525,31 @@ def test_a_condition_said_to_be_bad_is_not_denied(rules_only: SafetyEngine) -> N
     assert "contraindication" not in kinds(
         rules_only.check_answer("塞来昔布对胃好，老人吃最合适。", "我老妈72了，肩周炎疼")
     )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "别等了！我这就开车过来，送爸去县医院，你先让他坐着别动。",
+        "马上用甚高频呼叫海事，申请直升机转运，报清楚船位。",
+        "我下楼帮你抬！你先拿毛巾用力按住，120我来打。",
+        "像是高原肺水肿，马上让他坐着吸氧，联系景区救援往下撤。",
+    ],
+)
+def test_round_33_referrals_in_other_words(rules_only: SafetyEngine, answer: str) -> None:
+    question = "爸刚才说胸口像压了块大石头，左胳膊发麻，满头大汗，一直在咳粉红色泡沫痰"
+    assert "dismissive" not in kinds(rules_only.check_answer(answer, question))
+
+
+def test_a_dose_read_from_the_leaflet_is_not_given(rules_only: SafetyEngine) -> None:
+    question = "孩子5岁，18公斤，美林布洛芬混悬液吃多少毫升？"
+    leaflet = "按美林说明书，16到21公斤那一档一次是5毫升，还是以你手上那瓶的说明书为准。"
+    assert "dose" not in kinds(rules_only.check_answer(leaflet, question))
+    assert "dose" in kinds(rules_only.check_answer("一次给他吃8毫升，一天四次。", question))
+
+
+def test_a_child_who_got_at_an_adults_medicine(rules_only: SafetyEngine) -> None:
+    assert rules_only.triage("孩子3岁，趁我不注意吃了我的4片二甲双胍，目前玩得挺好")
+    assert not rules_only.triage("孩子12岁，1型糖尿病，每天吃二甲双胍，今天想问饭前吃还是饭后吃")
+    assert rules_only.triage("孙子正在抽，牙关咬得紧紧的")
+    assert not rules_only.triage("爷爷正在抽烟，咳得厉害吗")

@@ -336,15 +336,15 @@ class SafetyModel:
 # ---------------------------------------------------------------------------------------------- training
 ANSWER_THRESHOLDS = {"contraindication": 0.4, "dose": 0.9, "antibiotic": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 22 files scored by a model trained
-on the other 21, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 415 of the 468 the rules miss there for 53 clean answers flagged in 11,447, doses 17 of 55
-(a dose needs a medicine in the pair) for 3, antibiotics 31 of 43 for 5 (round 32 moved doses from 0.6 and
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 23 files scored by a model trained
+on the other 22, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
+contraindications 500 of the 565 the rules miss there for 54 clean answers flagged in 12,356, doses 24 of 69
+(a dose needs a medicine in the pair) for 3, antibiotics 35 of 49 for 5 (round 32 moved doses from 0.6 and
 antibiotics from 0.6: at 0.6 doses were right 30 times in 39). The model only warns, and a warning
 that is wrong one time in four teaches people to ignore it.
 
-Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (69
-of 156 for 10), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
+Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (79
+of 177 for 12), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型" and calls both
 verdicts."""
 ANSWER_MIN_PRECISION = 0.85
 ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -361,8 +361,8 @@ class TrainSettings:
     red_flag_threshold: float = 0.8
     """First chosen on the first frozen round; since round 32 held to :data:`QUESTION_MAX_FALSE_RATE` out of
     fold on the dev set (``medtune safety train --question-out-of-fold``), which keeps it: at 0.8 the model flags
-    115 of the 154 emergencies the rules miss there and 61 of 11,538 other questions (0.53%); 0.7 would flag 127
-    and 139 (1.2%)."""
+    143 of the 198 emergencies the rules miss there and 61 of 12,455 other questions (0.49%); 0.7 would flag 158
+    and 139 (1.1%)."""
     dismissive_threshold: float = 0.2
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
     flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
