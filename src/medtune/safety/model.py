@@ -12,8 +12,9 @@ remove one; each names the n-grams that weighed most, so a reviewer sees why it 
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
 question threshold was chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
-measures it, and is now held to a rule out of fold on the dev set (:data:`QUESTION_MAX_FALSE_RATE`); the answer
-thresholds are chosen out of fold too (:data:`ANSWER_THRESHOLDS`); the later frozen rounds measure both (``data/safety/README.md``).
+measures it, and is now held to a rule out of fold on the dev set (:data:`QUESTION_MAX_FALSE_RATE`); the
+answer thresholds are chosen out of fold too (:data:`ANSWER_THRESHOLDS`); the later frozen rounds measure
+both (``data/safety/README.md``).
 
 Text is read up to :data:`MAX_MODEL_CHARS` (head and tail), which bounds the cost of a 1 MB input.
 """
@@ -339,8 +340,8 @@ ANSWER_THRESHOLDS = {"contraindication": 0.4, "dose": 0.9, "antibiotic": 0.4}
 :data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 23 files scored by a model trained
 on the other 22, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
 contraindications 500 of the 565 the rules miss there for 54 clean answers flagged in 12,356, doses 24 of 69
-(a dose needs a medicine in the pair) for 3, antibiotics 35 of 49 for 5 (round 32 moved doses from 0.6 and
-antibiotics from 0.6: at 0.6 doses were right 30 times in 39). The model only warns, and a warning
+(a dose needs a medicine in the pair) for 3, antibiotics 35 of 49 for 5 (with round 32 the rule moved doses
+from 0.6 to 0.9, where at 0.6 they had been right 30 times in 39, and antibiotics from 0.6 to 0.4). The model only warns, and a warning
 that is wrong one time in four teaches people to ignore it.
 
 Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.8 (79
@@ -686,8 +687,9 @@ def question_threshold_out_of_fold(
 ) -> list[tuple[float, int, int, int, int]]:
     """How the question model would have done at several thresholds on questions it never saw.
 
-    The question model's 0.8 was chosen on the first held-out round, which therefore no longer measures it; this
-    table puts the same choice on the dev set. Each group (a dev file) is scored by a question model trained on
+    The question model's 0.8 was first chosen on the first held-out round, which therefore no longer measures
+    it; this table puts the choice on the dev set, and :func:`choose_question_threshold` reads it by the rule of
+    :data:`QUESTION_MAX_FALSE_RATE`. Each group (a dev file) is scored by a question model trained on
     all the other groups, and only the questions no rule flags count (the model is asked about no others). A
     row is (threshold, emergencies the rules miss that the model flags, of all the rules miss, other questions
     the rules leave alone that it flags, of all those). ``models`` as in :func:`dismissive_gate_out_of_fold`.
