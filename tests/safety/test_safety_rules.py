@@ -104,6 +104,69 @@ def test_every_pattern_sharing_a_first_character_is_tried(raw: dict) -> None:
     assert not {c for _, _, c in engine.tokens("满头不冷")} & {"sweating", "vomiting"}
 
 
+@pytest.mark.parametrize(
+    ("pattern", "starts"),
+    [
+        ("胸口(?:疼|痛)", {"胸口"}),
+        (r"\d+\s*(?:mg|毫克)", {d + e for d in "0123456789" for e in "0123456789 m毫"}),
+        (r"(?:吃|含服)\s*[一两]片", {"吃一", "吃两", "含服", "吃 "}),
+        ("(?<=[月岁])(?:大)?(?:的时候|时)", {"大的", "大时", "的时", "时"}),
+        ("抽(?=搐)", {"抽"}),  # one character long: the next one is not part of the match
+        ("满头[^,不]{0,3}?冷汗", {"满头"}),
+        ("头[^,不]{0,3}?疼", None),  # after the first character, anything but a comma or 不
+        ("发(?:烧|热){2,}", {"发烧", "发热"}),
+    ],
+)
+def test_a_pattern_lists_the_first_two_characters_of_its_matches(pattern: str, starts: set | None) -> None:
+    from medtune.safety.rules import _phrase
+
+    phrase = _phrase("sweating", pattern, "test.yaml")
+    if starts is None:
+        assert phrase.starts is None
+    else:
+        assert phrase.starts is not None and starts <= phrase.starts
+        # \s matches every Unicode space: the only pairs listed beyond those expected have one second
+        assert all(s[1].isspace() and s[0] + " " in starts for s in phrase.starts - starts)
+
+
+def test_every_match_starts_with_a_listed_pair() -> None:
+    """The scanner skips a pattern where the next character starts none of its listed pairs: on text made of
+    the packaged patterns' own characters, every match starts with one (else the skip would lose it)."""
+    import random
+    import re
+
+    rules = load_rules()
+    rng = random.Random(13)
+    checked = 0
+    for phrase in rules.phrases:
+        if phrase.literal or phrase.starts is None:
+            continue
+        alphabet = list({ch for s in phrase.starts for ch in s} | set("，。不了的1 2"))
+        compiled = re.compile(phrase.pattern)
+        for _ in range(40):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+            for i in range(len(text)):
+                m = compiled.match(text, i)
+                if m is not None:
+                    checked += 1
+                    assert text[i : min(m.end(), i + 2)] in phrase.starts, (phrase.pattern, text, i)
+                    assert not phrase.anchored or i == 0
+    assert checked > 100
+
+
+def test_the_scanner_tries_a_pattern_only_before_its_next_characters(raw: dict) -> None:
+    """Each first character keeps, per next character, only the patterns that can go on with it."""
+    data = _broken(raw, symptoms__sweating=["满头(?:大汗|冷汗)", "^出汗(?:了|多)"])
+    engine = SafetyEngine(parse_rules(data, "test.yaml"))
+    assert "sweating" in {c for _, _, c in engine.tokens("他满头大汗")}
+    assert "sweating" in {c for _, _, c in engine.tokens("满头冷汗")}
+    assert "sweating" in {c for _, _, c in engine.tokens("出汗了")}
+    assert "sweating" not in {c for _, _, c in engine.tokens("他出汗了")}  # the pattern is anchored
+    _, (at_start, later) = engine._first_question["满"]
+    assert at_start["头"][1][0][1] == "sweating" and "头" in later
+    assert later.get("身", later[None]) is None  # "满身" can continue no pattern: none is tried
+
+
 def test_contraindication_needs_a_population(raw: dict) -> None:
     index = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "contraindication")
     with pytest.raises(RulesError, match="population"):

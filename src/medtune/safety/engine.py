@@ -397,19 +397,23 @@ class SafetyEngine:
         )
 
     @staticmethod
-    def _build_scanner(
-        phrases: list | tuple,
-    ) -> dict[str, tuple[dict | None, tuple[re.Pattern[str] | None, list] | None]]:
-        """First character -> (trie of the literals starting with it, regexes that can start with it).
+    def _build_scanner(phrases: list | tuple) -> dict[str, tuple[dict | None, tuple[dict, dict] | None]]:
+        """First character -> (trie of the literals starting with it, its regexes by the next character).
 
         A Python dict walk beats one big regex alternation here: sre tries the ~500 top-level branches one
-        by one at every candidate position, where the dict finds the one branch directly. The regexes of
-        one first character come with their alternation, which answers "does any match here?" in one call:
-        about 99% of tries fail, and a Python call per regex (up to 70 behind "一") costs more than sre
-        trying the branches.
+        by one at every candidate position, where the dict finds the one branch directly. The regexes are
+        looked up by the first two characters (a table for the start of a text, where ``^`` patterns can
+        match, and one for later): each entry holds only the regexes that can go on with that character
+        (those that cannot list their starts are in every entry, and alone under ``None``), with their
+        alternation, which answers "does any match here?" in one call: about 94% of tries fail, and a Python
+        call per regex costs more than sre trying the branches. Splitting by the next character cut the
+        tokenizer's time by a tenth on the dev set, with the same tokens on all 83,630 texts compared.
         """
         trie: dict[str, dict] = {}
-        regexes: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        # First character -> its regexes in rule order, each with the characters that may follow the first
+        # in a match (None: any, for a phrase that cannot list its starts or may be one character long) and
+        # whether it matches only at the start of a text.
+        regexes: dict[str, list[tuple[re.Pattern[str], str, frozenset[str] | None, bool]]] = {}
         for phrase in phrases:
             if phrase.literal:
                 node = trie
@@ -418,21 +422,52 @@ class SafetyEngine:
                 ends = node.get(_END, ())
                 if phrase.concept not in ends:
                     node[_END] = (*ends, phrase.concept)
-            else:
-                compiled = re.compile(phrase.pattern)
-                for ch in phrase.first_chars:
-                    regexes.setdefault(ch, []).append((compiled, phrase.concept))
+                continue
+            compiled = re.compile(phrase.pattern)
+            for ch in phrase.first_chars:
+                nexts = (
+                    None
+                    if phrase.starts is None or ch in phrase.starts
+                    else frozenset(s[1] for s in phrase.starts if s[0] == ch)
+                )
+                regexes.setdefault(ch, []).append((compiled, phrase.concept, nexts, phrase.anchored))
+        groups: dict[tuple, list | None] = {}
 
-        def with_any(group: list[tuple[re.Pattern[str], str]] | None):
+        def group_of(members: list[tuple[re.Pattern[str], str]]) -> list | None:
+            """[their alternation (its source until first used; None for one regex), the regexes], shared."""
+            key = tuple(members)
+            if key not in groups:
+                if not members:
+                    groups[key] = None
+                elif len(members) == 1:
+                    groups[key] = [None, members]
+                else:
+                    # No phrase has a backreference or a global flag (rules.py refuses them), so each branch
+                    # matches here exactly where its own pattern does.
+                    branches = dict.fromkeys(p.pattern for p, _ in members)
+                    groups[key] = ["|".join(f"(?:{b})" for b in branches), members]
+            return groups[key]
+
+        def by_next(ch: str) -> tuple[dict, dict] | None:
+            """(at the start of a text, later): next character -> (alternation, regexes), None -> the rest."""
+            group = regexes.get(ch)
             if group is None:
                 return None
-            if len(group) == 1:
-                return None, group
-            # No phrase has a backreference or a global flag (rules.py refuses them), so each branch
-            # matches here exactly where its own pattern does.
-            return re.compile("|".join(f"(?:{p.pattern})" for p in dict.fromkeys(p for p, _ in group))), group
+            tables = []
+            for later in (False, True):
+                usable = [r for r in group if not (later and r[3])]
+                nexts = set().union(*(r[2] for r in usable if r[2] is not None))
+                table = {
+                    nxt: group_of(
+                        [(p, c) for p, c, allowed, _ in usable if allowed is None or nxt in allowed]
+                    )
+                    for nxt in nexts
+                }
+                table[None] = group_of([(p, c) for p, c, allowed, _ in usable if allowed is None])
+                tables.append(table)
+            return tables[0], tables[1]
 
-        return {ch: (trie.get(ch), with_any(regexes.get(ch))) for ch in set(trie) | set(regexes)}
+        return {ch: (trie.get(ch), by_next(ch)) for ch in set(trie) | set(regexes)}
 
     @staticmethod
     def _nest_meanings(scanner: dict[str, tuple[dict | None, tuple | None]], content: frozenset[str]) -> None:
@@ -544,26 +579,35 @@ class SafetyEngine:
                 regexes is not None
                 and not lookalike
                 and not (i and text[i].isdigit() and text[i - 1].isdigit())
-                and (regexes[0] is None or regexes[0].match(text, i) is not None)
             ):
-                # Every regex that matches here counts, not only the longest: "咳出一大口鲜血" is both
-                # coughing blood and a large amount. A longer regex match replaces the literal; a tie keeps both.
-                matched = []
-                for pattern, concept in regexes[1]:
-                    m = pattern.match(text, i)
-                    if m is not None and m.end() >= best_end:
-                        matched.append((m.end(), concept))
-                if matched:
-                    longest = max(end for end, _ in matched)
-                    if longest > best_end:
-                        best_end = longest
-                        # A look-alike is read whole: nothing inside "会一氧化碳中毒吗" is an exposure.
-                        from_regex = all(concept != LOOKALIKE for _, concept in matched)
-                        for end, concept in matched:
-                            out.append((i, end, concept))
-                        best = ()
-                    else:
-                        best = (*best, *(c for end, c in matched if c not in best))
+                # Only the regexes that can go on with the next character are tried: most tries fail, and
+                # the smaller alternation fails sooner.
+                table = regexes[1] if i else regexes[0]
+                group = table.get(text[i + 1], table[None]) if i + 1 < n else table[None]
+                if group is not None:
+                    alternation = group[0]
+                    if alternation.__class__ is str:  # compiled on first use: most of them never are
+                        alternation = group[0] = re.compile(alternation)
+                    if alternation is None or alternation.match(text, i) is not None:
+                        # Every regex that matches here counts, not only the longest: "咳出一大口鲜血" is both
+                        # coughing blood and a large amount. A longer regex match replaces the literal; a tie
+                        # keeps both.
+                        matched = []
+                        for pattern, concept in group[1]:
+                            m = pattern.match(text, i)
+                            if m is not None and m.end() >= best_end:
+                                matched.append((m.end(), concept))
+                        if matched:
+                            longest = max(end for end, _ in matched)
+                            if longest > best_end:
+                                best_end = longest
+                                # A look-alike is read whole: nothing inside "会一氧化碳中毒吗" is an exposure.
+                                from_regex = all(concept != LOOKALIKE for _, concept in matched)
+                                for end, concept in matched:
+                                    out.append((i, end, concept))
+                                best = ()
+                            else:
+                                best = (*best, *(c for end, c in matched if c not in best))
             if best is None:
                 i += 1
                 continue

@@ -184,6 +184,11 @@ class Phrase:
     literal: bool
     first_chars: frozenset[str] = frozenset()
     """For a regular expression: every character a match can start with."""
+    starts: frozenset[str] | None = None
+    """For a regular expression: the first two characters of every match (one character where a match may be
+    that short); ``None`` where they cannot be listed (a negated class such as the gap, ``.``)."""
+    anchored: bool = False
+    """For a regular expression: it opens with ``^`` and matches at the start of a text only."""
 
 
 @dataclass(frozen=True)
@@ -1164,16 +1169,8 @@ def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
             chars.add(chr(av))
             return chars, False
         if op is _sre_c.IN:
-            for kind, value in av:
-                if kind is _sre_c.LITERAL:
-                    chars.add(chr(value))
-                elif kind is _sre_c.RANGE and value[1] - value[0] < _MAX_FIRST_CHARS:
-                    chars.update(chr(c) for c in range(value[0], value[1] + 1))
-                elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_DIGIT:
-                    chars.update(_DIGITS)
-                else:
-                    return None, False
-            return chars, False
+            listed = _class_chars(av, spaces=False)
+            return (None, False) if listed is None else (chars | listed, False)
         if op is _sre_c.BRANCH:
             empty = False
             for branch in av[1]:
@@ -1198,6 +1195,97 @@ def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
         if not sub_empty:
             return chars, False
     return chars, True
+
+
+# Every character ``\s`` matches (Unicode): a class this small can be listed like any other.
+_SPACES = frozenset(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+_MAX_STARTS = 5000
+
+
+def _starts(items: Any, k: int) -> set[str] | None:
+    """The first ``k`` characters of every match of the parsed pattern ``items``, or the whole match where it is
+    shorter; ``None`` where they cannot be listed (a negated class, ``.``, too many).
+
+    The scanner tries the regexes of one first character only where the next character can continue one of
+    them: about half the tries, and 94% of all tries fail. Zero-width assertions are read as matching
+    anything, which can only list more starts than there are, never fewer.
+    """
+    found: set[str] | None = {""}
+    for item in items:
+        found = _extend(found, [item], k)
+        if found is None:
+            return None
+    return found
+
+
+def _extend(heads: set[str], items: Any, k: int) -> set[str] | None:
+    """Each head (up to ``k`` characters) followed by the starts of a match of ``items``, cut at ``k``."""
+    longer: set[str] = set()
+    for head in heads:
+        if len(head) >= k:
+            longer.add(head)
+            continue
+        tails = _item_starts(items[0], k - len(head)) if len(items) == 1 else _starts(items, k - len(head))
+        if tails is None:
+            return None
+        longer.update(head + tail for tail in tails)
+    return None if len(longer) > _MAX_STARTS else longer
+
+
+def _class_chars(av: Any, spaces: bool) -> set[str] | None:
+    """The characters a parsed class matches, or ``None`` (a negated class, ``\\w``, a huge range; ``\\s``
+    unless ``spaces``: a phrase may not start with a space)."""
+    chars: set[str] = set()
+    for kind, value in av:
+        if kind is _sre_c.LITERAL:
+            chars.add(chr(value))
+        elif kind is _sre_c.RANGE and value[1] - value[0] < _MAX_FIRST_CHARS:
+            chars.update(chr(c) for c in range(value[0], value[1] + 1))
+        elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_DIGIT:
+            chars.update(_DIGITS)
+        elif spaces and kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_SPACE:
+            chars.update(_SPACES)
+        else:
+            return None
+    return chars
+
+
+def _item_starts(item: Any, k: int) -> set[str] | None:
+    op, av = item
+    if op is _sre_c.LITERAL:
+        return {chr(av)}
+    if op is _sre_c.IN:
+        return _class_chars(av, spaces=True)
+    if op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT, _sre_c.AT):
+        return {""}
+    if op is _sre_c.BRANCH:
+        out: set[str] = set()
+        for branch in av[1]:
+            sub = _starts(branch, k)
+            if sub is None:
+                return None
+            out |= sub
+        return out
+    if op is _sre_c.SUBPATTERN:
+        return _starts(av[-1], k)
+    if op in (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT):
+        low, high, sub_items = av
+        out = {""} if low == 0 else set()
+        current = {""}
+        count = 0
+        # Heads only grow up to k characters: once a repetition adds no new one, no later repetition will.
+        while count < high:
+            count += 1
+            longer = _extend(current, sub_items, k)
+            if longer is None:
+                return None
+            if count >= low:
+                if count > low and longer <= out:
+                    break
+                out |= longer
+            current = longer
+        return out
+    return None  # ANY, NOT_LITERAL, atomic groups, ...
 
 
 def _refers_to_group(items: Any) -> bool:
@@ -1242,7 +1330,16 @@ def _phrase(concept: str, raw: Any, where: str) -> Phrase:
         raise RulesError(
             f"{where}: concept {concept!r}: phrase {raw!r} must start with a definite character or class"
         )
-    return Phrase(concept, pattern, literal=False, first_chars=frozenset(first))
+    starts = _starts(parsed.data, 2)
+    return Phrase(
+        concept,
+        pattern,
+        literal=False,
+        first_chars=frozenset(first),
+        starts=None if starts is None else frozenset(starts),
+        anchored=parsed.data[0]
+        in ((_sre_c.AT, _sre_c.AT_BEGINNING), (_sre_c.AT, _sre_c.AT_BEGINNING_STRING)),
+    )
 
 
 def _word_lists(section: Any, name: str, where: str) -> dict[str, list[Any]]:
