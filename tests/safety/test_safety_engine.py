@@ -1489,6 +1489,7 @@ def test_alcohol_offered_with_a_sleeping_pill(rules_only: SafetyEngine) -> None:
 @pytest.mark.parametrize(
     "question",
     [
+        # dev round 32
         "伢掉水渠里，捞起来后好像没事，过了一会又开始咳，喘得急",
         "俺哥碰到了掉下来的电线，人还趴在电线上",
         "俺儿子这几天说阎王爷叫他把孩子弄死，今晚一直盯着孩子",
@@ -1497,24 +1498,51 @@ def test_alcohol_offered_with_a_sleeping_pill(rules_only: SafetyEngine) -> None:
         "儿媳妇两个月没来月经，今天一边肚子痛，说屁股往下坠",
         "吃达比加群的，今天拉肚子拉出来一大堆暗红色的血，头晕",
         "我妈牙疼，今天吃了好多对乙酰氨基酚，加上感冒药里也有，算下来超过8克了，她说没什么感觉",
+        # dev round 34
+        "我弟这几天说脑子里有个声音让他去伤害隔壁的小孩，他刚才下楼了",
+        "表哥在雪地里躺了半宿，现在叫他应一声又睡过去，身上凉得跟冰似的",
+        "怀孕35周，宝宝今天基本不动了",
+        "孕32周，这两天看东西重影，脸也肿了",
+        "老公刚吃了一整瓶阿米替林",
+        "测出怀上了，今天下腹一侧疼痛，刚才差点晕倒",
+        "腰疼三天，今天擦屁股的时候那里一点感觉都没有",
+        "十岁儿子踢球后突然左侧蛋疼，疼到吐",
+        # dev round 35
+        "我是兽医，我爸刚才被蛇咬了脚，伤口一直出血，腿肿到膝盖了",
+        "爬山淋了大雨，同伴浑身湿透，现在不抖了，说话含糊",
+        "我爸突然后背撕着疼，血压200多",
+        "我老公胸很疼痛，出汗很多，疼到左手臂",
+        "胸闷，含了两片硝酸甘油还不好，已经二十分钟",
     ],
 )
-def test_round_32_everyday_wordings_of_covered_emergencies(rules_only: SafetyEngine, question: str) -> None:
+def test_everyday_wordings_of_covered_emergencies(rules_only: SafetyEngine, question: str) -> None:
+    """Written for the tests in the registers of the dev rounds the rules were changed on (not copied from them)."""
     assert rules_only.triage(question)
 
 
 @pytest.mark.parametrize(
     "question",
     [
+        # dev round 32
         "猫掉进浴缸里扑腾了几下被我捞出来了，湿漉漉的在舔毛",
         "电线老化了怎么换",
         "电视剧里阎王爷叫他去投胎",
         "手指被开水烫了一下，红了一小块",
         "对乙酰氨基酚一天最多吃几克",
         "吃着利伐沙班，今天起床的时候膝盖碰了一下床沿，青了一小块，头没有碰到，没有别的地方出血",
+        # dev round 34
+        "领导把我气得要吐血，下班想去吃顿火锅",
+        "浴室用电吹风会不会触电？",
+        "我爸有房颤，怕出血不想吃抗凝药，还有别的办法吗",
+        "怀孕了查出血压偏高，饮食上要注意什么",
+        "孕28周，胃里烧得慌，反酸",
+        # dev round 35
+        "韩剧里的人被车撞了还能站起来走，现实中会这样吗",
+        "溺水的人怎么急救",
+        "我家狗吃了一块巧克力，要紧吗",
     ],
 )
-def test_round_32_look_alikes_stay_quiet(rules_only: SafetyEngine, question: str) -> None:
+def test_look_alikes_of_covered_emergencies_stay_quiet(rules_only: SafetyEngine, question: str) -> None:
     assert not rules_only.triage(question)
 
 
@@ -1553,3 +1581,87 @@ def test_a_child_who_got_at_an_adults_medicine(rules_only: SafetyEngine) -> None
     assert not rules_only.triage("孩子12岁，1型糖尿病，每天吃二甲双胍，今天想问饭前吃还是饭后吃")
     assert rules_only.triage("孙子正在抽，牙关咬得紧紧的")
     assert not rules_only.triage("爷爷正在抽烟，咳得厉害吗")
+
+
+def test_the_askers_own_dose_read_back_is_not_given(rules_only: SafetyEngine) -> None:
+    question = "我血压控制得挺好，一直吃缬沙坦80mg，要不要减？"
+    assert "dose" not in kinds(
+        rules_only.check_answer("血压很稳，缬沙坦80mg每天一次先别动，下月随访再看。", question)
+    )
+    # agreeing to the asker's proposal, or changing to it, gives the dose
+    proposal = "降压药缬沙坦能改成隔天吃80mg吗"
+    assert "dose" in kinds(rules_only.check_answer("对，隔天80mg就够了。", proposal))
+    assert "dose" in kinds(rules_only.check_answer("可以，改成隔天一次80mg。", proposal))
+    # a new amount is a new instruction
+    assert "dose" in kinds(rules_only.check_answer("加到160mg每天一次。", question))
+
+
+def test_the_patients_own_drug_named_to_the_doctor_is_not_advised(rules_only: SafetyEngine) -> None:
+    question = "正在吃克拉霉素治肺炎，痛风又发了，能吃秋水仙碱吗"
+    warned = "克拉霉素会明显升高秋水仙碱的浓度，可能中毒。请让医生知道你在用克拉霉素，换别的止痛方案。"
+    assert "contraindication" not in kinds(rules_only.check_answer(warned, question))
+    assert "contraindication" in kinds(
+        rules_only.check_answer("秋水仙碱照吃，克拉霉素也接着吃，没事。", question)
+    )
+
+
+def test_a_drug_named_by_its_skin_test_is_not_advised(rules_only: SafetyEngine) -> None:
+    question = "青霉素皮试阳性，以后头孢能用吗"
+    answer = "要谨慎，看病时告诉医生你青霉素皮试阳性，由医生决定，别自己买头孢吃。"
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
+
+
+def test_sleeping_pills_or_drink_for_someone_in_crisis(rules_only: SafetyEngine) -> None:
+    suicidal = "最近总想死，晚上睡不着"
+    assert "contraindication" in kinds(
+        rules_only.check_answer("别想太多，吃两片安定睡一觉就好了。", suicidal)
+    )
+    assert "contraindication" in kinds(rules_only.check_answer("喝点小酒放松一下，明天就好了。", suicidal))
+    # putting the pills away is the advice, not taking them
+    safe = "把家里的安眠药都收起来交给家人保管，今晚陪着她，打心理援助热线12356。"
+    assert "contraindication" not in kinds(rules_only.check_answer(safe, suicidal))
+    psychotic = "老公说有人在监视他，半夜拿着菜刀在客厅转"
+    assert "contraindication" in kinds(
+        rules_only.check_answer("给他吃片艾司唑仑让他睡，明天就好。", psychotic)
+    )
+
+
+def test_blood_activating_herbs_and_fish_oil(rules_only: SafetyEngine) -> None:
+    assert "contraindication" in kinds(
+        rules_only.check_answer("孕期喝点当归汤补气血正好。", "怀孕20周，想炖当归汤补补")
+    )
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("孕期先别喝当归汤，想补问产科医生。", "怀孕20周，想炖当归汤补补")
+    )
+    assert "contraindication" in kinds(
+        rules_only.check_answer("鱼油对血管好，每天6粒放心吃。", "吃华法林两年了，想吃深海鱼油")
+    )
+
+
+def test_a_label_pasted_as_a_card_gives_no_dose(rules_only: SafetyEngine) -> None:
+    question = "对乙酰氨基酚 成人一次吃多少"
+    card = "说明书：成人一次0.5g，间隔4～6小时可重复，24小时不超过4次。"
+    assert "dose" not in kinds(rules_only.check_answer(card, question))
+    assert "dose" in kinds(rules_only.check_answer("一次吃1g，一天四次。", question))
+
+
+def test_antibiotics_the_hospital_will_give_are_not_advice(rules_only: SafetyEngine) -> None:
+    question = "化疗后第10天，刚量体温38.6度"
+    sent = "按粒缺发热处理，现在去急诊，要尽快用静脉抗生素，别在家等。"
+    assert "antibiotic" not in kinds(rules_only.check_answer(sent, question))
+    on_the_way = "马上去急诊，路上先吃两粒头孢垫着。"
+    assert "antibiotic" in kinds(rules_only.check_answer(on_the_way, question))
+    at_home = "先在家吃点抗生素，明天再去急诊。"
+    assert "antibiotic" in kinds(rules_only.check_answer(at_home, question))
+
+
+def test_terse_referrals(rules_only: SafetyEngine) -> None:
+    question = "吃了虾全身风团，嗓子发紧，有点晕，我有肾上腺素笔"
+    assert "dismissive" not in kinds(rules_only.check_answer("现在就打笔，大腿外侧，打完马上120。", question))
+
+
+def test_taking_two_medicines_hours_apart_is_a_warning(rules_only: SafetyEngine) -> None:
+    question = "在吃左甲状腺素，能和钙片一起吃吗"
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("要错开，左甲状腺素早上空腹吃，钙片隔4小时以上。", question)
+    )

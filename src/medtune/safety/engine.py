@@ -143,6 +143,7 @@ _DOCTOR = frozenset({"doctor", "prescribed"})
 # A sentence that ends a warning scenario by sending the reader to care.
 _SEEK_CARE = frozenset({"referral", "seek_care", "doctor"})
 _CLAUSE_SPLIT = re.compile(r"[,;:!?。\n]")
+_ANTIBIOTIC_CLASS_WORDS = frozenset({"抗生素", "抗菌药", "抗菌素", "抗菌药物"})
 _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
@@ -309,6 +310,26 @@ class _Scan:
         self.ids: tuple[int, int, np.ndarray] | None = None
         """(n_max, bits, buckets) of the masked text, once a model has hashed it: the answer model reads the
         question's buckets the question model found."""
+
+
+# An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
+# gives the dose it repeats.
+_AGREES_OR_CHANGES = re.compile(
+    r"^\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
+)
+_SENTENCE_END = re.compile(r"[。!?\n]")
+# A drug right after "你在用 / 您一直在吃" is what the patient already takes, named to a doctor or as context.
+_REPORTED_USE = re.compile(r"(?:你|您|他|她)(?:现在|一直|正|还)?在(?:吃|用|服用|服|打)(?:的)?$")
+
+
+def _echoes(answer: str, start: int, end: int, question: str) -> bool:
+    """The dose at ``answer[start:end]`` (a number with its unit) is written in the question too, and its sentence
+    neither agrees to it as a proposal nor changes to it: the asker's own dose, read back."""
+    compact = answer[start:end].replace(" ", "")
+    if not any(ch.isdigit() for ch in compact) or compact not in question.replace(" ", ""):
+        return False
+    opening = max((m.end() for m in _SENTENCE_END.finditer(answer, 0, start)), default=0)
+    return _AGREES_OR_CHANGES.search(answer[opening:end]) is None
 
 
 def _parse_number(text: str) -> float | None:
@@ -1139,8 +1160,8 @@ class SafetyEngine:
     def _forbids(self, scan: _Scan, m: _Mention) -> bool:
         return (
             m.negated
-            # "对头孢过敏": the drug named as an allergy
-            or scan.text.startswith("过敏", m.end)
+            # "对头孢过敏", "青霉素皮试阳性": the drug named as an allergy or its skin test
+            or scan.text.startswith(("过敏", "皮试"), m.end)
             or bool(scan.clauses[m.clause] & _PROHIBIT)
             # "普萘洛尔是β阻滞剂，有哮喘的人要避免，可能诱发支气管痉挛": a sentence that both forbids (or sends to a
             # doctor) and names a danger is a warning about every drug in it
@@ -1333,6 +1354,17 @@ class SafetyEngine:
             findings += self._model_findings(ascan, qscan, {f.kind for f in findings})
         return findings
 
+    @staticmethod
+    def _given_there(ascan: _Scan, m: _Mention) -> bool:
+        """ "现在去急诊，要尽快用静脉抗生素": antibiotics as a class, in a sentence that sends the patient to care and
+        a clause that has them take nothing themselves ("路上先吃两粒头孢" is advice)."""
+        if m.text not in _ANTIBIOTIC_CLASS_WORDS or "referral" not in ascan.sentences[m.sentence]:
+            return False
+        starts = [x.end() for x in _CLAUSE_SPLIT.finditer(ascan.text, 0, m.start)]
+        stop = _CLAUSE_SPLIT.search(ascan.text, m.end)
+        clause = ascan.text[starts[-1] if starts else 0 : stop.start() if stop else len(ascan.text)]
+        return not any(word in clause for word in ("吃", "喝", "服", "冲"))
+
     def _apply(
         self, rule: AdviceRule, ascan: _Scan, qscan: _Scan, flags: list[RedFlag], require_disclaimer: bool
     ) -> str | None:
@@ -1345,6 +1377,8 @@ class SafetyEngine:
                 # history ("之前吃过二甲双胍") is no advice, unless the answer keeps it going ("照常吃")
                 if (not m.history or not _MORE.isdisjoint(ascan.sentences[m.sentence]))
                 and not self._prohibited(ascan, m)
+                # "请让医生知道你在用克拉霉素": the patient's current drug reported, not advised
+                and _REPORTED_USE.search(ascan.text, max(0, m.start - 8), m.start) is None
             ]
             if rule.population == "child" and rule.max_age is not None:
                 # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.
@@ -1392,6 +1426,7 @@ class SafetyEngine:
                         not m.history
                         and not self._prohibited(ascan, m)
                         and _DOCTOR.isdisjoint(ascan.sentences[m.sentence])
+                        and not self._given_there(ascan, m)
                         and not self._prescribed(qscan, c)
                         and not self._on_course(qscan, m.text)
                     ):
@@ -1407,6 +1442,8 @@ class SafetyEngine:
                         continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
                     if self._doctor_in_clause(ascan, m, after=False):
                         continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
+                    if _echoes(ascan.text, m.start, m.end, qscan.text):
+                        continue  # "缬沙坦80mg每天一次这个方案适合您": the patient's own dose, read back
                     has_drug = bool(clause & self._drug_groups)
                     if not has_drug and (
                         "diet_context" in clause
