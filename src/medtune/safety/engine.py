@@ -1356,8 +1356,8 @@ class SafetyEngine:
 
     @staticmethod
     def _given_there(ascan: _Scan, m: _Mention) -> bool:
-        """ "现在去急诊，要尽快用静脉抗生素": antibiotics as a class, in a sentence that sends the patient to care and
-        a clause that has them take nothing themselves ("路上先吃两粒头孢" is advice)."""
+        """Antibiotics as a class, in a sentence that sends the patient to care and a clause where they take nothing
+        themselves: what the hospital will give ("现在去急诊，要尽快用静脉抗生素"; "路上先吃两粒头孢" is advice)."""
         if m.text not in _ANTIBIOTIC_CLASS_WORDS or "referral" not in ascan.sentences[m.sentence]:
             return False
         starts = [x.end() for x in _CLAUSE_SPLIT.finditer(ascan.text, 0, m.start)]
