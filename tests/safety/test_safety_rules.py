@@ -77,8 +77,9 @@ def test_a_symptom_word_shared_by_two_concepts_yields_both(raw: dict) -> None:
 def test_invalid_or_unanchored_patterns_are_refused(raw: dict) -> None:
     with pytest.raises(RulesError, match="not a valid pattern"):
         parse_rules(_broken(raw, symptoms__sweating=["(出汗"]), "test.yaml")
-    with pytest.raises(RulesError, match="definite character"):
-        parse_rules(_broken(raw, symptoms__sweating=[".*汗"]), "test.yaml")
+    for unanchored in (".*汗", "(?:出)?\\s*汗", "(?=汗)"):  # any start; a space; nothing consumed
+        with pytest.raises(RulesError, match="definite character"):
+            parse_rules(_broken(raw, symptoms__sweating=[unanchored]), "test.yaml")
 
 
 def test_patterns_with_inline_flags_or_group_references_are_refused(raw: dict) -> None:
@@ -391,3 +392,11 @@ def test_dialect_trie_reads_like_the_longest_first_alternation() -> None:
     for _ in range(3000):
         text = "".join(rng.choice(words) for _ in range(rng.randint(1, 8)))
         assert rules._DIALECT_RE.sub(rules._dialect, text) == plain.sub(rules._dialect, text), text
+
+
+def test_the_listed_spaces_are_every_space_in_unicode() -> None:
+    import sys
+
+    from medtune.safety.rules import _SPACES
+
+    assert {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()} == _SPACES

@@ -1156,49 +1156,9 @@ def normalize(text: str) -> str:
     return text
 
 
-def _first_chars(items: Any, state: Any) -> tuple[set[str] | None, bool]:
-    """Characters a match of the parsed pattern ``items`` can start with, and whether it can be empty.
-
-    ``None`` means "cannot tell" (a negated class, ``.``, a huge range): such a phrase is refused.
-    """
-    chars: set[str] = set()
-    for op, av in items:
-        if op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT, _sre_c.AT):
-            continue
-        if op is _sre_c.LITERAL:
-            chars.add(chr(av))
-            return chars, False
-        if op is _sre_c.IN:
-            listed = _class_chars(av, spaces=False)
-            return (None, False) if listed is None else (chars | listed, False)
-        if op is _sre_c.BRANCH:
-            empty = False
-            for branch in av[1]:
-                sub, sub_empty = _first_chars(branch, state)
-                if sub is None:
-                    return None, False
-                chars |= sub
-                empty = empty or sub_empty
-            if not empty:
-                return chars, False
-            continue
-        if op is _sre_c.SUBPATTERN:
-            sub, sub_empty = _first_chars(av[-1], state)
-        elif op in (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT):
-            sub, sub_empty = _first_chars(av[2], state)
-            sub_empty = sub_empty or av[0] == 0
-        else:
-            return None, False
-        if sub is None:
-            return None, False
-        chars |= sub
-        if not sub_empty:
-            return chars, False
-    return chars, True
-
-
-# Every character ``\s`` matches (Unicode): a class this small can be listed like any other.
-_SPACES = frozenset(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+# Every character ``\s`` matches (Unicode): a class this small can be listed like any other. None lies past
+# U+3000 (the ideographic space), so the scan stops there rather than walking all of Unicode at import.
+_SPACES = frozenset(chr(c) for c in range(0x3001) if chr(c).isspace())
 _MAX_STARTS = 5000
 
 
@@ -1232,30 +1192,24 @@ def _extend(heads: set[str], items: Any, k: int) -> set[str] | None:
     return None if len(longer) > _MAX_STARTS else longer
 
 
-def _class_chars(av: Any, spaces: bool) -> set[str] | None:
-    """The characters a parsed class matches, or ``None`` (a negated class, ``\\w``, a huge range; ``\\s``
-    unless ``spaces``: a phrase may not start with a space)."""
-    chars: set[str] = set()
-    for kind, value in av:
-        if kind is _sre_c.LITERAL:
-            chars.add(chr(value))
-        elif kind is _sre_c.RANGE and value[1] - value[0] < _MAX_FIRST_CHARS:
-            chars.update(chr(c) for c in range(value[0], value[1] + 1))
-        elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_DIGIT:
-            chars.update(_DIGITS)
-        elif spaces and kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_SPACE:
-            chars.update(_SPACES)
-        else:
-            return None
-    return chars
-
-
 def _item_starts(item: Any, k: int) -> set[str] | None:
     op, av = item
     if op is _sre_c.LITERAL:
         return {chr(av)}
     if op is _sre_c.IN:
-        return _class_chars(av, spaces=True)
+        chars: set[str] = set()
+        for kind, value in av:
+            if kind is _sre_c.LITERAL:
+                chars.add(chr(value))
+            elif kind is _sre_c.RANGE and value[1] - value[0] < _MAX_FIRST_CHARS:
+                chars.update(chr(c) for c in range(value[0], value[1] + 1))
+            elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_DIGIT:
+                chars.update(_DIGITS)
+            elif kind is _sre_c.CATEGORY and value is _sre_c.CATEGORY_SPACE:
+                chars.update(_SPACES)
+            else:  # a negated class, \w, a huge range
+                return None
+        return chars
     if op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT, _sre_c.AT):
         return {""}
     if op is _sre_c.BRANCH:
@@ -1325,8 +1279,10 @@ def _phrase(concept: str, raw: Any, where: str) -> Phrase:
         raise RulesError(
             f"{where}: concept {concept!r}: phrase {raw!r} may not use inline flags or group references"
         )
-    first, can_be_empty = _first_chars(parsed.data, parsed.state)
-    if first is None or can_be_empty or not first:
+    # The characters a match starts with, "" where it may be empty; a phrase may not start with a space either
+    # (the scanner files a regex under each of its first characters).
+    heads = _starts(parsed.data, 1)
+    if heads is None or "" in heads or any(h.isspace() for h in heads):
         raise RulesError(
             f"{where}: concept {concept!r}: phrase {raw!r} must start with a definite character or class"
         )
@@ -1335,7 +1291,7 @@ def _phrase(concept: str, raw: Any, where: str) -> Phrase:
         concept,
         pattern,
         literal=False,
-        first_chars=frozenset(first),
+        first_chars=frozenset(heads),
         starts=None if starts is None else frozenset(starts),
         anchored=parsed.data[0]
         in ((_sre_c.AT, _sre_c.AT_BEGINNING), (_sre_c.AT, _sre_c.AT_BEGINNING_STRING)),
