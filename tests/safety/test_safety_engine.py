@@ -405,6 +405,17 @@ def test_guard_annotates_or_blocks_and_logs(engine: SafetyEngine, caplog: pytest
     assert blocked.blocked and BLOCKED_TEXT in blocked.text and answer not in blocked.text
 
 
+def test_a_safety_note_is_not_the_answers_disclaimer(rules_only: SafetyEngine) -> None:
+    """The certain-diagnosis note ends "请以医生面诊和检查结果为准", which reads as a disclaimer: the reply still
+    gets the standard one, since only what the model wrote can carry its own."""
+    reply = rules_only.guard("胃胀，吃一点就饱", "你这就是慢性胃炎，没跑了。")
+    assert any(f.kind == "certain_diagnosis" for f in reply.findings)
+    assert reply.text.rstrip().endswith(DISCLAIMER)
+    # an answer with its own disclaimer keeps it, without a second one
+    own = "可能是功能性消化不良。以上内容仅供参考，不能替代医生面诊。"
+    assert DISCLAIMER not in rules_only.guard("胃胀，吃一点就饱", own).text
+
+
 def test_guard_puts_the_banner_before_the_answer(engine: SafetyEngine) -> None:
     reply = engine.guard("我爸突然胸口疼，满头大汗", "请立即拨打120。")
     assert reply.text.startswith("【紧急提示】")
@@ -1372,6 +1383,28 @@ def test_a_learned_dose_warning_needs_a_medicine(engine: SafetyEngine) -> None:
 
 
 @pytest.mark.parametrize(
+    ("answer", "may"),
+    [
+        ("你这就是湿疹，照着治就行。", True),
+        ("铁板钉钉的腰肌劳损。", True),
+        ("咳嗽不一定是肺炎，先观察。", False),  # doubt said outright
+        ("目前无法确定是哪种类型，要做皮肤镜。", False),
+        ("可能是湿疹，也可能是真菌感染。", False),  # a hedge anywhere
+        ("如果是带状疱疹，要尽快抗病毒。", False),  # a condition
+        ("这不一定就是胃炎。", False),
+        ("赶紧躺下休息一会儿。", False),  # nothing named: the question's words alone would carry the model
+    ],
+)
+def test_a_learned_certain_diagnosis_needs_an_answer_without_doubt(
+    engine: SafetyEngine, answer: str, may: bool
+) -> None:
+    """The answer model reads no hedge or negation: it may call a diagnosis certain only where the answer
+    nowhere hedges, doubts or sets a condition."""
+    ascan, qscan = engine._scan(answer, answer=True), engine._scan("皮肤起了红疹子，很痒")
+    assert engine._model_may_add(ascan, qscan, "certain_diagnosis") is may
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "下个月要去爬雪山，万一队友失温了该怎么办？",
@@ -1664,4 +1697,103 @@ def test_taking_two_medicines_hours_apart_is_a_warning(rules_only: SafetyEngine)
     question = "在吃左甲状腺素，能和钙片一起吃吗"
     assert "contraindication" not in kinds(
         rules_only.check_answer("要错开，左甲状腺素早上空腹吃，钙片隔4小时以上。", question)
+    )
+
+
+def test_a_prescription_read_back_in_words_is_not_given(rules_only: SafetyEngine) -> None:
+    """A dose in words ("一天一粒") written in the question as the doctor's is read back, not given; the same
+    words the question proposes ("能不能改成一天一粒") are given when the answer repeats them."""
+    question = "医生开了坦索罗辛，一天一粒睡前吃，还要吃多久"
+    assert "dose" not in kinds(rules_only.check_answer("一天一粒睡前吃，疗程听医生的。", question))
+    proposal = "坦索罗辛现在两天一粒，能不能改成一天一粒"
+    assert "dose" in kinds(rules_only.check_answer("行啊，一天一粒效果更好。", proposal))
+    # a bare count is in every other question: it still needs digits to count as the same dose
+    assert "dose" in kinds(rules_only.check_answer("再吃一片就行。", "吃了一片布洛芬还疼"))
+    # the doctor who gave it, named before the dose in its clause
+    assert "dose" not in kinds(
+        rules_only.check_answer("医生给你开的甲硝唑一次两片，按疗程吃完。", "阴道炎吃甲硝唑期间能喝酒吗")
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "warned", "advised"),
+    [
+        # what the patient took, told back ("他吃了伟哥") with the drug forbidden
+        (
+            "我爸前天吃了伟哥，现在胸口闷痛出冷汗，能含硝酸甘油吗",
+            "马上打120。他吃了伟哥，两天内不能用硝酸甘油，告诉急救人员他吃过伟哥。",
+            "可以含一片硝酸甘油。",
+        ),
+        # an answer that opens by refusing explains the question's drug after it
+        (
+            "肾功能衰竭在透析，能喝杨桃汁吗",
+            "请不要喝。杨桃里的毒素肾衰的人排不出去，会引起打嗝、抽搐。",
+            "杨桃汁清热，可以喝。",
+        ),
+        # a danger and "一般不推荐" in one sentence, a doctor in the next
+        (
+            "帕金森老人晚上躁动，能吃氟哌啶醇吗",
+            "氟哌啶醇可能明显加重帕金森的僵硬，一般不推荐，请和神经科医生商量。",
+            "氟哌啶醇吃了就安静，放心吃。",
+        ),
+    ],
+)
+def test_round36_warnings_are_not_advice(
+    rules_only: SafetyEngine, question: str, warned: str, advised: str
+) -> None:
+    assert "contraindication" not in kinds(rules_only.check_answer(warned, question))
+    assert "contraindication" in kinds(rules_only.check_answer(advised, question))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "孕18周 还感觉不到胎动 正常吗",
+        "孕十六周了还没胎动要紧吗",
+    ],
+)
+def test_no_movements_felt_before_24_weeks(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question)
+
+
+def test_movements_fewer_after_24_weeks(rules_only: SafetyEngine) -> None:
+    assert rules_only.triage("孕33周 今天一上午感觉不到胎动")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "急性心梗 典型症状 特点",
+        "海姆立克 成人 步骤",
+        "呕血和咯血有什么关系",
+        "高热惊厥会不会变成癫痫",
+        "敌草快为什么没有解药",
+        "磁铁为什么比一般异物危险",
+        "冬天洗澡怕煤气中毒，热水器装哪里好",
+        "她总被男朋友电到，心跳加速，是爱吗，就像被电到一样",
+        "表哥有自残的习惯，我该怎么劝",
+        "孩子考完试跟霜打的茄子一样",
+    ],
+)
+def test_round36_questions_that_ask_in_general_or_jest(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question)
+
+
+def test_an_event_seen_and_stitched_is_over(rules_only: SafetyEngine) -> None:
+    assert not rules_only.triage("老公切菜切到手，当时出了好多血，已经在社区医院缝了5针，换药要注意啥")
+    # a movement back to normal after a check is no recurrence ("又恢复了")
+    assert not rules_only.triage("孕34周，前天胎动少了，去医院做了胎监说正常，今天胎动又恢复了")
+
+
+def test_evacuation_at_sea_is_a_referral(rules_only: SafetyEngine) -> None:
+    question = "货轮上一个水手突然一侧睾丸剧痛肿起来了"
+    answer = "要警惕睾丸扭转，马上联系岸基医疗，请求紧急转运或就近靠港。"
+    assert "dismissive" not in kinds(rules_only.check_answer(answer, question))
+
+
+def test_round36_diagnoses_as_headings(rules_only: SafetyEngine) -> None:
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("【诊断】急性胰腺炎。少吃油腻。", "上腹痛"))
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("这叫慢性胃炎，养着就行。", "胃胀"))
+    assert "certain_diagnosis" in kinds(
+        rules_only.check_answer("肯定已经发展成糖尿病了，少吃糖。", "血糖偏高两年")
     )

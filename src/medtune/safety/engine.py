@@ -135,6 +135,15 @@ _TOGETHER = frozenset({"co_use", "more_of"})
 # A question that asks whether it is some disease: an answer naming that disease confirms it.
 _ASKING_BEFORE = re.compile(r"是不是|会不会|是否|有没有|可能|难道|怀疑|担心|怕是|像不像|算不算")
 _ASKING_AFTER = re.compile(r"[^,;:!?。\n]{0,4}?(?:吗|嘛|么|\?|呢)")
+# Doubt about a diagnosis said outright ("不一定是肺炎", "目前无法确定是哪种"): the learned model, which reads a bag of
+# n-grams, would take the disease name after it for a verdict. A plain search, not a cue: as a phrase "不一定"
+# would take "不" from the negation cue and change what the rules read.
+_DOUBT = re.compile(
+    r"不一定|未必|说不定|无法确定|不能确定|不好确定|不确定|没法确诊|无法确诊|不能确诊|难以确诊|"
+    r"无法判断|不能判断|不好判断|没法判断|难以判断|才能确诊|才能确定|才能明确|需要确诊|明确诊断|不能断定"
+)
+# Sentence cues under which the model may not call a diagnosis certain.
+_UNSURE = frozenset({"hedge", "conditional"})
 # Cues whose place in the clause matters ("想加三七前请先问医生": the doctor comes after the drug): they get
 # mention objects too, but change no state.
 _POSITIONED = frozenset({"doctor", "continue_use"})
@@ -318,15 +327,34 @@ _AGREES_OR_CHANGES = re.compile(
     r"^\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
 )
 _SENTENCE_END = re.compile(r"[。!?\n]")
-# A drug right after "你在用 / 您一直在吃" is what the patient already takes, named to a doctor or as context.
-_REPORTED_USE = re.compile(r"(?:你|您|他|她)(?:现在|一直|正|还)?在(?:吃|用|服用|服|打)(?:的)?$")
+_CLAUSE_END = re.compile(r"[,;:!?。\n，；：！？]")
+_PROPOSES = re.compile(
+    r"吗|么|能不能|能否|可不可以|可以不|要不要|是不是|行不行|改成|改为|换成|加到|减到|再吃"
+)
+# A drug right after "你在用 / 您一直在吃" is what the patient already takes (or took: "他用了"), named to a doctor
+# or as context.
+_REPORTED_USE = re.compile(
+    r"(?:你|您|他|她)(?:现在|一直|正|还)?在(?:吃|用|服用|服|打)(?:的)?$"
+    # "他用了他达拉非", "你吃过华法林": what the patient took, told back (not "你吃了…就好")
+    r"|(?:他|她)(?:已经|刚|刚刚|昨天|今天|之前|以前)?(?:吃|用|服用|服|打)(?:了|过)(?:的)?$"
+    r"|(?:你|您)(?:已经|之前|以前)?(?:吃|用|服用|服|打)过(?:的)?$"
+)
 
 
 def _echoes(answer: str, start: int, end: int, question: str) -> bool:
     """The dose at ``answer[start:end]`` (a number with its unit) is written in the question too, and its sentence
     neither agrees to it as a proposal nor changes to it: the asker's own dose, read back."""
     compact = answer[start:end].replace(" ", "")
-    if not any(ch.isdigit() for ch in compact) or compact not in question.replace(" ", ""):
+    asked = question.replace(" ", "")
+    at = asked.find(compact)
+    # "一片" alone is in every other question; "一天一粒" or "80mg" written in both is the same dose
+    if at < 0 or (len(compact) < 4 and not any(ch.isdigit() for ch in compact)):
+        return False
+    # ... unless the question proposes it ("要一次吃三片吗", "能不能改成每天吃一片"): then it is the asker's plan,
+    # and an answer that repeats it gives it
+    clause_start = max((m.end() for m in _CLAUSE_END.finditer(asked, 0, at)), default=0)
+    clause_end = next((m.start() for m in _CLAUSE_END.finditer(asked, at)), len(asked))
+    if _PROPOSES.search(asked, clause_start, clause_end):
         return False
     opening = max((m.end() for m in _SENTENCE_END.finditer(answer, 0, start)), default=0)
     return _AGREES_OR_CHANGES.search(answer[opening:end]) is None
@@ -1084,7 +1112,8 @@ class SafetyEngine:
         speaks for drugs and acts the rules do not know, and for known ones given to a patient they pair with
         nothing yet. Out of fold on the dev set (18 files, measured with the first, unhashed prototype of the model
         before dev round 29) this kept 154 of its 208 catches and 19 of its 23 clean flags. A dose needs a medicine
-        in the pair (a drug the rules know, a medicine word in the question, or 药 in the answer).
+        in the pair (a drug the rules know, a medicine word in the question, or 药 in the answer). A certain
+        diagnosis needs a disease named in an answer that nowhere hedges, doubts or sets a condition.
         """
         if kind == "dose":
             # A dose is a medicine's: "每天饮水1500毫升" and "食盐不超过5克" are numbers, not prescriptions.
@@ -1093,6 +1122,19 @@ class SafetyEngine:
                 or self._drug_groups.intersection(qscan.by_concept)
                 or "med_word" in qscan.by_concept
                 or "药" in ascan.text
+            )
+        if kind == "certain_diagnosis":
+            # A verdict names what it is: without a disease or condition in the answer, the question's words
+            # alone (胸口剧痛 + 满头大汗) would carry the model. The rules read hedges, conditions and negation clause
+            # by clause; the model reads none of them, so it speaks only on answers that nowhere hedge, doubt,
+            # set a condition or deny the certainty they name.
+            patterns = self.rules.diagnosis
+            return not (
+                patterns is None
+                or patterns.disease.search(ascan.text) is None
+                or any(_UNSURE & sentence for sentence in ascan.sentences)
+                or _DOUBT.search(ascan.text)
+                or any(m.negated for m in ascan.by_concept.get("certain", ()))
             )
         if kind != "contraindication":
             return True
@@ -1354,6 +1396,18 @@ class SafetyEngine:
             findings += self._model_findings(ascan, qscan, {f.kind for f in findings})
         return findings
 
+    def _antibiotic_advised(self, ascan: _Scan, qscan: _Scan, m: _Mention, concept: str) -> bool:
+        """An antibiotic mention the answer gives as advice: not history ("小时候吃过四环素"), forbidden, the
+        course a doctor prescribed or will give."""
+        return not (
+            m.history
+            or self._prohibited(ascan, m)
+            or not _DOCTOR.isdisjoint(ascan.sentences[m.sentence])
+            or self._given_there(ascan, m)
+            or self._prescribed(qscan, concept)
+            or self._on_course(qscan, m.text)
+        )
+
     @staticmethod
     def _given_there(ascan: _Scan, m: _Mention) -> bool:
         """Antibiotics as a class, in a sentence that sends the patient to care and a clause where they take nothing
@@ -1421,15 +1475,7 @@ class SafetyEngine:
         if kind == "antibiotic":
             for c in self._rule_drug_order[rule.id]:
                 for m in ascan.by_concept.get(c, ()):
-                    # History ("小时候吃过四环素") is no advice; nor is the course a doctor already prescribed.
-                    if (
-                        not m.history
-                        and not self._prohibited(ascan, m)
-                        and _DOCTOR.isdisjoint(ascan.sentences[m.sentence])
-                        and not self._given_there(ascan, m)
-                        and not self._prescribed(qscan, c)
-                        and not self._on_course(qscan, m.text)
-                    ):
+                    if self._antibiotic_advised(ascan, qscan, m, c):
                         return m.text
             return None
         if kind == "dose":
@@ -1626,7 +1672,10 @@ class SafetyEngine:
             notes = [f"{SAFETY_NOTICE}{f.message}" for f in report.findings if f.kind != "missing_disclaimer"]
             body = "\n\n".join([answer.rstrip(), *notes]) if notes else answer
         banner = self.emergency_banner(report.flags)
-        text = self.ensure_disclaimer(f"{banner}\n\n{body}" if banner else body)
+        text = f"{banner}\n\n{body}" if banner else body
+        # Only what the model wrote can carry its own disclaimer: a safety note ("请以医生面诊…为准") is ours.
+        if not self.has_disclaimer(body if blocked else answer):
+            text = text.rstrip() + "\n\n" + DISCLAIMER if text.strip() else DISCLAIMER
         return GuardedReply(text, report.flags, report.findings, blocked)
 
 

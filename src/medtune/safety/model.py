@@ -4,7 +4,7 @@ The rules cover the wordings somebody thought of; patients find others. This mod
 normalised text (OpenCC simplified, temperatures as digits) as bags of character 1- to 3-grams, hashed into
 2**20 buckets, and gives the probability that a question is an emergency and, for an answer read with its
 question, that it advises something contraindicated for this patient, a prescription dose or antibiotics
-without a doctor. The engine consults it only where the
+without a doctor, or states a diagnosis as certain. The engine consults it only where the
 rules found nothing (and, for answers, where the rules leave it room: see
 :meth:`~medtune.safety.engine.SafetyEngine._model_may_add`); it can only **add** a flag or a warning, never
 remove one; each names the n-grams that weighed most, so a reviewer sees why it fired.
@@ -335,19 +335,19 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "antibiotic": 0.3}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.4, "certain_diagnosis": 0.6}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 25 files scored by a model trained
-on the other 24, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``):
-contraindications 608 of the 665 the rules miss there for 107 clean answers flagged in 14,217, antibiotics 56
-of 66 for 9. Doses have none since round 35: no threshold on the grid was right 85% of the time (0.81 at 0.9,
-30 of 92 for 7), so the rules alone read them; round 32 had moved them from 0.6 to 0.9, and round 35 moved
-contraindications and antibiotics from 0.4 to 0.3. The model only warns, and a warning that is wrong one time
-in four teaches people to ignore it.
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 26 files scored by a model trained
+on the other 25, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
+of dev round 36: contraindications 698 of the 759 the rules miss there for 111 clean answers flagged in 15,070,
+doses 33 of 101 for 4, antibiotics 53 of 70 for 8, certain diagnoses 96 of 146 for 12. The same rule gave doses
+none after round 35 (0.81 at 0.9) and antibiotics 0.3 (now right 82% of the time there). The model only warns,
+and a warning that is wrong one time in four teaches people to ignore it.
 
-Certain diagnoses stay with the rules, which read negation and hedges: the same selection would take 0.7 (117
-of 224 for 17 since round 35), but a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and "目前无法确定是哪种类型"
-and calls both verdicts."""
+Certain diagnoses were left to the rules until round 36: a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and
+"目前无法确定是哪种类型" and calls both verdicts. Since round 36 the model speaks on them only in answers that
+name a disease and nowhere hedge, doubt or set a condition (:meth:`~medtune.safety.engine.SafetyEngine._model_may_add`), and on
+those it passed the same selection."""
 ANSWER_MIN_PRECISION = 0.85
 ANSWER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
