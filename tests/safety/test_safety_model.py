@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medtune.safety.cli import main as check_main
@@ -125,6 +127,23 @@ def test_save_is_atomic_deterministic_and_round_trips(tmp_path: Path, toy_model:
         assert loaded.question.probabilities(text) == pytest.approx(
             toy_model.question.probabilities(text), abs=1e-4
         )
+
+
+def test_xz_and_gzip_files_hold_the_same_model(tmp_path: Path, toy_model: SafetyModel) -> None:
+    """The packaged model is xz (gzip passed 2 MiB); any other name is gzip. Both load the same weights, stored
+    as whole numbers of 1e-4 (the decimals format 4 wrote, read back to the same doubles)."""
+    xz, gz = tmp_path / "m.json.xz", tmp_path / "m.json.gz"
+    toy_model.save(xz)
+    toy_model.save(gz)
+    assert xz.read_bytes().startswith(b"\xfd7zXZ") and gz.read_bytes()[:2] == b"\x1f\x8b"
+    assert xz.read_bytes() == toy_model.save(tmp_path / "again.json.xz").read_bytes()
+    a, b = SafetyModel.load(xz), SafetyModel.load(gz)
+    assert np.array_equal(a.question.weights, b.question.weights)
+    assert a.meta == b.meta
+    stored = json.loads(lzma.decompress(xz.read_bytes()))["question"]["weights_e4"]
+    assert all(isinstance(k, int) for k in stored)
+    expected = np.round(toy_model.question.weights.astype(np.float64), 4).ravel()
+    assert np.array_equal(np.asarray(stored) / 10_000, expected)
 
 
 def test_broken_model_files_are_clear_errors(tmp_path: Path) -> None:
@@ -275,13 +294,13 @@ def test_packaged_model_was_trained_with_the_current_rules() -> None:
     meta = SafetyModel.load(PACKAGED_MODEL).meta
     assert meta["rules"] == load_rules().digest, (
         "rules.yaml changed: retrain with `medtune safety train data/safety/labelled*.jsonl "
-        "--out src/medtune/safety/triage_model.json.gz`"
+        "--out src/medtune/safety/triage_model.json.xz`"
     )
     assert sorted(s.split()[0] for s in meta["sources"]) == [p.name for p in LABELLED]  # the whole dev set
 
 
 def test_retraining_on_the_dev_set_reproduces_the_packaged_model(tmp_path: Path) -> None:
-    out = tmp_path / "m.json.gz"
+    out = tmp_path / "triage_model.json.xz"
     sources = SafetyModel.load(PACKAGED_MODEL).meta["sources"]
     files = [ROOT / "data" / "safety" / s.split()[0] for s in sources]
     assert train_main([*map(str, files), "--out", str(out)]) == 0

@@ -3,7 +3,7 @@
     medtune safety check data/safety/labelled*.jsonl data/safety/frozen*.jsonl
     medtune safety check generations.jsonl --question-field prompt --answer-field output --json report.json
     medtune safety check data/safety/frozen_r3.jsonl --model none      # the rules alone
-    medtune safety train data/safety/labelled*.jsonl --out triage_model.json.gz
+    medtune safety train data/safety/labelled*.jsonl --out triage_model.json.xz
 
 Prints a summary (red flags by category, urgent-referral rate, findings by rule). When the records carry
 labels (``red_flag``: category or null, ``dangerous``: list of finding kinds), it also prints the
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=PACKAGED,
-        help="learned model file (default: the packaged triage_model.json.gz); 'none' for the rules alone",
+        help="learned model file (default: the packaged triage_model.json.xz); 'none' for the rules alone",
     )
     parser.add_argument(
         "--second-opinion",
@@ -370,7 +370,11 @@ def build_train_parser() -> argparse.ArgumentParser:
         description="Train the learned safety layer on labelled JSONL files (development data only).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="labelled JSONL: red_flag and/or dangerous")
-    parser.add_argument("--out", required=True, help="model file to write (gzip JSON), atomically")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="model file to write (JSON, xz-compressed for a name ending in .xz, else gzip), atomically",
+    )
     parser.add_argument(
         "--rules", default=None, help="rules YAML whose masking the model learns (default: packaged)"
     )

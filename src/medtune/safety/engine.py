@@ -327,7 +327,6 @@ _AGREES_OR_CHANGES = re.compile(
     r"^\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
 )
 _SENTENCE_END = re.compile(r"[。!?\n]")
-_CLAUSE_END = re.compile(r"[,;:!?。\n，；：！？]")
 _PROPOSES = re.compile(
     r"吗|么|能不能|能否|可不可以|可以不|要不要|是不是|行不行|改成|改为|换成|加到|减到|再吃"
 )
@@ -341,6 +340,10 @@ _REPORTED_USE = re.compile(
 )
 
 
+def _with_disclaimer(text: str) -> str:
+    return text.rstrip() + "\n\n" + DISCLAIMER if text.strip() else DISCLAIMER
+
+
 def _echoes(answer: str, start: int, end: int, question: str) -> bool:
     """The dose at ``answer[start:end]`` (a number with its unit) is written in the question too, and its sentence
     neither agrees to it as a proposal nor changes to it: the asker's own dose, read back."""
@@ -352,8 +355,8 @@ def _echoes(answer: str, start: int, end: int, question: str) -> bool:
         return False
     # ... unless the question proposes it ("要一次吃三片吗", "能不能改成每天吃一片"): then it is the asker's plan,
     # and an answer that repeats it gives it
-    clause_start = max((m.end() for m in _CLAUSE_END.finditer(asked, 0, at)), default=0)
-    clause_end = next((m.start() for m in _CLAUSE_END.finditer(asked, at)), len(asked))
+    clause_start = max((m.end() for m in _CLAUSE_SPLIT.finditer(asked, 0, at)), default=0)
+    clause_end = next((m.start() for m in _CLAUSE_SPLIT.finditer(asked, at)), len(asked))
     if _PROPOSES.search(asked, clause_start, clause_end):
         return False
     opening = max((m.end() for m in _SENTENCE_END.finditer(answer, 0, start)), default=0)
@@ -568,7 +571,7 @@ class SafetyEngine:
     def load(cls, path: str | Path | None = None, model: str | Path | None = PACKAGED) -> SafetyEngine:
         """Build an engine from a rules file (``None``: the packaged ``rules.yaml``) and a model file.
 
-        ``model`` is a path, :data:`PACKAGED` (the packaged ``triage_model.json.gz``) or ``None`` for the
+        ``model`` is a path, :data:`PACKAGED` (the packaged ``triage_model.json.xz``) or ``None`` for the
         rules alone.
         """
         learned = None
@@ -1647,9 +1650,7 @@ class SafetyEngine:
 
     def ensure_disclaimer(self, answer: str) -> str:
         """The answer with :data:`DISCLAIMER` appended, unless it already carries one."""
-        if self.has_disclaimer(answer):
-            return answer
-        return answer.rstrip() + "\n\n" + DISCLAIMER if answer.strip() else DISCLAIMER
+        return answer if self.has_disclaimer(answer) else _with_disclaimer(answer)
 
     def guard(self, question: str, answer: str, policy: str = "annotate") -> GuardedReply:
         """What serving shows for one exchange.
@@ -1675,7 +1676,7 @@ class SafetyEngine:
         text = f"{banner}\n\n{body}" if banner else body
         # Only what the model wrote can carry its own disclaimer: a safety note ("请以医生面诊…为准") is ours.
         if not self.has_disclaimer(body if blocked else answer):
-            text = text.rstrip() + "\n\n" + DISCLAIMER if text.strip() else DISCLAIMER
+            text = _with_disclaimer(text)
         return GuardedReply(text, report.flags, report.findings, blocked)
 
 

@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import json
 import logging
+import lzma
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,10 +42,15 @@ if TYPE_CHECKING:  # the engine imports this module
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 4
-"""4: n-grams hashed into buckets with one multiplier for every length, stored as the gaps between them (3 had a
-multiplier per length, 2 stored the buckets, 1 the n-gram strings); retrain an older file."""
-PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.gz")
+FORMAT = 5
+"""5: weights stored as whole numbers of 1e-4, one flat list (4 wrote the same values as decimals, one list per
+bucket); n-grams hashed into buckets with one multiplier for every length, stored as the gaps between them (3 had
+a multiplier per length, 2 stored the buckets, 1 the n-gram strings); retrain an older file."""
+WEIGHT_SCALE = 10_000
+"""Weights are kept to 4 decimals: a text reads a few hundred buckets, so its logit moves by under 0.02 at worst."""
+PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.xz")
+"""xz, not gzip: with four answer kinds the gzip file passed 2 MiB (2.2 MB), the xz one is 1.97 MB."""
+_XZ_MAGIC = b"\xfd7zXZ\x00"
 MAX_MODEL_CHARS = 4_000
 # The answer kinds a model may add. ``dismissive`` is left to the rules: it depends on the triage of the
 # question, which the question model already extends.
@@ -258,9 +264,10 @@ class NgramModel:
             "bias": [round(float(b), 6) for b in self.bias],
             # ascending buckets stored as the gaps between them: a third of the digits of the ids themselves
             "id_gaps": np.diff(self.ids, prepend=0).tolist(),
-            # 4 decimals: a text reads a few hundred buckets, so its logit moves by under 0.02 at worst, and the
-            # packaged file stays under 2 MiB (5 decimals took it to 2.06 MiB with round 32)
-            "weights": [[round(float(v), 4) for v in row] for row in self.weights],
+            # whole numbers of 1e-4 in one flat list, a third shorter than the decimals they stand for: the
+            # packaged file stays under 2 MiB with four answer kinds. k / 10,000 is the same double as the decimal
+            # "0.0728" read back, so the loaded weights are those of format 4.
+            "weights_e4": [round(round(float(v), 4) * WEIGHT_SCALE) for v in self.weights.ravel()],
         }
 
     @classmethod
@@ -269,7 +276,8 @@ class NgramModel:
             outputs = tuple(data["outputs"])
             ids = np.cumsum(np.asarray(data["id_gaps"], dtype=np.intp))
             bits = int(data["hash_bits"])
-            weights = np.asarray(data["weights"], dtype=np.float32).reshape(len(ids), len(outputs))
+            scaled = np.asarray(data["weights_e4"], dtype=np.float64) / WEIGHT_SCALE
+            weights = scaled.astype(np.float32).reshape(len(ids), len(outputs))
             if len(ids) and (ids.min() < 0 or ids.max() >= 1 << bits):
                 raise ValueError(f"bucket ids outside 0 .. 2**{bits}")
             return cls(
@@ -295,7 +303,8 @@ class SafetyModel:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
-        """Write gzip-compressed JSON atomically (a crash leaves the old file, never half a new one)."""
+        """Write compressed JSON atomically (a crash leaves the old file, never half a new one): xz for a path
+        ending in ``.xz``, gzip otherwise."""
         path = Path(path)
         payload = {
             "format": FORMAT,
@@ -305,9 +314,13 @@ class SafetyModel:
         }
         raw = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
         tmp = path.with_name(path.name + ".tmp")
-        # mtime=0: the same model gives the same bytes, so a retrain that changes nothing changes no file.
-        with open(tmp, "wb") as fh, gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0) as gz:
-            gz.write(raw)
+        # The same model gives the same bytes (xz stores no time, gzip's mtime=0), so a retrain that changes
+        # nothing changes no file.
+        if path.suffix == ".xz":
+            tmp.write_bytes(lzma.compress(raw, preset=9))
+        else:
+            with open(tmp, "wb") as fh, gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0) as gz:
+                gz.write(raw)
         tmp.replace(path)
         return path
 
@@ -315,12 +328,13 @@ class SafetyModel:
     def load(cls, path: str | Path | None = None) -> SafetyModel:
         path = Path(path) if path is not None else PACKAGED_MODEL
         try:
-            with gzip.open(path, "rb") as fh:
-                data = json.loads(fh.read().decode("utf-8"))
+            packed = path.read_bytes()
+            raw = lzma.decompress(packed) if packed.startswith(_XZ_MAGIC) else gzip.decompress(packed)
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError as exc:
             raise ModelError(f"{path}: safety model file not found") from exc
-        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: not a gzip-compressed JSON safety model ({exc})") from exc
+        except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: not a compressed JSON safety model (gzip or xz) ({exc})") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelError(
                 f"{path}: safety model format {data.get('format')!r}, expected {FORMAT} "
