@@ -105,6 +105,21 @@ def test_every_pattern_sharing_a_first_character_is_tried(raw: dict) -> None:
     assert not {c for _, _, c in engine.tokens("满头不冷")} & {"sweating", "vomiting"}
 
 
+def test_every_pattern_matching_after_the_first_branch_that_matched_counts(raw: dict) -> None:
+    """The alternation's match names its first matching branch (by group number, past the patterns' own
+    groups); that branch and every later one are tried, the earlier ones failed already."""
+    data = _broken(
+        raw,
+        symptoms__sweating=["满头(大)(汗)", "满头[^,不]{0,3}?冷汗"],
+        symptoms__vomiting=["满(头)(是)冷汗", "满头(?:都)?吐了"],
+    )
+    engine = SafetyEngine(parse_rules(data, "test.yaml"))
+    assert {c for _, _, c in engine.tokens("满头是冷汗")} >= {"sweating", "vomiting"}
+    assert "sweating" in {c for _, _, c in engine.tokens("满头大汗")}
+    assert {c for _, _, c in engine.tokens("满头都吐了")} == {"vomiting"}
+    assert not {c for _, _, c in engine.tokens("满头乱发")} & {"sweating", "vomiting"}
+
+
 @pytest.mark.parametrize(
     ("pattern", "starts"),
     [

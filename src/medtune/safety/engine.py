@@ -486,18 +486,27 @@ class SafetyEngine:
         groups: dict[tuple, list | None] = {}
 
         def group_of(members: list[tuple[re.Pattern[str], str]]) -> list | None:
-            """[their alternation (its source until first used; None for one regex), the regexes], shared."""
+            """[their alternation (its source until first used; None for one regex), the regexes, the regex to
+            try first after the alternation matched, by its ``lastindex``], shared."""
             key = tuple(members)
             if key not in groups:
                 if not members:
                     groups[key] = None
                 elif len(members) == 1:
-                    groups[key] = [None, members]
+                    groups[key] = [None, members, None]
                 else:
                     # No phrase has a backreference or a global flag (rules.py refuses them), so each branch
-                    # matches here exactly where its own pattern does.
+                    # matches here exactly where its own pattern does. Each branch is a group, closed last
+                    # within it: the match's lastindex names the first branch that matched, and the regexes
+                    # before it, which failed inside the alternation, are not tried again.
+                    first_try: dict[int, int] = {}
+                    number = 1
+                    for k, (pattern, _) in enumerate(members):
+                        if pattern.pattern not in (p.pattern for p, _ in members[:k]):
+                            first_try[number] = k
+                            number += 1 + pattern.groups
                     branches = dict.fromkeys(p.pattern for p, _ in members)
-                    groups[key] = ["|".join(f"(?:{b})" for b in branches), members]
+                    groups[key] = ["|".join(f"({b})" for b in branches), members, first_try]
             return groups[key]
 
         def by_next(ch: str) -> tuple[dict, dict] | None:
@@ -600,10 +609,12 @@ class SafetyEngine:
         """
         first = self._first_answer if answer else self._first_question
         out = []
-        n = len(text)
+        # The characters as a list: indexing a str makes a new object for every CJK character, each time
+        chars = list(text)
+        n = len(chars)
         i = 0
         while i < n:
-            entry = first.get(text[i])
+            entry = first.get(chars[i])
             if entry is None:
                 i += 1
                 continue
@@ -616,7 +627,7 @@ class SafetyEngine:
                 if concept is not None:
                     best_end, best = j, concept
                 while j < n:
-                    node = node.get(text[j])
+                    node = node.get(chars[j])
                     if node is None:
                         break
                     j += 1
@@ -630,22 +641,27 @@ class SafetyEngine:
             if (
                 regexes is not None
                 and not lookalike
-                and not (i and text[i].isdigit() and text[i - 1].isdigit())
+                and not (i and chars[i].isdigit() and chars[i - 1].isdigit())
             ):
                 # Only the regexes that can go on with the next character are tried: most tries fail, and
                 # the smaller alternation fails sooner.
                 table = regexes[1] if i else regexes[0]
-                group = table.get(text[i + 1], table[None]) if i + 1 < n else table[None]
+                group = table.get(chars[i + 1], table[None]) if i + 1 < n else table[None]
                 if group is not None:
                     alternation = group[0]
-                    if alternation.__class__ is str:  # compiled on first use: most of them never are
-                        alternation = group[0] = re.compile(alternation)
-                    if alternation is None or alternation.match(text, i) is not None:
+                    if alternation is None:
+                        tried = group[1]
+                    else:
+                        if alternation.__class__ is str:  # compiled on first use: most of them never are
+                            alternation = group[0] = re.compile(alternation)
+                        hit = alternation.match(text, i)
+                        tried = None if hit is None else group[1][group[2][hit.lastindex] :]
+                    if tried is not None:
                         # Every regex that matches here counts, not only the longest: "咳出一大口鲜血" is both
                         # coughing blood and a large amount. A longer regex match replaces the literal; a tie
                         # keeps both.
                         matched = []
-                        for pattern, concept in group[1]:
+                        for pattern, concept in tried:
                             m = pattern.match(text, i)
                             if m is not None and m.end() >= best_end:
                                 matched.append((m.end(), concept))
@@ -666,17 +682,17 @@ class SafetyEngine:
             for concept in best:
                 out.append((i, best_end, concept))
             if from_regex and self._inner:
-                self._inner_tokens(first, text, i + 1, best_end, out)
+                self._inner_tokens(first, chars, i + 1, best_end, out)
             i = best_end
         return out
 
     def _inner_tokens(
-        self, first: dict, text: str, start: int, stop: int, out: list[tuple[int, int, str]]
+        self, first: dict, chars: list[str], start: int, stop: int, out: list[tuple[int, int, str]]
     ) -> None:
         """Modifiers inside a regex match: "下腹撕裂一样疼" is abdominal pain *and* severe."""
         i = start
         while i < stop:
-            entry = first.get(text[i])
+            entry = first.get(chars[i])
             node = entry[0] if entry is not None else None
             found = None
             j = i
@@ -685,7 +701,7 @@ class SafetyEngine:
                 for concept in node.get(_END, ()):
                     if concept in self._inner:
                         found = (i, j, concept)
-                node = node.get(text[j]) if j < stop else None
+                node = node.get(chars[j]) if j < stop else None
             if found is not None:
                 out.append(found)
                 i = found[1]

@@ -91,6 +91,7 @@ def prepare(text: str, normalised: bool = False) -> str:
 
 _BASE_U64 = np.uint64(_BASE)
 _MIX_U64 = np.uint64(_MIX)
+_SHIFTS = [np.uint64(64 - bits) for bits in range(65)]
 
 
 def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
@@ -105,7 +106,7 @@ def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
     if not sizes:
         return out.view(np.int64)
     out[:length] = points
-    previous = out[:length]
+    previous = points = out[:length]
     start = length
     for n, size in enumerate(sizes[1:], 2):
         # rolling[i] = rolling_{n-1}[i] * _BASE + points[i + n - 1], wrapping mod 2**64 like gram_id
@@ -115,19 +116,22 @@ def _hashed(points: np.ndarray, n_max: int, bits: int) -> np.ndarray:
         previous = segment
         start += size
     np.multiply(out, _MIX_U64, out=out)
-    np.right_shift(out, np.uint64(64 - bits), out=out)
+    np.right_shift(out, _SHIFTS[bits], out=out)
     return out.view(np.int64)  # every bucket is below 2**bits: the same numbers, as indices
 
 
 def gram_ids(text: str, n_max: int, bits: int = HASH_BITS) -> np.ndarray:
     """The bucket of every character n-gram of a prepared text, n = 1 .. n_max (repeats kept), vectorised."""
-    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    return _hashed(points, n_max, bits)
+    # the code points go straight into _hashed's 64-bit buffer: no converted copy
+    return _hashed(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), n_max, bits)
 
 
 def as_question(ids: np.ndarray, bits: int = HASH_BITS) -> np.ndarray:
     """A question's buckets (:func:`gram_ids`) as the answer model reads them: see :data:`_QUESTION_MIX`."""
-    return (ids * _QUESTION_MIX + 1) & ((1 << bits) - 1)
+    out = ids * _QUESTION_MIX  # below 2**51: no wrapping
+    out += 1
+    out &= (1 << bits) - 1
+    return out
 
 
 def gram_id(gram: str, bits: int = HASH_BITS) -> int:
@@ -140,14 +144,16 @@ def gram_id(gram: str, bits: int = HASH_BITS) -> int:
 
 
 def _distinct(ids: np.ndarray) -> np.ndarray:
-    """The distinct buckets of ``ids``, ascending: ``np.unique`` without its overhead.
+    """The distinct buckets of ``ids``, ascending: ``np.unique`` without its overhead. Sorts ``ids`` in place
+    (every caller passes a fresh array; a copy costs more than the sort).
 
     Sorting a few hundred ids stays in the processor's cache; a scatter into a 2**20 scratch array (the other
     way) is one cache miss per id and slower.
     """
     if len(ids) < 2:
         return ids
-    ordered = np.sort(ids)
+    ids.sort()
+    ordered = ids
     keep = np.empty(len(ordered), dtype=bool)
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
@@ -212,7 +218,7 @@ class NgramModel:
     def logits(self, feats: Features) -> np.ndarray:
         # Each text's vector is scaled by 1/sqrt(number of its distinct n-grams), known or not, so that a
         # long text does not win by length alone.
-        total = self._table.take(feats.ids, axis=0).sum(axis=0)
+        total = np.add.reduce(self._table.take(feats.ids, axis=0), axis=0)  # .sum() without its wrapper
         return self.bias + total / math.sqrt(max(len(feats.ids), 1))
 
     def scores(self, feats: Features) -> dict[str, float]:
