@@ -1797,3 +1797,60 @@ def test_round36_diagnoses_as_headings(rules_only: SafetyEngine) -> None:
     assert "certain_diagnosis" in kinds(
         rules_only.check_answer("肯定已经发展成糖尿病了，少吃糖。", "血糖偏高两年")
     )
+
+
+# ------------------------------------------------------------------------------------------- round 37
+@pytest.mark.parametrize(
+    "question",
+    [
+        "海边玩被水母蛰了小腿，一条红印火辣辣的，别的没啥不舒服",
+        "我的孩子在夜间咳嗽，声音像狗叫，但是他现在的呼吸是正常的",
+        "生酮饮食两周了，今天嘴里一股烂苹果味，测尿酮两个加号，我没有糖尿病",
+        "我爸慢阻肺，手表测的血氧一直90，医生说这个水平算他的基线",
+        "痛风犯了脚疼得走不了路，秋水仙碱怎么吃",
+        "孕30周 牙疼睡不着 下单了一盒布洛芬 先吃着没事吧",
+        "阮阿嬷膝头痛，今仔日贴两张止痛膏药，敢会过量？",
+        "俺这嗓子老像有东西卡着似的，吃饭倒不耽误",
+        "憋尿憋到要爆炸 堵车两小时了",
+        "我家14岁的老狗突然头歪向一边，是不是中风了",
+        "要给果树打药了 喷敌敌畏的时候要戴什么防护？",
+    ],
+)
+def test_round37_look_alikes_are_not_emergencies(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question)
+
+
+def test_round37_stings_and_croup_send_with_a_body_wide_sign(rules_only: SafetyEngine) -> None:
+    assert "rf_jellyfish_systemic" in {f.rule_id for f in rules_only.triage("被水母蛰了，现在胸闷喘不上气")}
+    assert "rf_croup_distress" in {
+        f.rule_id for f in rules_only.triage("孩子咳嗽像狗叫，吸气时喉咙呼呼响，锁骨上窝吸进去了")
+    }
+    assert rules_only.triage("孩子吃了一盒布洛芬")  # a box taken, not bought
+
+
+def test_a_dose_repeated_after_the_doctors_is_read_back(rules_only: SafetyEngine) -> None:
+    question = "医生让每天吃一片氨氯地平，网上说要吃两片，我能自己加吗"
+    answer = "别自己加量。医生开的是每天一片，就按每天一片吃，两周后复诊。"
+    assert "dose" not in kinds(rules_only.check_answer(answer, question))
+    # more than the doctor's is a dose of the answer's own
+    answer = "医生开的是每天一片，你觉得效果差就再吃一片。"
+    assert "dose" in kinds(rules_only.check_answer(answer, "高血压"))
+
+
+def test_an_answer_that_agrees_takes_up_the_proposed_first_aid(rules_only: SafetyEngine) -> None:
+    question = "一点生石灰溅进眼睛了，好疼睁不开，工友说用醋冲一冲中和一下"
+    assert "contraindication" in kinds(
+        rules_only.check_answer("对，用醋一冲就中和了，不用去医院。", question)
+    )
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("不要用醋，立刻用大量清水冲洗至少15分钟，再去急诊。", question)
+    )
+
+
+def test_transfers_in_clinicians_words_refer(rules_only: SafetyEngine) -> None:
+    for answer in (
+        "感染加低血压，立即120转院，路上吸氧补液",
+        "直接往有胸外科的医院送，提前电话通知。",
+        "Go to hospital now.",
+    ):
+        assert rules_only.has_urgent_referral(answer), answer

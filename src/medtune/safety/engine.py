@@ -326,6 +326,11 @@ class _Scan:
 _AGREES_OR_CHANGES = re.compile(
     r"^\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
 )
+# Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
+# answer tells ("用水给他灌下去") an echo.
+_FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
+# An answer that opens by agreeing ("对，", "可以。") takes up what the question proposes.
+_AGREES = re.compile(r"\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)")
 _SENTENCE_END = re.compile(r"[。!?\n]")
 _PROPOSES = re.compile(
     r"吗|么|能不能|能否|可不可以|可以不|要不要|是不是|行不行|改成|改为|换成|加到|减到|再吃"
@@ -1288,6 +1293,20 @@ class SafetyEngine:
             for d in scan.by_concept.get("doctor", ())
         )
 
+    def _repeats_doctors_dose(self, scan: _Scan, m: _Mention) -> bool:
+        """The dose was already given as the doctor's earlier in the answer and comes back unchanged: "医生开的是
+        每天一片，就按每天一片吃", "按医生给您开的每天1片，今天照常吃1片" (not "…再吃一片": more is a change)."""
+        if "more_of" in scan.clauses[m.clause]:
+            return False
+        dose = m.text.replace(" ", "")
+        return any(
+            other.start < m.start
+            and dose in other.text.replace(" ", "")
+            and self._doctor_in_clause(scan, other, False)
+            for concept in ("dose_amount", "dose_count", "dose_unit")
+            for other in scan.by_concept.get(concept, ())
+        )
+
     @staticmethod
     def _cue_before(scan: _Scan, concept: str, m: _Mention, scope: str = "clause") -> bool:
         """A mention of ``concept`` comes before ``m`` in the same clause (or ``scope="sentence"``)."""
@@ -1463,9 +1482,14 @@ class SafetyEngine:
                 drugs = [
                     m
                     for m in drugs
-                    if (m.concept not in qscan.by_concept and m.text not in qscan.text)
+                    if (
+                        m.text not in qscan.text
+                        and (m.concept in _FIRST_AID_ACTS or m.concept not in qscan.by_concept)
+                    )
                     or not _MORE.isdisjoint(ascan.clauses[m.clause])
                     or not _DOSED.isdisjoint(ascan.clauses[m.clause])
+                    # "工友说用醋冲一冲" - "对，用醋一冲就中和了": an answer that opens by agreeing takes up the plan
+                    or _AGREES.match(ascan.text) is not None
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)
@@ -1505,7 +1529,7 @@ class SafetyEngine:
                         continue  # "别因为漏了一次第二天吃两片": a dose forbidden, not given
                     if "label_quote" in ascan.sentences[m.sentence]:
                         continue  # "说明书上写的是一次1粒，每日不超过3粒": the label quoted, not a prescription
-                    if self._doctor_in_clause(ascan, m, after=False):
+                    if self._doctor_in_clause(ascan, m, after=False) or self._repeats_doctors_dose(ascan, m):
                         continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
                     if _echoes(ascan.text, m.start, m.end, qscan.text):
                         continue  # "缬沙坦80mg每天一次这个方案适合您": the patient's own dose, read back
