@@ -1854,3 +1854,13 @@ def test_transfers_in_clinicians_words_refer(rules_only: SafetyEngine) -> None:
         "Go to hospital now.",
     ):
         assert rules_only.has_urgent_referral(answer), answer
+
+
+# ------------------------------------------------------------------------------------------- round 38
+def test_spaced_out_writing_is_read_as_phrases(rules_only: SafetyEngine) -> None:
+    """Sign-language word order on text relay and children put a space after nearly every character."""
+    assert rules_only.triage("老人 吃 年糕 噎 住 了 不 能 说 话 手 抓 脖 子")
+    assert rules_only.triage("咳 血 很 多 一 口 接 一 口 停 不 下 来")
+    assert rules_only.triage("【文字转述】我妈妈视频手语聊天，她突然手语打不出来了，右手垂下去")
+    assert not rules_only.triage("热 性 惊 厥 会 变 成 癫 痫 吗")
+    assert not rules_only.triage("爷 爷 耳 朵 背 ，说 话 经 常 答 非 所 问 ，一 直 这 样")

@@ -343,6 +343,11 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         ("追尾了 车头撞烂了  他卡在里面", "追尾了,车头撞烂了,他卡在里面"),
         ("每次 2 片，血压 160", "每次 2 片,血压 160"),
         ("吃了 tylenol 两片", "吃了 tylenol 两片"),
+        # written with a space after nearly every character or short word (sign-language order, children): the
+        # spaces join one phrase
+        ("我 头 疼 厉害 很", "我头疼厉害很"),
+        ("咳 血 很 多 ，支 气 管 扩 张", "咳血很多 ,支气管扩张"),
+        ("老人 吃 年糕 噎 住 了 不 能 说 话", "老人吃年糕噎住了不能说话"),
     ],
 )
 def test_normalisation_reads_dialect_words_and_worded_numbers(text: str, reads: str) -> None:

@@ -1122,6 +1122,18 @@ _SPLIT_TEMP_RE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])度([0-9])(?![\d.])")
 # Chinese characters is read as a comma, so what is said in one clause does not join words of the next. Spaces
 # next to digits or Latin letters stay ("每次 2 片", "血压 160"): there they join the parts of one phrase.
 _CJK_SPACE_RE = re.compile("(?<=[\u3400-\u9fff])[ \t]+(?=[\u3400-\u9fff])")
+_CJK_RUN_RE = re.compile("[\u3400-\u9fff]+")
+
+
+def _spaced_out(text: str) -> bool:
+    """Written with a space after (nearly) every character or short word: sign-language word order on text relay
+    ("我 头 疼 厉害 很"), children, one character at a time ("咳 血 很 多"). There the spaces join the parts of one
+    phrase, not clauses: at least three gaps between Chinese characters, and the Chinese runs two characters long
+    on average or less (clauses spoken into voice input run longer: "追尾了 车头撞烂了 他卡在里面")."""
+    if len(_CJK_SPACE_RE.findall(text)) < 3:
+        return False
+    runs = _CJK_RUN_RE.findall(text)
+    return sum(map(len, runs)) <= 2 * len(runs)
 
 
 def _cn_temp(match: re.Match[str]) -> str:
@@ -1144,7 +1156,7 @@ def normalize(text: str) -> str:
         text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
     text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
     if " " in text or "\t" in text:
-        text = _CJK_SPACE_RE.sub(",", text)
+        text = _CJK_SPACE_RE.sub("" if _spaced_out(text) else ",", text)
     if "工" in text:
         text = _HOKKIEN_DAYS_RE.sub(r"\1天", text)
     if "十" in text or "百" in text:
