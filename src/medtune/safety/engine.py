@@ -323,14 +323,14 @@ class _Scan:
 
 # An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
 # gives the dose it repeats.
+# An answer that opens by agreeing ("对，", "可以。") takes up what the question proposes.
+_AGREES = re.compile(r"\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)")
 _AGREES_OR_CHANGES = re.compile(
-    r"^\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
+    f"^{_AGREES.pattern}|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
 )
 # Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
 # answer tells ("用水给他灌下去") an echo.
 _FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
-# An answer that opens by agreeing ("对，", "可以。") takes up what the question proposes.
-_AGREES = re.compile(r"\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[,!.。\s~]|$)")
 _SENTENCE_END = re.compile(r"[。!?\n]")
 _PROPOSES = re.compile(
     r"吗|么|能不能|能否|可不可以|可以不|要不要|是不是|行不行|改成|改为|换成|加到|减到|再吃"
@@ -504,13 +504,14 @@ class SafetyEngine:
                     # matches here exactly where its own pattern does. Each branch is a group, closed last
                     # within it: the match's lastindex names the first branch that matched, and the regexes
                     # before it, which failed inside the alternation, are not tried again.
+                    branches: dict[str, int] = {}  # pattern -> its first member
+                    for k, (pattern, _) in enumerate(members):
+                        branches.setdefault(pattern.pattern, k)
                     first_try: dict[int, int] = {}
                     number = 1
-                    for k, (pattern, _) in enumerate(members):
-                        if pattern.pattern not in (p.pattern for p, _ in members[:k]):
-                            first_try[number] = k
-                            number += 1 + pattern.groups
-                    branches = dict.fromkeys(p.pattern for p, _ in members)
+                    for k in branches.values():
+                        first_try[number] = k
+                        number += 1 + members[k][0].groups
                     groups[key] = ["|".join(f"({b})" for b in branches), members, first_try]
             return groups[key]
 
