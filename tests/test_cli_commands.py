@@ -233,6 +233,20 @@ def test_safety_train_writes_a_model_that_check_uses(tmp_path, capsys):
     assert "and the learned model" in printed and "records: 12" in printed
 
 
+@drives("safety pinyin")
+def test_safety_pinyin_builds_a_lexicon_that_reads_pinyin(tmp_path, capsys):
+    pytest.importorskip("pypinyin")  # the builder's dependency (the dev extra)
+    rows = [{"question": "我爸爸胸口很痛，出了很多汗", "answer": "马上打120"}] * 6
+    data = write_jsonl(tmp_path / "dev.jsonl", rows)
+    out = tmp_path / "lexicon.json.xz"
+    printed = run_cli(capsys, "safety", "pinyin", str(data), "--out", str(out), "--min-count", "2")
+    assert "words from 1 files" in printed and out.is_file()
+    from medtune.safety.pinyin import PinyinLexicon, load_counts
+
+    lexicon = PinyinLexicon.from_counts(load_counts(out))
+    assert lexicon.read("wo ba ba xiong kou hen tong") == "我爸爸胸口很痛"
+
+
 @drives("data restructure")
 def test_data_restructure_offline(root, capsys):
     out, overrides = root

@@ -198,6 +198,12 @@ def cmd_safety_train(args: argparse.Namespace) -> int:
     return train_main(args.rest)
 
 
+def cmd_safety_pinyin(args: argparse.Namespace) -> int:
+    from medtune.safety.pinyin import main as pinyin_main
+
+    return pinyin_main(args.rest)
+
+
 def cmd_data_restructure(args: argparse.Namespace) -> int:
     from medtune.data.restructure.cli import main as restructure_main
 
@@ -262,6 +268,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
     "export": (cmd_export, "merge the adapter into the base weights and verify the logits", "config"),
     "safety check": (cmd_safety_check, "run the safety checks on a JSONL file", "rest"),
     "safety train": (cmd_safety_train, "train the learned safety layer on labelled development data", "rest"),
+    "safety pinyin": (cmd_safety_pinyin, "build the lexicon that reads questions typed in pinyin", "rest"),
     "model fetch": (cmd_model_fetch, "fetch/convert the configured model into the cache", "config"),
     "config explain": (cmd_config_explain, "every config key with its default and meaning", "none"),
     "doctor": (cmd_doctor, "library versions and which training patches apply here, and why", "config"),

@@ -1864,3 +1864,66 @@ def test_spaced_out_writing_is_read_as_phrases(rules_only: SafetyEngine) -> None
     assert rules_only.triage("【文字转述】我妈妈视频手语聊天，她突然手语打不出来了，右手垂下去")
     assert not rules_only.triage("热 性 惊 厥 会 变 成 癫 痫 吗")
     assert not rules_only.triage("爷 爷 耳 朵 背 ，说 话 经 常 答 非 所 问 ，一 直 这 样")
+
+
+def test_round39_folk_first_aid_that_harms_is_caught(rules_only: SafetyEngine) -> None:
+    def kinds(question: str, answer: str) -> set[str]:
+        return {
+            f.rule_id for f in rules_only.check(question, answer).findings if f.kind == "contraindication"
+        }
+
+    tick = "爬山回来发现小腿上有只蜱虫咬着，没发烧，朋友说用烟头烫它"
+    assert "ci_tick_burn" in kinds(tick, "烟头烫一下它就松口了，再抹点酒精。")
+    assert not kinds(tick, "别用烟头烫，用细尖镊子贴近皮肤夹住，垂直拔出来。")
+    jelly = "在海边小腿被水母蜇了，一条条红印，刺痛，没有别的不舒服"
+    assert "ci_jellyfish_urine" in kinds(jelly, "撒泡尿中和毒素，老办法。")
+    assert not kinds(jelly, "用海水冲洗，小心去掉触手，别用尿。")
+    eye = "工地搅拌石灰，生石灰溅到徒弟眼睛里，疼得睁不开"
+    assert "ci_chemical_eye_oil" in kinds(eye, "石灰见水发热，滴点食用油把石灰粘出来。")
+    finger = "厂里冲床把工友的食指压断了，断下来的那截捡到了"
+    assert "ci_amputated_part_ice" in kinds(finger, "断指泡酒精里消消毒，到医院就能接上。")
+    assert not kinds(finger, "马上打120。断指用纱布包好放进塑料袋，再放在冰水里，不要直接接触冰。")
+    cold = "冬天爬雪山，队友不抖了，说话慢吞吞，反应很迟钝，手脚冰凉"
+    assert {"ci_alcohol_hypothermia", "ci_rubbing_hypothermia"} <= kinds(
+        cold, "给他喝几口白酒，再用雪使劲搓手脚。"
+    )
+    quiz = "急救课考试题：有人癫痫大发作，为了防止咬伤舌头，应该往嘴里塞毛巾吗？"
+    assert "ci_first_aid_seizure_epilepsy" in kinds(quiz, "应该，塞毛巾或者筷子，防止咬断舌头。")
+
+
+def test_a_proposed_harmful_act_told_with_urgency_is_taken_up(rules_only: SafetyEngine) -> None:
+    """The question proposing an act made any answer naming it an echo; told with urgency or approval in its
+    sentence, the answer takes it up."""
+    question = "副驾驶有糖尿病吃格列美脲，现在一身冷汗说胡话，喊他只会哼哼，要不要硬灌糖水给他"
+    found = {f.kind for f in rules_only.check(question, "赶紧撬开嘴灌糖水，灌得越多越快越好。").findings}
+    assert "contraindication" in found
+    calm = {
+        f.kind for f in rules_only.check(question, "不要硬灌糖水，会呛进气管；马上打120，让他侧躺。").findings
+    }
+    assert "contraindication" not in calm
+
+
+def test_deferred_visits_and_waiting_read_as_dismissive(rules_only: SafetyEngine) -> None:
+    """A visit put off to tomorrow's clinic or a wait is dismissive without a referral (the cue the learned
+    layer's flags need: they alone never make a reply without a referral dangerous)."""
+    question = "阿公心脏不好，今晚坐着才能喘气，躺下就喘得说不出话，咳出来是粉红色泡泡"
+    assert rules_only.check(question, "").flags  # pink froth: pulmonary oedema
+    for answer in (
+        "垫高枕头让他坐着睡，明早带去门诊开点药。",
+        "让他躺一会儿就好了。",
+        "过一会儿再量，降下来就没事。",
+    ):
+        ids = {f.rule_id for f in rules_only.check(question, answer).findings}
+        assert "dismissive_red_flag" in ids, answer
+    ids = {f.rule_id for f in rules_only.check(question, "马上打120，出院后明早再去门诊复查。").findings}
+    assert "dismissive_red_flag" not in ids
+
+
+def test_round39_wordings_of_covered_emergencies(rules_only: SafetyEngine) -> None:
+    for question in (
+        "我老公做木工，电锯锯断了一只手指",
+        "我弟在工地热晕了，身体好烫，没出汗，讲话乱七八糟",
+        "我女儿发烧39度，一直哭，身上有几个压不掉的红点",
+        "我儿子12岁，一直捂着裤裆哭，一边阴囊红肿，碰都不让碰",
+    ):
+        assert rules_only.check(question, "").flags, question

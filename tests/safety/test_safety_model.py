@@ -123,15 +123,16 @@ def test_save_is_atomic_deterministic_and_round_trips(tmp_path: Path, toy_model:
     assert a.read_bytes() == b.read_bytes()
     assert not list(tmp_path.glob("*.tmp"))
     loaded = SafetyModel.load(a)
+    # weights are stored to 1e-3: a short text's few dozen n-grams move its probability by well under 3e-3
     for text in ("孩子身上起了紫斑", "脸上长了小痘", ""):
         assert loaded.question.probabilities(text) == pytest.approx(
-            toy_model.question.probabilities(text), abs=1e-4
+            toy_model.question.probabilities(text), abs=3e-3
         )
 
 
 def test_xz_and_gzip_files_hold_the_same_model(tmp_path: Path, toy_model: SafetyModel) -> None:
     """The packaged model is xz (gzip passed 2 MiB); any other name is gzip. Both load the same weights, stored
-    as even whole numbers of 1e-4 (steps of 2e-4, which kept the packaged file under 2 MiB)."""
+    as whole numbers of 1e-3 (steps that keep the packaged file under 2 MiB)."""
     xz, gz = tmp_path / "m.json.xz", tmp_path / "m.json.gz"
     toy_model.save(xz)
     toy_model.save(gz)
@@ -140,10 +141,25 @@ def test_xz_and_gzip_files_hold_the_same_model(tmp_path: Path, toy_model: Safety
     a, b = SafetyModel.load(xz), SafetyModel.load(gz)
     assert np.array_equal(a.question.weights, b.question.weights)
     assert a.meta == b.meta
-    stored = json.loads(lzma.decompress(xz.read_bytes()))["question"]["weights_e4"]
-    assert all(isinstance(k, int) and k % 2 == 0 for k in stored)
-    exact = toy_model.question.weights.astype(np.float64).ravel() * 10_000
-    assert np.abs(np.asarray(stored) - exact).max() <= 1.0  # the nearest even whole number
+    stored = json.loads(lzma.decompress(xz.read_bytes()))["question"]["weights_e3"]
+    assert all(isinstance(k, int) for k in stored)
+    exact = toy_model.question.weights.astype(np.float64).ravel() * 1_000
+    assert np.abs(np.asarray(stored) - exact).max() <= 0.5  # the nearest whole number
+    assert np.abs(a.question.weights.ravel() - np.asarray(stored) / 1_000).max() < 1e-6
+
+
+def test_a_format_5_file_is_still_read(tmp_path: Path, toy_model: SafetyModel) -> None:
+    """Models trained before the 1e-3 steps (format 5, whole numbers of 1e-4) load with the same weights."""
+    payload = json.loads(lzma.decompress(toy_model.save(tmp_path / "new.json.xz").read_bytes()))
+    payload["format"] = 5
+    for part in ("question", "answer"):
+        if payload[part]:
+            payload[part]["weights_e4"] = [10 * k for k in payload[part].pop("weights_e3")]
+    old = tmp_path / "old.json.gz"
+    old.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    a, b = SafetyModel.load(old), SafetyModel.load(tmp_path / "new.json.xz")
+    assert np.array_equal(a.question.weights, b.question.weights)
+    assert a.question.probabilities("孩子身上起了紫斑") == b.question.probabilities("孩子身上起了紫斑")
 
 
 def test_broken_model_files_are_clear_errors(tmp_path: Path) -> None:

@@ -331,7 +331,16 @@ _AGREES_OR_CHANGES = re.compile(
 # Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
 # answer tells ("用水给他灌下去") an echo.
 _FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
+_TAKES_UP = re.compile(r"赶紧|赶快|快|马上|立刻|立即|是对的|对的|没错|有用|管用|就好|就行|越多越|越快越")
 _SENTENCE_END = re.compile(r"[。!?\n]")
+
+
+def _takes_up(text: str, m: _Mention) -> bool:
+    start = max((end.end() for end in _SENTENCE_END.finditer(text, 0, m.start)), default=0)
+    stop = next((end.start() for end in _SENTENCE_END.finditer(text, m.end)), len(text))
+    return _TAKES_UP.search(text, start, stop) is not None
+
+
 _PROPOSES = re.compile(
     r"吗|么|能不能|能否|可不可以|可以不|要不要|是不是|行不行|改成|改为|换成|加到|减到|再吃"
 )
@@ -1491,6 +1500,9 @@ class SafetyEngine:
                     or not _DOSED.isdisjoint(ascan.clauses[m.clause])
                     # "工友说用醋冲一冲" - "对，用醋一冲就中和了": an answer that opens by agreeing takes up the plan
                     or _AGREES.match(ascan.text) is not None
+                    # "要不要硬灌糖水" - "赶紧撬开嘴灌糖水": a harmful act the question proposes, told with urgency
+                    # or approval in its sentence, is taken up, not echoed
+                    or (m.concept in _FIRST_AID_ACTS and _takes_up(ascan.text, m))
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)

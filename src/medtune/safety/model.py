@@ -42,14 +42,18 @@ if TYPE_CHECKING:  # the engine imports this module
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 5
-"""5: weights stored as whole numbers of 1e-4, one flat list (4 wrote the same values as decimals, one list per
-bucket); n-grams hashed into buckets with one multiplier for every length, stored as the gaps between them (3 had
-a multiplier per length, 2 stored the buckets, 1 the n-gram strings); retrain an older file."""
-WEIGHT_SCALE = 10_000
-"""Weights are kept to 4 decimals: a text reads a few hundred buckets, so its logit moves by under 0.02 at worst."""
+FORMAT = 6
+"""6: weights stored as whole numbers of 1e-3 (5: of 1e-4, still read), one flat list (4 wrote decimals, one list
+per bucket); n-grams hashed into buckets with one multiplier for every length, stored as the gaps between them (3 had
+a multiplier per length, 2 stored the buckets, 1 the n-gram strings); retrain a file older than 5."""
+READABLE_FORMATS = (5, 6)
+WEIGHT_SCALE = 1_000
+"""Weights are kept to 3 decimals (steps of 1e-3): a text reads a few hundred buckets, so its logit moves by a few
+thousandths at most; on the 40,875 labelled records no probability moved by more than 3e-4 and no verdict moved.
+Every bit dropped here is ~150 kB of the packaged file."""
+_STORED_WEIGHTS = {"weights_e3": 1_000, "weights_e4": 10_000}
 PACKAGED_MODEL = Path(__file__).with_name("triage_model.json.xz")
-"""xz, not gzip: with four answer kinds the gzip file passed 2 MiB (2.2 MB), the xz one is 1.97 MB."""
+"""xz, not gzip: with four answer kinds the gzip file passed 2 MiB (2.2 MB); xz with 1e-3 steps is ~1.6 MB."""
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 MAX_MODEL_CHARS = 4_000
 # The answer kinds a model may add. ``dismissive`` is left to the rules: it depends on the triage of the
@@ -270,10 +274,9 @@ class NgramModel:
             "bias": [round(float(b), 6) for b in self.bias],
             # ascending buckets stored as the gaps between them: a third of the digits of the ids themselves
             "id_gaps": np.diff(self.ids, prepend=0).tolist(),
-            # whole numbers of 1e-4 in one flat list, a third shorter than the decimals they stand for, and even
-            # (steps of 2e-4): the packaged file stays under 2 MiB with four answer kinds on 27,554 records. A
-            # step moves a text's logit by about 1e-5, and no dev or held-out verdict moved with it.
-            "weights_e4": [2 * round(float(v) * WEIGHT_SCALE / 2) for v in self.weights.ravel()],
+            # whole numbers of 1e-3 in one flat list, a third shorter than the decimals they stand for: the
+            # packaged file stays under 2 MiB with four answer kinds (1e-4 steps reached 1.98 MB on 27,554 records)
+            "weights_e3": [round(float(v) * WEIGHT_SCALE) for v in self.weights.ravel()],
         }
 
     @classmethod
@@ -282,7 +285,8 @@ class NgramModel:
             outputs = tuple(data["outputs"])
             ids = np.cumsum(np.asarray(data["id_gaps"], dtype=np.intp))
             bits = int(data["hash_bits"])
-            scaled = np.asarray(data["weights_e4"], dtype=np.float64) / WEIGHT_SCALE
+            key = next((k for k in _STORED_WEIGHTS if k in data), "weights_e3")  # KeyError names the new one
+            scaled = np.asarray(data[key], dtype=np.float64) / _STORED_WEIGHTS[key]
             weights = scaled.astype(np.float32).reshape(len(ids), len(outputs))
             if len(ids) and (ids.min() < 0 or ids.max() >= 1 << bits):
                 raise ValueError(f"bucket ids outside 0 .. 2**{bits}")
@@ -341,7 +345,7 @@ class SafetyModel:
             raise ModelError(f"{path}: safety model file not found") from exc
         except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a compressed JSON safety model (gzip or xz) ({exc})") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             raise ModelError(
                 f"{path}: safety model format {data.get('format')!r}, expected {FORMAT} "
                 "(retrain it with `medtune safety train`)"

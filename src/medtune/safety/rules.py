@@ -27,6 +27,8 @@ from typing import Any
 import opencc
 import yaml
 
+from medtune.safety.pinyin import read_pinyin
+
 if sys.version_info >= (3, 11):
     from re import _constants as _sre_c
     from re import _parser as _sre_p
@@ -1121,6 +1123,7 @@ _SPLIT_TEMP_RE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])度([0-9])(?![\d.])")
 # Voice input and hurried typing separate clauses with spaces ("追尾了 车头撞烂了 他卡在里面"): a space between two
 # Chinese characters is read as a comma, so what is said in one clause does not join words of the next. Spaces
 # next to digits or Latin letters stay ("每次 2 片", "血压 160"): there they join the parts of one phrase.
+_LATIN_LETTER = re.compile("[a-z]")
 _CJK_SPACE_RE = re.compile("(?<=[\u3400-\u9fff])[ \t]+(?=[\u3400-\u9fff])")
 _CJK_RUN_RE = re.compile("[\u3400-\u9fff]+")
 
@@ -1147,7 +1150,8 @@ def normalize(text: str) -> str:
     """The one normalisation for rules and inputs.
 
     Traditional to simplified characters, full-width to half-width, southern and northern dialect words to
-    Mandarin, lower case, spaces between Chinese characters as commas, Hokkien day counts (十二工), numbers in
+    Mandarin, lower case, runs of pinyin in characters (:mod:`medtune.safety.pinyin`), spaces between Chinese
+    characters as commas, Hokkien day counts (十二工), numbers in
     words before a unit as digits, and temperatures in words or split digits (三十九度八, 39度8) as decimals.
     """
     try:
@@ -1155,6 +1159,8 @@ def normalize(text: str) -> str:
     except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
         text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
     text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
+    if _LATIN_LETTER.search(text):  # nine texts in ten have no Latin letter at all: one quick search
+        text = read_pinyin(text)
     if " " in text or "\t" in text:
         text = _CJK_SPACE_RE.sub("" if _spaced_out(text) else ",", text)
     if "工" in text:

@@ -1,0 +1,113 @@
+"""Questions typed in pinyin are read in characters before the rules and the model see them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medtune.cli import main as cli_main
+from medtune.safety import SafetyEngine
+from medtune.safety.pinyin import (
+    PACKAGED_LEXICON,
+    PinyinLexicon,
+    build_counts,
+    load_counts,
+    read_pinyin,
+    save_counts,
+)
+from medtune.safety.rules import normalize
+
+pytest.importorskip("pypinyin")  # the builder's dependency (the dev extra); reading needs none
+
+TEXTS = [
+    "我爸爸胸口很痛，出了很多汗。",
+    "胸口痛要打120，胸口痛不能等。",
+    "妈妈倒下了，叫不醒，叫不醒怎么办",
+    "孩子发烧，发烧39度，发烧两天",
+    "晚上睡觉前觉得头疼，头疼，睡觉，觉得",
+    "我的狗吃了巧克力，狗吃了巧克力",
+] * 5
+
+
+@pytest.fixture(scope="module")
+def toy() -> PinyinLexicon:
+    return PinyinLexicon.from_counts(build_counts(TEXTS, min_count=2))
+
+
+def test_a_run_of_pinyin_is_read_as_the_most_probable_words(toy: PinyinLexicon) -> None:
+    assert toy.read("wo ba ba xiong kou hen tong") == "我爸爸胸口很痛"
+    assert toy.read("mama daoxia le, jiao bu xing") == "妈妈倒下了, 叫不醒"  # run together; punctuation kept
+    assert toy.read("xiong3 kou3 tong4") == "胸口痛"  # tone digits
+    assert toy.read("wo de gou chi le qiao ke li") == "我的狗吃了巧克力"
+    assert toy.read("孩子 fa shao 39du") == "孩子 发烧 39度"  # a temperature in pinyin
+
+
+def test_english_and_lone_words_stay_as_they_are(toy: PinyinLexicon) -> None:
+    for text in ("he can go home", "the ct scan was fine", "ibuprofen 400mg", "tong", "a"):
+        assert toy.read(text) == text
+    # pinyin around English is read where three syllables stand together
+    assert toy.read("wo ba ba chest pain hen tong") == "我爸爸 chest pain 很痛"
+    # interjection syllables are not syllables here: "mg" and "n" stay
+    assert "m" not in toy.syllables and "n" not in toy.syllables
+
+
+def test_the_lexicon_keeps_each_words_own_reading(tmp_path: Path) -> None:
+    """觉 reads jiao in 睡觉 and jue in 觉得: the file stores the characters' default readings and the words
+    that read otherwise, and loads back to the same lexicon."""
+    counts = build_counts(TEXTS, min_count=2)
+    assert counts["shui jiao"][0] == "睡觉" and counts["jue de"][0] == "觉得"
+    path = save_counts(counts, tmp_path / "lex.json.xz")
+    assert not list(tmp_path.glob("*.tmp"))
+    assert load_counts(path) == counts
+    assert (
+        PinyinLexicon.from_counts(load_counts(path)).read("shui jiao qian jue de tou teng")
+        == "睡觉前觉得头疼"
+    )
+
+
+def test_the_builder_reads_jsonl_and_refuses_held_out_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        "\n".join(json.dumps({"question": t, "answer": "快打120"}, ensure_ascii=False) for t in TEXTS) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "lex.json.xz"
+    assert cli_main(["safety", "pinyin", str(dev), "--out", str(out), "--min-count", "2"]) == 0
+    assert "words from 1 files" in capsys.readouterr().out
+    assert PinyinLexicon.from_counts(load_counts(out)).read("kuai da 120") == "快打 120"
+    frozen = tmp_path / "frozen.jsonl"
+    frozen.write_text('{"question": "胸口痛", "answer": "", "split": "frozen-r9"}\n', encoding="utf-8")
+    assert cli_main(["safety", "pinyin", str(frozen), "--out", str(out)]) == 2
+    assert "frozen.jsonl: holds held-out records (split frozen-r9)" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "胸口痛"}\n{"question": \n', encoding="utf-8")
+    assert cli_main(["safety", "pinyin", str(broken), "--out", str(out)]) == 2
+    assert "broken.jsonl:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_the_packaged_lexicon_lets_the_engine_read_a_pinyin_emergency() -> None:
+    question = "wo ba ba xiong kou teng de li hai, chu le hen duo han, zen me ban"
+    assert "胸口疼" in read_pinyin(question) and "出了很多汗" in normalize(question)
+    engine = SafetyEngine.load(model=None)  # the rules alone: they read Chinese phrases only
+    report = engine.check(question, "多喝热水，明天再看。")
+    assert [f.category for f in report.flags] == ["chest_pain"]
+    assert "dismissive" in {f.kind for f in report.findings}
+    # the same words without a red flag stay calm
+    assert not engine.check("wo ba ba zuo tian ti jian, yi sheng shuo xin zang mei wen ti", "").flags
+    # plain English is left alone by the normalisation
+    assert normalize("He can go home") == "he can go home"
+
+
+def test_the_packaged_lexicon_is_rebuilt_from_the_dev_set_and_rules(tmp_path: Path) -> None:
+    """The shipped lexicon is what `medtune safety pinyin` builds from the dev set and the rules file: a dev
+    round or a rule change that forgot to rebuild it fails here."""
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "data" / "safety").glob("labelled*.jsonl"))
+    rules = root / "src" / "medtune" / "safety" / "rules.yaml"
+    out = tmp_path / "lexicon.json.xz"
+    assert cli_main(["safety", "pinyin", *map(str, files), str(rules), "--out", str(out)]) == 0
+    assert out.read_bytes() == PACKAGED_LEXICON.read_bytes()
