@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medtune.cli import main as cli_main
 from medtune.safety import SafetyEngine
@@ -19,7 +20,12 @@ from medtune.safety.pinyin import (
 )
 from medtune.safety.rules import normalize
 
-pytest.importorskip("pypinyin")  # the builder's dependency (the dev extra); reading needs none
+
+@pytest.fixture(scope="module")
+def pypinyin() -> None:
+    """The builder's dependency (the dev extra); reading the packaged lexicon needs none."""
+    pytest.importorskip("pypinyin")
+
 
 TEXTS = [
     "我爸爸胸口很痛，出了很多汗。",
@@ -32,7 +38,7 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def toy() -> PinyinLexicon:
+def toy(pypinyin: None) -> PinyinLexicon:
     return PinyinLexicon.from_counts(build_counts(TEXTS, min_count=2))
 
 
@@ -53,7 +59,7 @@ def test_english_and_lone_words_stay_as_they_are(toy: PinyinLexicon) -> None:
     assert "m" not in toy.syllables and "n" not in toy.syllables
 
 
-def test_the_lexicon_keeps_each_words_own_reading(tmp_path: Path) -> None:
+def test_the_lexicon_keeps_each_words_own_reading(tmp_path: Path, pypinyin: None) -> None:
     """觉 reads jiao in 睡觉 and jue in 觉得: the file stores the characters' default readings and the words
     that read otherwise, and loads back to the same lexicon."""
     counts = build_counts(TEXTS, min_count=2)
@@ -68,7 +74,7 @@ def test_the_lexicon_keeps_each_words_own_reading(tmp_path: Path) -> None:
 
 
 def test_the_builder_reads_jsonl_and_refuses_held_out_records(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pypinyin: None
 ) -> None:
     dev = tmp_path / "dev.jsonl"
     dev.write_text(
@@ -102,7 +108,7 @@ def test_the_packaged_lexicon_lets_the_engine_read_a_pinyin_emergency() -> None:
     assert normalize("He can go home") == "he can go home"
 
 
-def test_the_packaged_lexicon_is_rebuilt_from_the_dev_set_and_rules(tmp_path: Path) -> None:
+def test_the_packaged_lexicon_is_rebuilt_from_the_dev_set_and_rules(tmp_path: Path, pypinyin: None) -> None:
     """The shipped lexicon is what `medtune safety pinyin` builds from the dev set and the rules file: a dev
     round or a rule change that forgot to rebuild it fails here."""
     root = Path(__file__).resolve().parents[2]
@@ -111,3 +117,21 @@ def test_the_packaged_lexicon_is_rebuilt_from_the_dev_set_and_rules(tmp_path: Pa
     out = tmp_path / "lexicon.json.xz"
     assert cli_main(["safety", "pinyin", *map(str, files), str(rules), "--out", str(out)]) == 0
     assert out.read_bytes() == PACKAGED_LEXICON.read_bytes()
+
+
+def test_the_rules_phrases_are_written_in_characters() -> None:
+    """Inputs are read out of pinyin, the rules' own phrases are not (so the lexicon is not loaded at every start):
+    a phrase written in pinyin could then never match. Every string of the rules file reads the same either way."""
+    rules = Path(__file__).resolve().parents[2] / "src" / "medtune" / "safety" / "rules.yaml"
+
+    def strings(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        return [node] if isinstance(node, str) else []
+
+    texts = strings(yaml.safe_load(rules.read_text(encoding="utf-8")))
+    assert len(texts) > 10_000
+    assert [t for t in texts if read_pinyin(t.lower()) != t.lower()] == []
+    assert read_pinyin("xiong kou teng") != "xiong kou teng"  # and the test sees pinyin when it is there

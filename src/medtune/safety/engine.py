@@ -331,7 +331,7 @@ _AGREES_OR_CHANGES = re.compile(
 # Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
 # answer tells ("用水给他灌下去") an echo.
 _FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
-_TAKES_UP = re.compile(r"赶紧|赶快|快|马上|立刻|立即|是对的|对的|没错|有用|管用|就好|就行|越多越|越快越")
+_TAKES_UP = re.compile(r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|越多越")  # 快 in 赶快, 越快越
 _SENTENCE_END = re.compile(r"[。!?\n]")
 
 

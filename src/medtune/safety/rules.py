@@ -1120,10 +1120,10 @@ _CN_TEMP_RE = re.compile(
     "([三四])十([一二三四五六七八九]?)(?:度([一二三四五六七八九])|点([零一二三四五六七八九])度?|度)"
 )
 _SPLIT_TEMP_RE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])度([0-9])(?![\d.])")
+_LATIN_LETTER = re.compile("[a-z]")
 # Voice input and hurried typing separate clauses with spaces ("追尾了 车头撞烂了 他卡在里面"): a space between two
 # Chinese characters is read as a comma, so what is said in one clause does not join words of the next. Spaces
 # next to digits or Latin letters stay ("每次 2 片", "血压 160"): there they join the parts of one phrase.
-_LATIN_LETTER = re.compile("[a-z]")
 _CJK_SPACE_RE = re.compile("(?<=[\u3400-\u9fff])[ \t]+(?=[\u3400-\u9fff])")
 _CJK_RUN_RE = re.compile("[\u3400-\u9fff]+")
 
@@ -1146,8 +1146,9 @@ def _cn_temp(match: re.Match[str]) -> str:
     return f"{tens}{ones}.{CN_DIGIT_VALUE[dec]}度" if dec else f"{tens}{ones}度"
 
 
-def normalize(text: str) -> str:
-    """The one normalisation for rules and inputs.
+def normalize(text: str, *, pinyin: bool = True) -> str:
+    """The one normalisation for rules and inputs (``pinyin=False`` for the rules' own phrases: they are written
+    in characters, a test holds them to it, and reading them would load the lexicon at every start).
 
     Traditional to simplified characters, full-width to half-width, southern and northern dialect words to
     Mandarin, lower case, runs of pinyin in characters (:mod:`medtune.safety.pinyin`), spaces between Chinese
@@ -1159,7 +1160,7 @@ def normalize(text: str) -> str:
     except UnicodeEncodeError:  # lone surrogates (undecodable bytes passed through): drop them, then convert
         text = _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
     text = _DIALECT_RE.sub(_dialect, _COMPAT_RE.sub(_compat, text)).lower()
-    if _LATIN_LETTER.search(text):  # nine texts in ten have no Latin letter at all: one quick search
+    if pinyin and _LATIN_LETTER.search(text):  # nine texts in ten have no Latin letter: one quick search
         text = read_pinyin(text)
     if " " in text or "\t" in text:
         text = _CJK_SPACE_RE.sub("" if _spaced_out(text) else ",", text)
@@ -1278,7 +1279,7 @@ def _refers_to_group(items: Any) -> bool:
 def _phrase(concept: str, raw: Any, where: str) -> Phrase:
     if not isinstance(raw, str) or not raw.strip():
         raise RulesError(f"{where}: concept {concept!r} has an empty or non-text phrase: {raw!r}")
-    text = normalize(raw.strip().replace(GAP_MARK, "\x00"))
+    text = normalize(raw.strip().replace(GAP_MARK, "\x00"), pinyin=False)
     if "\x00" not in text and not _META.search(text):
         return Phrase(concept, text, literal=True)
     pattern = text.replace("\x00", GAP)
@@ -1542,7 +1543,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown_age_min_limit=float(settings.get("unknown_age_min_limit", 2)),
         inner_concepts=frozenset(str(c) for c in settings.get("inner_concepts") or ()),
         joke_proof=joke_proof,
-        unborn_words=frozenset(normalize(str(w)) for w in settings.get("unborn_words") or ()),
+        unborn_words=frozenset(normalize(str(w), pinyin=False) for w in settings.get("unborn_words") or ()),
         record_context=record_context,
         actions=actions,
         categories=categories,
