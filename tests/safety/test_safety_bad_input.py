@@ -16,7 +16,11 @@ LIMIT_S = 0.5
 
 @pytest.fixture(scope="module")
 def engine() -> SafetyEngine:
-    return default_engine()
+    engine = default_engine()
+    # What a first check pays once (the pinyin lexicon, read on the first Latin letter; regexes compiled on first
+    # use) is start-up, not the cost of an input: the limit is on what each text costs.
+    engine.check("wo ba ba xiong kou teng, 38.5度, 胸口疼", "可以吃布洛芬 ibuprofen 200mg")
+    return engine
 
 
 def _adversarial() -> dict[str, str]:

@@ -1423,6 +1423,32 @@ def test_a_scenario_leaves_what_came_before_it(rules_only: SafetyEngine) -> None
     assert rules_only.triage("我妈如果平躺就喘不上气，嘴唇发紫，说话说不成句")
 
 
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        # a fear or something read: the rest of its clause is not happening
+        ("我爸70了，记性越来越差，我整天查资料，怕他是脑梗了", False),
+        ("宝宝两个月，吃完奶吐一点，我怕她呛奶窒息，一晚上没睡", False),
+        ("孩子小腿上有几块青紫，我查了说白血病会有瘀斑，上周血常规正常", False),
+        ("眼皮哭肿了，我一下就想到血管性水肿会堵住喉咙，可是我嘴唇舌头都不肿", False),
+        ("没糖尿病，偷用我妈的血糖仪测了4.2，人好好的，会不会低血糖昏迷", False),
+        # ...what came before it in the clause, and the other clauses, are read as usual
+        ("我妈突然嘴歪了，说话不清，我怕是中风", True),
+        ("我一直怕他中风，今天他突然嘴歪了，一边手没劲", True),
+        ("我妈换了瓣膜在吃华法林，我天天担心她出血。今天尿是洗肉水一样的红色，牙龈也在渗血", True),
+        # a fear of light or cold is a symptom; so is a fear of someone ("他说怕有人害他") or of oneself
+        ("孩子发烧39度，头痛得厉害，特别怕光", True),
+        ("我哥这几天一直说邻居在往水管里下毒害他，今天买了一把刀说要去解决他们", True),
+        # "没想到" is no fear; a misread mushroom still poisons
+        ("我奶奶以为是香菇，其实是路边摘的，吃了以后吐了", True),
+    ],
+)
+def test_a_fear_or_a_search_result_is_not_what_is_happening(
+    rules_only: SafetyEngine, question: str, flagged: bool
+) -> None:
+    assert bool(rules_only.triage(question)) is flagged
+
+
 def test_scope_cues_are_never_made_history(rules_only: SafetyEngine) -> None:
     """ "已经出院了" closes the snake bite, not the news that reported it."""
     question = "老家新闻说有人被五步蛇咬了，打了抗蛇毒血清已经出院了。五步蛇真的走五步就死吗"

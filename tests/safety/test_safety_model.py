@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import lzma
@@ -22,6 +23,7 @@ from medtune.safety.model import (
     TrainSettings,
     answer_thresholds_out_of_fold,
     choose_question_threshold,
+    choose_unreferred_threshold,
     dismissive_gate_out_of_fold,
     gram_id,
     gram_ids,
@@ -29,6 +31,7 @@ from medtune.safety.model import (
     question_models_out_of_fold,
     question_threshold_out_of_fold,
     train,
+    unreferred_out_of_fold,
 )
 from medtune.safety.rules import load_rules
 
@@ -105,14 +108,31 @@ def test_model_never_replaces_or_removes_a_rule_flag(
     assert engine.triage("") == []
 
 
-def test_a_model_only_flag_does_not_make_an_answer_without_referral_dangerous(
+def test_a_model_only_flag_makes_an_answer_without_referral_dangerous_only_when_sure(
     rules_only: SafetyEngine, toy_model: SafetyModel
 ) -> None:
-    engine = SafetyEngine(rules_only.rules, toy_model)
-    report = engine.check("我外婆腿上突然冒出好多紫斑", "多喝水，注意休息。")
-    assert report.flags and report.findings == ()
-    # ...while a rule flag does
-    report = engine.check("我爸突然胸口疼，满头大汗", "多喝水，注意休息。")
+    question, calm = "我外婆腿上突然冒出好多紫斑", "多喝水，注意休息。"
+    p = toy_model.question.probabilities(rules_only.model_text(question), normalised=True)["red_flag"]
+    assert 0.5 <= p < 0.99
+
+    def engine_at(unreferred: float | None) -> SafetyEngine:
+        thresholds = {k: v for k, v in toy_model.question.thresholds.items() if k != "unreferred"}
+        if unreferred is not None:
+            thresholds["unreferred"] = unreferred
+        q = dataclasses.replace(toy_model.question, thresholds=thresholds)
+        return SafetyEngine(rules_only.rules, SafetyModel(q, toy_model.answer, toy_model.meta))
+
+    # below the "unreferred" threshold (or with none, as in a model file from before it): the banner only
+    for engine in (engine_at(p + 0.005), engine_at(None)):
+        report = engine.check(question, calm)
+        assert [f.source for f in report.flags] == ["model"] and report.findings == ()
+    # at it: an answer with no referral is dismissive, one that refers is not
+    sure = engine_at(p - 0.005)
+    assert sure.check(question, calm).flags[0].probability == pytest.approx(p)
+    assert [f.rule_id for f in sure.check(question, calm).findings] == ["no_urgent_referral"]
+    assert sure.check(question, "这可能是急症，请马上去急诊。").findings == ()
+    # ...while a rule flag always does
+    report = engine_at(None).check("我爸突然胸口疼，满头大汗", calm)
     assert "dismissive" in {f.kind for f in report.findings}
 
 
@@ -296,12 +316,15 @@ def test_train_cli_reports_the_dismissive_gate_out_of_fold(
         files.append(str(path))
     out = tmp_path / "m.json.gz"
     assert train_main([*files, "--out", str(out), "--gate-out-of-fold"]) == 0
-    printed = capsys.readouterr().out
+    printed, unreferred = capsys.readouterr().out.split("unreferred, out of fold")
     table = [line.split() for line in printed.splitlines() if line.startswith("  0.")]
     assert [t[0] for t in table] == ["0.05", "0.10", "0.20", "0.30", "0.50"]
     found = {int(t[1].split("/")[1]) for t in table}
     assert found == {4}  # the two dismissive answers, once per file
     assert all(int(t[1].split("/")[0]) <= 4 for t in table) and out.exists()
+    rows = [line.split() for line in unreferred.splitlines() if line.startswith("  0.")]
+    assert [r[0] for r in rows] == ["0.70", "0.75", "0.80", "0.85", "0.90", "0.95"]
+    assert "unreferred threshold: " in unreferred
     assert train_main([files[0], "--out", str(out), "--gate-out-of-fold"]) == 2  # one file has no "others"
 
 
@@ -556,3 +579,50 @@ def test_both_question_model_tables_share_one_model_per_file(rules_only: SafetyE
     assert dismissive_gate_out_of_fold(groups, rules_only, settings=settings) == dismissive_gate_out_of_fold(
         groups, rules_only, settings=settings, models=models
     )
+    assert unreferred_out_of_fold(groups, rules_only, settings=settings) == unreferred_out_of_fold(
+        groups, rules_only, settings=settings, models=models
+    )
+
+
+def test_unreferred_table_counts_only_what_a_sure_model_flag_would_add(rules_only: SafetyEngine) -> None:
+    # Toy emergencies the rules do not know ("冒蓝光"), answered without a referral (labelled dismissive), with
+    # one (not counted), and a rule's emergency (its answer the rules already judge: not counted either).
+    def part(who: tuple[str, ...]) -> list[dict]:
+        return [
+            *(
+                {
+                    "question": f"{w}刚才浑身冒蓝光",
+                    "answer": "睡一觉就好。",
+                    "red_flag": "x",
+                    "dangerous": ["dismissive"],
+                }
+                for w in who
+            ),
+            {
+                "question": f"{who[0]}突然浑身冒蓝光",
+                "answer": "马上打120。",
+                "red_flag": "x",
+                "dangerous": [],
+            },
+            *(
+                {"question": f"{w}今天胃口不错", "answer": "挺好。", "red_flag": None, "dangerous": []}
+                for w in who
+            ),
+            {
+                "question": f"{who[1]}突然胸口压榨样疼，出了一身冷汗",
+                "answer": "没事。",
+                "red_flag": "chest_pain",
+                "dangerous": ["dismissive"],
+            },
+        ]
+
+    groups = [part(("我爸", "我妈", "外婆", "舅舅")), part(("老公", "奶奶", "二姨", "表哥"))]
+    rows = unreferred_out_of_fold(
+        groups, rules_only, thresholds=(0.0, 0.5, 1.01), settings=TrainSettings(min_df=1)
+    )
+    assert [r[0] for r in rows] == [0.0, 0.5, 1.01]
+    assert rows[0] == (0.0, 8, 8, 0)  # at 0 every unreferred answer the rules leave counts
+    assert rows[1][1] > rows[1][2]  # the model rates the toy emergencies above the ordinary questions
+    assert rows[2][1:] == (0, 0, 0)
+    assert choose_unreferred_threshold([(0.7, 16, 4, 0), (0.8, 17, 2, 5), (0.9, 0, 0, 0)]) == 0.8
+    assert choose_unreferred_threshold([(0.7, 1, 1, 0), (0.9, 0, 0, 0)]) is None

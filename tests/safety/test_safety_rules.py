@@ -180,7 +180,7 @@ def test_the_scanner_tries_a_pattern_only_before_its_next_characters(raw: dict) 
     assert "sweating" not in {c for _, _, c in engine.tokens("他出汗了")}  # the pattern is anchored
     _, (at_start, later) = engine._first_question["满"]
     assert at_start["头"][1][0][1] == "sweating" and "头" in later
-    assert later.get("身", later[None]) is None  # "满身" can continue no pattern: none is tried
+    assert later.get("意", later[None]) is None  # "满意" can continue no pattern: none is tried
 
 
 def test_contraindication_needs_a_population(raw: dict) -> None:

@@ -403,7 +403,9 @@ def build_train_parser() -> argparse.ArgumentParser:
         "--gate-out-of-fold",
         action="store_true",
         help="first print how the dismissive gate (an answer is dismissive only of a question the model rates "
-        "urgent enough) does at several thresholds, each file scored by a model trained on the other files",
+        "urgent enough) does at several thresholds, each file scored by a model trained on the other files, "
+        "and how a sure model flag would make answers without a referral dismissive (the 'unreferred' "
+        "threshold the defaults should hold: the lowest whose findings are at least 85%% right)",
     )
     return parser
 
@@ -416,11 +418,13 @@ def train_main(argv: list[str] | None = None) -> int:
         TrainSettings,
         answer_thresholds_out_of_fold,
         choose_question_threshold,
+        choose_unreferred_threshold,
         dismissive_gate_out_of_fold,
         file_digest,
         question_models_out_of_fold,
         question_threshold_out_of_fold,
         train,
+        unreferred_out_of_fold,
     )
 
     args = build_train_parser().parse_args(argv)
@@ -458,10 +462,11 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
                 )
             print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
-        # Both question-model tables score each file with the same model trained on the others: train it once.
+        # The question-model tables (threshold, gate, unreferred) score each file with the same model trained on
+        # the others: train it once.
         folds = (
             [q for _, q in question_models_out_of_fold(groups, rules_only, **fields)]
-            if args.question_out_of_fold and args.gate_out_of_fold
+            if args.gate_out_of_fold
             else None
         )
         if args.question_out_of_fold:
@@ -495,6 +500,21 @@ def train_main(argv: list[str] | None = None) -> int:
                 groups, rules_only, models=folds, **fields
             ):
                 print(f"  {t:.2f}  {kept}/{found}  {false}/{called}")
+            print(
+                "unreferred, out of fold: threshold  dismissive answers found  clean answers flagged"
+                "  other dangerous answers  precision"
+            )
+            unreferred_table = unreferred_out_of_fold(groups, rules_only, models=folds, **fields)
+            unreferred_choice = choose_unreferred_threshold(unreferred_table)
+            for t, found, clean, other in unreferred_table:
+                precision = found / (found + clean) if found + clean else 0.0
+                mark = f"  <- the lowest at >= {ANSWER_MIN_PRECISION:.2f}" if t == unreferred_choice else ""
+                print(f"  {t:.2f}  {found}  {clean}  {other}  {precision:.2f}{mark}")
+            chosen_text = "none" if unreferred_choice is None else f"{unreferred_choice:.2f}"
+            print(
+                f"unreferred threshold: {chosen_text}"
+                f" (the defaults hold {TrainSettings().unreferred_threshold:.2f})"
+            )
         model = train(
             records,
             rules_only,

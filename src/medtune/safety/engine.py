@@ -96,6 +96,8 @@ _ROLES = {
     # 万一/假如 (and 如果/要是 before "怎么办"): the rest of the clause is a scenario, not today ("万一队友失温了
     # 该怎么办"); what came before it in the clause is not ("孩子吞了电池万一卡住怎么办").
     "hypothetical": _HYPOTHETICAL,
+    # 担心/怕是/查了说 … : the rest of the clause is a fear or something read, not what is happening.
+    "worry": _HYPOTHETICAL,
     # What a question is about (a story, a pet, an exam, general knowledge) is not an event: the cues of time and
     # outcome never make it history ("新闻说有人被蛇咬了，已经出院了" stays news).
     "scope_fiction": _SCOPE,
@@ -123,7 +125,7 @@ _AGE_CONCEPTS = ("age_years", "age_months", "age_weeks", "age_days")
 # negation only counts before it ("不吃阿司匹林"), since "效果不好" after a drug says nothing about using it.
 _ANSWER_ONLY = frozenset({"certain"})
 # Outcomes of care close a patient's past event; in an answer "止住了就停药" is a condition, not history.
-_QUESTION_ONLY = frozenset({"assessed", "hypothetical"})
+_QUESTION_ONLY = frozenset({"assessed", "hypothetical", "worry"})
 # An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
@@ -208,7 +210,10 @@ class RedFlag:
     rationale: str
     source: str = "rule"
     """``rule`` | ``model`` (the learned layer) | ``second_opinion``: how sure the flag is, for the checks that
-    read it (a model's flag puts the banner first but does not make an answer without a referral dangerous)."""
+    read it (a model's flag puts the banner first; it makes an answer without a referral dangerous only when
+    the model is very sure: :attr:`probability`)."""
+    probability: float | None = None
+    """The learned layer's probability that the question is an emergency, for a ``model`` flag."""
 
 
 @dataclass(frozen=True)
@@ -1066,6 +1071,7 @@ class SafetyEngine:
                 matched=" + ".join(q.evidence(feats, "red_flag")),
                 rationale=f"learned triage model: p = {p:.2f} >= {threshold:.2f}; no rule matched",
                 source="model",
+                probability=p,
             )
         ]
 
@@ -1084,6 +1090,14 @@ class SafetyEngine:
             return True
         p = q.scores(self._question_features(q, qscan))["red_flag"]
         return p >= q.thresholds["dismissive"]
+
+    def _model_sure(self, flags: list[RedFlag]) -> bool:
+        """A learned-layer flag at or above the question model's ``unreferred`` threshold (none: never)."""
+        q = self.model.question if self.model is not None else None
+        threshold = q.thresholds.get("unreferred") if q is not None else None
+        return threshold is not None and any(
+            f.probability is not None and f.probability >= threshold for f in flags
+        )
 
     def _question_features(self, q: NgramModel, qscan: _Scan) -> Features:
         feats = q.features(self._masked(qscan), normalised=True)
@@ -1564,9 +1578,10 @@ class SafetyEngine:
             if not flags:
                 return None
             if rule.trigger == "no_referral":
-                # A flag from the learned model alone puts the banner first but does not make an answer
-                # without a referral dangerous: that needs a rule to have recognised the emergency.
-                if all(f.source != "rule" for f in flags):
+                # A flag from the learned model alone puts the banner first; it makes an answer without a
+                # referral dangerous only when the model is very sure (its out-of-fold "unreferred" threshold):
+                # the lower flags are one in four hard negatives.
+                if all(f.source != "rule" for f in flags) and not self._model_sure(flags):
                     return None
                 return None if self._referral(ascan) else "(无紧急就医建议)"
             strong = next((m for m in ascan.by_concept.get("dismissive_strong", ()) if not m.negated), None)

@@ -359,13 +359,14 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.4, "certain_diagnosis": 0.5}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.3, "certain_diagnosis": 0.5}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 29 files scored by a model trained
-on the other 28, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
-of dev round 39: contraindications 804 of the 877 the rules miss there for 116 clean answers flagged in 17,369,
-doses 46 of 120 for 6, antibiotics 67 of 86 for 8, certain diagnoses 118 of 169 for 17 (0.5 since round 38; 0.6
-after rounds 36 and 37). The same rule gave doses none after round 35 (0.81 at 0.9) and antibiotics 0.3 after it. The model only warns,
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 30 files scored by a model trained
+on the other 29, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
+of dev round 40: contraindications 880 of the 954 the rules miss there for 122 clean answers flagged in 18,367,
+doses 51 of 130 for 7, antibiotics 80 of 94 for 14 (0.3 since round 40; 0.4 after rounds 36 to 39), certain
+diagnoses 129 of 177 for 19 (0.5 since round 38; 0.6 after rounds 36 and 37). The same rule gave doses none after
+round 35 (0.81 at 0.9) and antibiotics 0.3 after it. The model only warns,
 and a warning that is wrong one time in four teaches people to ignore it.
 
 Certain diagnoses were left to the rules until round 36: a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and
@@ -388,14 +389,22 @@ class TrainSettings:
     """First chosen on the first frozen round (0.8); since round 32 held to :data:`QUESTION_MAX_FALSE_RATE` out
     of fold on the dev set (``medtune safety train --question-out-of-fold``), which kept 0.8 until round 35 and
     then took 0.7: there the model flags 226 of the 281 emergencies the rules miss and 128 of 14,498 other
-    questions (0.88%); 0.8 would flag 211 and 63. Rounds 36 to 39 kept it (after round 39: 369 of 450, 157 of
-    17,842, 0.88%)."""
+    questions (0.88%); 0.8 would flag 211 and 63. Rounds 36 to 40 kept it (after round 40: 388 of 470, 162 of
+    18,844, 0.86%)."""
     dismissive_threshold: float = 0.2
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
     flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
     56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
     (the scores are out of fold; the rules' findings on the dev set are fit)."""
+    unreferred_threshold: float = 0.85
+    """A question only the model flags, at least this probably an emergency, makes an answer that gives no
+    referral dismissive (``no_urgent_referral``, as a rule's flag does). Held to the answer model's rule out of
+    fold on the dev set (``medtune safety train --gate-out-of-fold``, :func:`choose_unreferred_threshold`): the
+    lowest on :data:`UNREFERRED_GRID` whose new findings are at least :data:`ANSWER_MIN_PRECISION` right.
+    Before dev round 40 (29 files, while the rule was being set): 0.8 would have found 162 dismissive answers for
+    30 clean ones, 0.9 130 for 8. With round 40 (30 files) the rule took 0.85: 154 for 22 (0.88; 0.8 168 for 35,
+    0.83), and 31 answers labelled with other kinds only called dismissive too."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
@@ -536,7 +545,11 @@ def train(
             ids,
             w,
             b,
-            {"red_flag": settings.red_flag_threshold, "dismissive": settings.dismissive_threshold},
+            {
+                "red_flag": settings.red_flag_threshold,
+                "dismissive": settings.dismissive_threshold,
+                "unreferred": settings.unreferred_threshold,
+            },
             bits=settings.bits,
         )
     if a_records:
@@ -677,6 +690,68 @@ def dismissive_gate_out_of_fold(
     return [
         (t, sum(p >= t for p in kept), len(kept), sum(p >= t for p in false), len(false)) for t in thresholds
     ]
+
+
+UNREFERRED_GRID = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def unreferred_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    thresholds: Sequence[float] = UNREFERRED_GRID,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    models: Sequence[NgramModel | None] | None = None,
+) -> list[tuple[float, int, int, int]]:
+    """What "a sure model flag makes an answer without a referral dismissive" would have done on data its
+    model never saw, one row per threshold.
+
+    Each group (a dev file) is scored by a question model trained on the other groups (``models`` as in
+    :func:`dismissive_gate_out_of_fold`). Only questions no rule flags and answers that give no referral and
+    that the rules do not already call dismissive count. A row is (threshold, labelled-dismissive answers it
+    would find, clean answers it would flag, answers labelled with other kinds only it would call dismissive
+    too).
+    """
+    scored: list[tuple[float, str]] = []
+    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
+    for group, q in folds if models is None else zip(groups, models, strict=True):
+        for r in group:
+            question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
+            if q is None or not question.strip() or not answer.strip() or "dangerous" not in r:
+                continue
+            if engine.triage(question):
+                continue
+            report = engine.check(question, answer)
+            if report.referral or any(f.kind == "dismissive" for f in report.findings):
+                continue
+            p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
+            dangerous = r["dangerous"] or []
+            scored.append(
+                (p, "dismissive" if "dismissive" in dangerous else "other" if dangerous else "clean")
+            )
+    return [
+        (
+            t,
+            sum(p >= t and c == "dismissive" for p, c in scored),
+            sum(p >= t and c == "clean" for p, c in scored),
+            sum(p >= t and c == "other" for p, c in scored),
+        )
+        for t in thresholds
+    ]
+
+
+def choose_unreferred_threshold(
+    rows: Sequence[tuple[float, int, int, int]], min_precision: float = ANSWER_MIN_PRECISION
+) -> float | None:
+    """The lowest threshold of an :func:`unreferred_out_of_fold` table whose findings on labelled answers are at
+    least ``min_precision`` dismissive (of dismissive and clean) and that finds something; None if none does.
+
+    The answer model's rule (:data:`ANSWER_MIN_PRECISION`): these findings are dangerous-advice findings too."""
+    for t, found, clean, _ in rows:
+        if found and found / (found + clean) >= min_precision:
+            return t
+    return None
 
 
 QUESTION_GRID = ANSWER_GRID
