@@ -655,6 +655,21 @@ def question_models_out_of_fold(
         yield group, train(rest, engine, settings, question_field, answer_field, with_answers=False).question
 
 
+def _scored_groups(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    settings: TrainSettings | None,
+    question_field: str,
+    answer_field: str,
+    models: Sequence[NgramModel | None] | None,
+) -> Iterable[tuple[Sequence[dict[str, Any]], NgramModel | None]]:
+    """Each group with its out-of-fold question model: the ones handed in (trained once for several tables), or
+    trained here (:func:`question_models_out_of_fold`)."""
+    if models is None:
+        return question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
+    return zip(groups, models, strict=True)
+
+
 def dismissive_gate_out_of_fold(
     groups: Sequence[Sequence[dict[str, Any]]],
     engine: SafetyEngine,
@@ -674,8 +689,7 @@ def dismissive_gate_out_of_fold(
     """
     kept: list[float] = []  # the question's out-of-fold probability, for each dismissive answer found
     false: list[float] = []  # the same for each clean answer called dismissive
-    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
-    for group, q in folds if models is None else zip(groups, models, strict=True):
+    for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
         for r in group:
             question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
             if q is None or not question or not answer or "dangerous" not in r:
@@ -714,16 +728,13 @@ def unreferred_out_of_fold(
     too).
     """
     scored: list[tuple[float, str]] = []
-    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
-    for group, q in folds if models is None else zip(groups, models, strict=True):
+    for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
         for r in group:
             question, answer = str(r.get(question_field) or ""), str(r.get(answer_field) or "")
             if q is None or not question.strip() or not answer.strip() or "dangerous" not in r:
                 continue
-            if engine.triage(question):
-                continue
-            report = engine.check(question, answer)
-            if report.referral or any(f.kind == "dismissive" for f in report.findings):
+            report = engine.check(question, answer)  # a rules-only engine: its flags are the rules' triage
+            if report.flags or report.referral or any(f.kind == "dismissive" for f in report.findings):
                 continue
             p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
             dangerous = r["dangerous"] or []
@@ -797,8 +808,7 @@ def question_threshold_out_of_fold(
     """
     missed: list[float] = []  # the out-of-fold probability of each emergency no rule flags
     spare: list[float] = []  # the same for each non-emergency no rule flags
-    folds = question_models_out_of_fold(groups, engine, settings, question_field, answer_field)
-    for group, q in folds if models is None else zip(groups, models, strict=True):
+    for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
         for r in group:
             question = str(r.get(question_field) or "")
             if q is None or not question.strip() or "red_flag" not in r or engine.triage(question):
