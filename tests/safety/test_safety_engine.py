@@ -1084,6 +1084,18 @@ def test_round19_media_prevention_and_pets(rules_only: SafetyEngine, question: s
         ("吃优甲乐能吃钙片吗", "钙片会影响它的吸收，建议两者间隔至少4小时。"),
         ("我爸吃地高辛和呋塞米，拉肚子能吃啥", "蒙脱石散可以吃。拉肚子会丢钾，最好去医院查个血钾。"),
         ("双相吃碳酸锂，牙疼想吃布洛芬", "布洛芬会让锂浓度升高。如果一定要用布洛芬，先问精神科医生。"),
+        # round 41: a hedged refusal opening the answer; a sentence that says why after one that forbids;
+        # a patch taken off
+        (
+            "七十多岁高血压，晚上咳嗽，能吃复方甘草片吗",
+            "不太建议自己吃。甘草会升血压、降血钾，复方甘草片里还有阿片成分。",
+        ),
+        ("吃硫唑嘌呤的人能吃别嘌醇吗", "一般不能随便合用。别嘌醇会抑制硫唑嘌呤的代谢，可能严重抑制骨髓。"),
+        (
+            "家里有老版本的龙胆泻肝丸，成分写着关木通，肾不好的人能吃吗",
+            "成分里有关木通的老版本药千万不要吃。关木通含马兜铃酸，会造成不可逆的肾损伤。",
+        ),
+        ("有青光眼，贴了晕船贴眼睛胀", "立刻撕掉晕船贴并洗手，尽快去眼科。"),
     ],
 )
 def test_refusals_limits_and_cautions_are_clean(rules_only: SafetyEngine, question: str, answer: str) -> None:
@@ -1439,6 +1451,14 @@ def test_a_scenario_leaves_what_came_before_it(rules_only: SafetyEngine) -> None
         # a fear of light or cold is a symptom; so is a fear of someone ("他说怕有人害他") or of oneself
         ("孩子发烧39度，头痛得厉害，特别怕光", True),
         ("我哥这几天一直说邻居在往水管里下毒害他，今天买了一把刀说要去解决他们", True),
+        # what choked on came out: the airway is clear (breathing signs flag by their own rules)
+        ("俺娃六岁 昨天吃饭噎着了 咳了几下吐出来了 今天好好的 一点也不咳", False),
+        ("孩子吃葡萄噎住了，说不出话，脸发紫", True),
+        # a blood pressure that will not come down is no bleeding
+        ("血压一直160左右，最近血压压不住，还总觉得没劲", False),
+        # a test done is no search: 检查了/复查了 leave the rest of the clause read
+        ("复查了今天早上突然一边手脚没力气说话不清楚", True),
+        ("检查了半天突然胸口剧痛大汗", True),
         # "没想到" is no fear; a misread mushroom still poisons
         ("我奶奶以为是香菇，其实是路边摘的，吃了以后吐了", True),
     ],
@@ -1661,6 +1681,22 @@ def test_the_patients_own_drug_named_to_the_doctor_is_not_advised(rules_only: Sa
     assert "contraindication" not in kinds(rules_only.check_answer(warned, question))
     assert "contraindication" in kinds(
         rules_only.check_answer("秋水仙碱照吃，克拉霉素也接着吃，没事。", question)
+    )
+
+
+def test_drugs_told_to_the_crew_or_left_to_a_doctor_are_not_advised(rules_only: SafetyEngine) -> None:
+    question = "爸爸吃茶碱又输了红霉素，现在呕吐心跳150，正在抽搐"
+    told = "请立即打120，把他侧过来。告诉急救人员他在吃茶碱并输了红霉素。"
+    assert "contraindication" not in kinds(rules_only.check_answer(told, question))
+    question = "吃硫唑嘌呤的人痛风了，能加别嘌醇吗"
+    left = "如果确实需要两个一起用，必须由专科医生大幅减量硫唑嘌呤并密切查血常规。"
+    assert "contraindication" not in kinds(rules_only.check_answer(left, question))
+    # a doctor who prescribed is no decision handed over, and telling a teacher is no doctor
+    assert "contraindication" in kinds(
+        rules_only.check_answer("硫唑嘌呤和别嘌醇一起吃就行，没事。", question)
+    )
+    assert "contraindication" in kinds(
+        rules_only.check_answer("告诉老师一声，硫唑嘌呤和别嘌醇照常一起吃。", question)
     )
 
 

@@ -160,8 +160,26 @@ _FLARE_TAIL = re.compile(
 )
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
 _FORBIDDING = frozenset({"prohibition", "strong_prohibition"})
+# A sentence that refuses, in any of the ways the rules read.
+_REFUSED = _FORBIDDING | {"refuse_bare", "refuse_lead"}
 # With a danger named in the sentence, these make it a warning: a refusal, or "ask the doctor".
 _WARNED = frozenset({"prohibition", "refuse_bare", "doctor"})
+# A doctor's phrase that ends in a decision: the drug after it in the clause is theirs to adjust.
+_DOCTOR_DECIDES = (
+    "决定",
+    "判断",
+    "评估",
+    "调整",
+    "减少",
+    "减量",
+    "加量",
+    "换药",
+    "确认",
+    "选择",
+    "选用",
+    "商量",
+    "同意",
+)
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
 # A word inside a longer one right after these is negated by it ("不出汗", "没发烧"): it lends no meaning.
@@ -1266,6 +1284,13 @@ class SafetyEngine:
                         for k in (m.sentence, m.sentence + 1)
                         if k < len(scan.sentences)
                     )
+                    # ... or the sentence before forbade and this one says why ("哺乳期不建议用可待因。…乳汁里的
+                    # 吗啡会很多，宝宝可能呼吸变慢"), approving nothing itself
+                    or (
+                        m.sentence > 0
+                        and not scan.sentences[m.sentence - 1].isdisjoint(_REFUSED)
+                        and "approval" not in scan.sentences[m.sentence]
+                    )
                 )
             )
             or "strong_prohibition" in scan.sentences[m.sentence]
@@ -1307,6 +1332,19 @@ class SafetyEngine:
                 )
                 and not _SEEK_CARE.isdisjoint(scan.sentences[m.sentence])
             )
+        )
+
+    @staticmethod
+    def _told_to_care(scan: _Scan, m: _Mention) -> bool:
+        """Earlier in the clause the answer tells a doctor or the ambulance crew about the drug ("告诉急救人员他在吃
+        茶碱并输了红霉素": every drug after it, "和" and "并" lists included) or leaves it to a doctor's decision
+        ("由专科医生大幅减量硫唑嘌呤"). A doctor who only prescribes ("医生开了布洛芬") hands nothing over."""
+        return any(
+            d.clause == m.clause
+            and d.start < m.start
+            and not d.negated
+            and (d.text.startswith(("告诉", "告知")) or d.text.endswith(_DOCTOR_DECIDES))
+            for d in scan.by_concept.get("doctor", ())
         )
 
     @staticmethod
@@ -1495,6 +1533,7 @@ class SafetyEngine:
                 and not self._prohibited(ascan, m)
                 # "请让医生知道你在用克拉霉素": the patient's current drug reported, not advised
                 and _REPORTED_USE.search(ascan.text, max(0, m.start - 8), m.start) is None
+                and not self._told_to_care(ascan, m)
             ]
             if rule.population == "child" and rule.max_age is not None:
                 # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.

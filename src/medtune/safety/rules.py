@@ -1005,6 +1005,10 @@ _DIALECT_GUARD = {
 }
 # ... and a few behind: "说话要小心" keeps its 话, "他话要跳" ("he says he will jump") is Cantonese.
 _DIALECT_GUARD_BEFORE = {
+    # Cantonese "我个女" is my daughter; Mandarin "有个女生", "一个女的" is a girl or a woman
+    "个女": "(?<=[我佢你他她])",
+    "个仔": "(?<=[我佢你他她])",
+    "个孙": "(?<=[我佢你他她])",
     "话要": "(?<![说讲电对废笑童神情闲实大好回])",
     "话想": "(?<![说讲电对废笑童神情闲实大好回])",
     "不使": "(?<![说讲])",
