@@ -329,6 +329,9 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
             "伊曲康唑,食物,欲望,指甲,甲状腺,摔了一跤,给予,摆动,对面",
         ),
         ("头那晕，喊佢唔系几应", "头晕,喊他不太应"),
+        # Cantonese 个女/个仔 are a daughter and a son after a possessor; Mandarin "有个女生" keeps its girl
+        ("我个女发烧，佢个仔跌亲", "我女儿发烧,他儿子摔伤"),
+        ("有个女生跑完步，一个女的晕倒了", "有个女生跑完步,一个女的晕倒了"),
         # numbers in words before a unit read as digits; words that are not counts stay words
         ("怀孕三十五周，血压一百七/一百一十", "怀孕35周,血压170/110"),
         ("孙子才四十天", "孙子才40天"),
