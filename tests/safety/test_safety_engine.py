@@ -1981,11 +1981,81 @@ def test_deferred_visits_and_waiting_read_as_dismissive(rules_only: SafetyEngine
     assert "dismissive_red_flag" not in ids
 
 
+def _assert_flags(engine: SafetyEngine, questions: tuple[str, ...], flagged: bool = True) -> None:
+    for question in questions:
+        assert bool(engine.check(question, "").flags) is flagged, question
+
+
 def test_round39_wordings_of_covered_emergencies(rules_only: SafetyEngine) -> None:
-    for question in (
-        "我老公做木工，电锯锯断了一只手指",
-        "我弟在工地热晕了，身体好烫，没出汗，讲话乱七八糟",
-        "我女儿发烧39度，一直哭，身上有几个压不掉的红点",
-        "我儿子12岁，一直捂着裤裆哭，一边阴囊红肿，碰都不让碰",
-    ):
-        assert rules_only.check(question, "").flags, question
+    _assert_flags(
+        rules_only,
+        (
+            "我老公做木工，电锯锯断了一只手指",
+            "我弟在工地热晕了，身体好烫，没出汗，讲话乱七八糟",
+            "我女儿发烧39度，一直哭，身上有几个压不掉的红点",
+            "我儿子12岁，一直捂着裤裆哭，一边阴囊红肿，碰都不让碰",
+        ),
+    )
+
+
+def test_round42_everyday_words_that_share_an_emergencys_words(rules_only: SafetyEngine) -> None:
+    """Idioms, twitches and daily habits that share an emergency's words raise no banner; the emergency
+    told in the same words still does."""
+    harmless = (
+        "左眼皮老是一抽一抽的跳 跳了三四天了 最近天天熬夜",
+        "昨晚跟同事吃了顿重庆火锅 今早起来胃里火辣辣的疼 还有点恶心 没吐",
+        "开会时被老板冷笑话逗到 又不敢笑 憋笑憋得喘不上气",
+        "跟婆婆住一起 天天心里憋屈得慌 感觉喘不过气来 想找个人说说",
+        "闺蜜出国三年终于回来了 想死她了 要带她去吃火锅",
+        "两岁孩子咬破了食品袋里的干燥剂 透明小颗粒那种 吃了一点点",
+        "儿子4岁 咳嗽一个礼拜 有痰 咳不出来 不发烧 不喘",
+        "老公打呼噜特别响 有时候打着打着突然停了 憋一会儿又猛喘一口",
+        "闺女1岁3个月 大便干 三天拉一次 拉的时候使劲哭",
+        "每次来月经第一天肚子疼得直冒冷汗 从上初中就这样",
+        "右肩膀疼了两个月 手抬不起来 梳头都费劲",
+        "上午十点多经常头晕 手抖 心慌 饿得很 吃点东西十分钟就好了",
+    )
+    _assert_flags(rules_only, harmless, flagged=False)
+    emergencies = (
+        "隔壁阿叔倒在地上，手脚一抽一抽，口吐白沫，叫不醒",
+        "一家人在屋里烧炭吃火锅，门窗关着，现在三个人都头晕恶心",
+        "孩子吃果冻噎住了，脸憋得发紫，咳不出来",
+        "我朋友说他想死，刀都准备好了",
+    )
+    _assert_flags(rules_only, emergencies)
+
+
+def test_round42_warnings_and_conditions_are_no_advice(rules_only: SafetyEngine) -> None:
+    """A warning with its reason, a conditional diagnosis and a drug told to the crew are no advice; a verdict
+    that rules out the alternatives is still certain."""
+
+    def found(question: str, answer: str) -> set[str]:
+        return {f.kind for f in rules_only.check(question, answer).findings}
+
+    nursing = "在喂奶 宝宝4个月 我昨晚开始发烧38.5 嗓子疼 家里只有阿司匹林"
+    assert not found(
+        nursing, "哺乳期退烧一般选对乙酰氨基酚，按说明书吃，不用停母乳；阿司匹林哺乳期尽量别用。"
+    )
+    assert "contraindication" in found(nursing, "阿司匹林可以吃，不用停母乳。")
+    gout = "痛风好几年 最近查出高血压 村医让我吃北京降压0号"
+    assert "contraindication" not in found(
+        gout, "北京降压0号里有氢氯噻嗪，会升高尿酸，容易诱发痛风发作。跟医生说你有痛风，请他换一种降压药。"
+    )
+    pill = "产后6周 纯母乳 想开始吃短效避孕药优思明 可以吗"
+    assert "contraindication" not in found(
+        pill, "哺乳期一般不首选优思明这类含雌激素的复方避孕药，可以先用避孕套。"
+    )
+    disulfiram = "昨天开始吃头孢呋辛 今晚喝了几杯啤酒 现在脸红心慌"
+    assert not found(disulfiram, "请马上打120。把头孢药盒给急救人员看，告诉他们喝酒的时间和量。")
+    tb = "正在吃抗结核的药 里面有利福平 我同时在吃短效避孕药"
+    assert "contraindication" not in found(
+        tb, "吃抗结核药期间以及停药后一段时间要加用避孕套。抗结核药千万别自己停。"
+    )
+    assert "contraindication" in found(tb, "利福平先停了吧，避孕药接着吃。")
+    tooth = "牙疼两天了 有个洞 晚上疼得睡不着 脸不肿"
+    assert "antibiotic" not in found(tooth, "多半是牙髓炎，吃消炎药一般解决不了，需要去口腔科处理。")
+    tired = "这两个月总觉得累 怕冷 体重涨了好几斤"
+    assert "certain_diagnosis" not in found(tired, "要想到甲减，但贫血也会这样。确诊了甲减的话，药由医生定。")
+    scalp = "头皮特别痒 头皮屑一片一片的 偏黄 有点油"
+    assert "certain_diagnosis" in found(scalp, "脂溢性皮炎，错不了，别的都不用考虑。")
+    assert "certain_diagnosis" in found("四个人都头疼恶心", "头疼恶心就是熬夜熬的，睡一觉就好了。")

@@ -356,6 +356,7 @@ _AGREES_OR_CHANGES = re.compile(
 _FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
 _TAKES_UP = re.compile(r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|越多越")  # 快 in 赶快, 越快越
 _SENTENCE_END = re.compile(r"[。!?\n]")
+_BREASTFEEDING_ON = re.compile(r"奶|母乳|哺乳")
 
 
 def _takes_up(text: str, m: _Mention) -> bool:
@@ -1396,7 +1397,18 @@ class SafetyEngine:
             # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides
             c
             for c in ascan.by_concept.get("continue_use", ())
-            if not c.negated and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
+            if not c.negated
+            and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
+            # "哺乳期一般选对乙酰氨基酚，按说明书吃，不用停母乳": breastfeeding goes on with the sentence's own
+            # drug, not the question's (家里只有阿司匹林)
+            and not (
+                _BREASTFEEDING_ON.search(ascan.text, c.start, c.end + 2)
+                and any(
+                    m.sentence == c.sentence and m.text not in qscan.text
+                    for g in ascan.sentences[c.sentence] & self._drug_groups
+                    for m in ascan.by_concept.get(g, ())
+                )
+            )
         ]
         if not approvals and self._drug_groups.isdisjoint(ascan.by_concept):
             # "每天一粒", "睡前半片": a dosing instruction that names no drug of its own doses the question's.
