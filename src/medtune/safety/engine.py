@@ -1376,6 +1376,16 @@ class SafetyEngine:
         where = getattr(m, scope)
         return any(getattr(w, scope) == where and w.start < m.start for w in scan.by_concept.get(concept, ()))
 
+    def _own_drug_beside(self, ascan: _Scan, qscan: _Scan, m: _Mention, scope: str) -> bool:
+        """The answer names a drug of its own (not the question's) in ``m``'s clause or sentence (``scope``)."""
+        where = getattr(m, scope)
+        units = ascan.clauses if scope == "clause" else ascan.sentences
+        return any(
+            getattr(d, scope) == where and d.text not in qscan.text
+            for group in units[where] & self._drug_groups
+            for d in ascan.by_concept.get(group, ())
+        )
+
     def _approved_question_drugs(self, rule: AdviceRule, ascan: _Scan, qscan: _Scan) -> list[_Mention]:
         """The question's drug, when the answer approves it without naming it ("能吃伟哥吗" - "可以吃").
 
@@ -1388,11 +1398,7 @@ class SafetyEngine:
             if not a.negated
             and not self._prohibited(ascan, a)
             # "蒙脱石散可以吃": an approval next to a drug of the answer's own approves that drug
-            and not any(
-                m.clause == a.clause and m.text not in qscan.text
-                for c in ascan.clauses[a.clause] & self._drug_groups
-                for m in ascan.by_concept.get(c, ())
-            )
+            and not self._own_drug_beside(ascan, qscan, a, "clause")
         ] + [
             # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides
             c
@@ -1403,11 +1409,7 @@ class SafetyEngine:
             # drug, not the question's (家里只有阿司匹林)
             and not (
                 _BREASTFEEDING_ON.search(ascan.text, c.start, c.end + 2)
-                and any(
-                    m.sentence == c.sentence and m.text not in qscan.text
-                    for g in ascan.sentences[c.sentence] & self._drug_groups
-                    for m in ascan.by_concept.get(g, ())
-                )
+                and self._own_drug_beside(ascan, qscan, c, "sentence")
             )
         ]
         if not approvals and self._drug_groups.isdisjoint(ascan.by_concept):
