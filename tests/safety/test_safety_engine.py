@@ -1700,6 +1700,17 @@ def test_drugs_told_to_the_crew_or_left_to_a_doctor_are_not_advised(rules_only: 
     )
 
 
+def test_drugs_told_to_the_crew_are_masked_from_the_learned_layer_too(engine: SafetyEngine) -> None:
+    # The learned layer reads the answer with forbidden drugs masked; a drug handed to the crew is one of them,
+    # so the model does not take the report for advice either.
+    question = "我妈吃着华法林，今天头疼吃了阿司匹林，现在说话不清楚"
+    told = "快打120，告诉急救人员她在吃华法林和阿司匹林。"
+    assert kinds(engine.check_answer(told, question)) == set()
+    assert "contraindication" in kinds(
+        engine.check_answer("快打120，等车时再吃一片阿司匹林，华法林也照吃。", question)
+    )
+
+
 def test_a_drug_named_by_its_skin_test_is_not_advised(rules_only: SafetyEngine) -> None:
     question = "青霉素皮试阳性，以后头孢能用吗"
     answer = "要谨慎，看病时告诉医生你青霉素皮试阳性，由医生决定，别自己买头孢吃。"

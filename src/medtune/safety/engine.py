@@ -1297,6 +1297,7 @@ class SafetyEngine:
             or "strong_prohibition" in scan.sentences[m.sentence]
             # "想加三七前请先问医生", "阿司匹林要不要吃问医生": the clause hands the drug to a doctor
             or self._doctor_in_clause(scan, m, after=True)
+            or self._told_to_care(scan, m)
             # "不建议，维C银翘片里也含对乙酰氨基酚": an answer that opens with a bare refusal explains its first sentence,
             # or the next one when the refusal stands alone ("不建议。圣约翰草和帕罗西汀一起吃…")
             or (
@@ -1547,7 +1548,6 @@ class SafetyEngine:
                 and not self._prohibited(ascan, m)
                 # "请让医生知道你在用克拉霉素": the patient's current drug reported, not advised
                 and _REPORTED_USE.search(ascan.text, max(0, m.start - 8), m.start) is None
-                and not self._told_to_care(ascan, m)
             ]
             if rule.population == "child" and rule.max_age is not None:
                 # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.
