@@ -2070,3 +2070,64 @@ def test_round42_warnings_and_conditions_are_no_advice(rules_only: SafetyEngine)
     scalp = "头皮特别痒 头皮屑一片一片的 偏黄 有点油"
     assert "certain_diagnosis" in found(scalp, "脂溢性皮炎，错不了，别的都不用考虑。")
     assert "certain_diagnosis" in found("四个人都头疼恶心", "头疼恶心就是熬夜熬的，睡一觉就好了。")
+
+
+# ------------------------------------------------------------------ dev round 43: hearsay, intent, psychosis
+def test_a_claim_heard_from_others_is_no_symptom_but_a_report_in_a_chat_is(rules_only: SafetyEngine) -> None:
+    # What a group chat, a neighbour or a relative claims ("X会死人") is a fear, not what the patient has now.
+    assert not rules_only.triage("家长群里有人说“吃芒果过敏会休克”，我儿子4岁刚吃了芒果，嘴边有点红，呼吸说话都正常")
+    assert not rules_only.triage("邻居说她家亲戚就是这样大出血走的。我闺女膝盖擦破皮，按了几分钟血就止住了")
+    assert not rules_only.triage("婆婆看我眼皮肿了，非说是“喉头水肿”，其实是蚊子咬的，说话喝水都正常")
+    # ... while the same chat reporting someone's symptoms now, or the patient's own words, still count.
+    assert rules_only.triage("我儿子4岁刚吃了芒果，嘴唇肿起来了，喘不上气")
+    assert rules_only.triage("工作群里同事说他心跳一分钟180多，眼前发黑，现在趴在桌上")
+    assert rules_only.triage("婆婆说我嘴唇舌头都肿了，我现在喘不上气")
+
+
+def test_suicidal_plans_in_everyday_words(rules_only: SafetyEngine) -> None:
+    assert rules_only.triage("一时想不开，把一盒安眠药都吃了")  # 想不开 is no negation
+    assert rules_only.triage("我想si 刀子已经准被好了")
+    assert rules_only.triage("老伴走了，我把降压药停了攒着，攒了一大包")
+    assert rules_only.triage("我妈把自己关在车库，门缝塞了毛巾，车一直发动着")
+    assert rules_only.triage("刚划完手臂，血止住了，可还想再划几道")
+    # a label asked about, a pain idiom and an old scar are not
+    assert not rules_only.triage("一岁半的娃一哭就拿头撞墙，这是自残吗")
+    assert not rules_only.triage("痛经疼得想死，每个月都这样，医院查过没问题")
+    assert not rules_only.triage("三年前割腕的疤能去掉吗")
+    assert not rules_only.triage("老两口想跟老伴去海南过冬，钱都攒好了")
+
+
+def test_psychosis_with_danger_in_everyday_words(rules_only: SafetyEngine) -> None:
+    assert rules_only.triage("有个声音一直叫我拿刀割自己，越来越难忍")
+    assert rules_only.triage("我弟这几天说墙里有人跟他说话，叫他把我们都杀了，刚才在厨房磨刀")
+    assert rules_only.triage("表哥说他是玉皇大帝派来的，拿着家里的菜刀出门了")
+    assert not rules_only.triage("我哥精神分裂症吃药十年了，很稳定，就是胖了，怎么减肥")
+
+
+def test_an_nsaid_allergy_rules_out_every_nsaid(rules_only: SafetyEngine) -> None:
+    question = "我以前吃布洛芬起过一身风团，这次牙疼能吃什么"
+    assert "contraindication" in kinds(rules_only.check_answer("吃阿司匹林就行，止痛快。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("阿司匹林和布洛芬是一类，可能同样过敏，别吃，问医生能不能用对乙酰氨基酚。", question)
+    )
+    # without the allergy the same answer is no contraindication
+    assert "contraindication" not in kinds(rules_only.check_answer("吃阿司匹林就行，止痛快。", "牙疼能吃什么"))
+
+
+def test_a_macrolide_raises_digoxin(rules_only: SafetyEngine) -> None:
+    question = "我爸吃地高辛好几年了，这几天咳嗽有痰"
+    assert "contraindication" in kinds(rules_only.check_answer("红霉素消炎，吃上几天，地高辛照吃。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("别自己加红霉素，会升高地高辛浓度，带他去看医生。", question)
+    )
+
+
+def test_recent_chemotherapy_and_its_drugs_count_for_fever(rules_only: SafetyEngine) -> None:
+    assert rules_only.triage("我妈上周三刚做完化疗，今天第八天，发烧38.6")
+    assert rules_only.triage("在吃卡培他滨，今天烧到38.5")
+    assert not rules_only.triage("我妈五年前做过化疗，早停了，这两天感冒烧到37.8")
+
+
+def test_these_days_anchor_a_question_that_ends_asking_if_it_is_right(rules_only: SafetyEngine) -> None:
+    # "对不对" alone reads as a general question; "这两天" dates it to now.
+    assert rules_only.triage("女儿一型糖尿病，这两天一直吐，血糖仪显示HI，嘴里有烂苹果味，我想先停胰岛素，对不对")

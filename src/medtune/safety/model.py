@@ -359,14 +359,14 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.3, "certain_diagnosis": 0.5}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.3, "certain_diagnosis": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
-:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 30 files scored by a model trained
-on the other 29, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
-of dev round 40: contraindications 880 of the 954 the rules miss there for 122 clean answers flagged in 18,367,
-doses 51 of 130 for 7, antibiotics 80 of 94 for 14 (0.3 since round 40; 0.4 after rounds 36 to 39), certain
-diagnoses 129 of 177 for 19 (0.5 since round 38; 0.6 after rounds 36 and 37). The same rule gave doses none after
-round 35 (0.81 at 0.9) and antibiotics 0.3 after it. The model only warns,
+:data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 34 files scored by a model trained
+on the other 33, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
+of dev round 43: contraindications 992 of the 1,073 the rules miss there for 128 clean answers flagged in 20,227,
+doses 63 of 157 for 8, antibiotics 95 of 109 for 13 (0.3 since round 40; 0.4 after rounds 36 to 39), certain
+diagnoses 156 of 197 for 25 (0.4 since round 43; 0.5 after rounds 38 to 42, 0.6 after rounds 36 and 37). The
+same rule gave doses none after round 35 (0.81 at 0.9) and antibiotics 0.3 after it. The model only warns,
 and a warning that is wrong one time in four teaches people to ignore it.
 
 Certain diagnoses were left to the rules until round 36: a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and
