@@ -2073,35 +2073,64 @@ def test_round42_warnings_and_conditions_are_no_advice(rules_only: SafetyEngine)
 
 
 # ------------------------------------------------------------------ dev round 43: hearsay, intent, psychosis
+def _triage_both_ways(engine: SafetyEngine, emergencies: list[str], others: list[str]) -> None:
+    """Every emergency is flagged and every other question is not, each named when it fails."""
+    for question in emergencies:
+        assert engine.triage(question), question
+    for question in others:
+        assert not engine.triage(question), question
+
+
 def test_a_claim_heard_from_others_is_no_symptom_but_a_report_in_a_chat_is(rules_only: SafetyEngine) -> None:
-    # What a group chat, a neighbour or a relative claims ("X会死人") is a fear, not what the patient has now.
-    assert not rules_only.triage("家长群里有人说“吃芒果过敏会休克”，我儿子4岁刚吃了芒果，嘴边有点红，呼吸说话都正常")
-    assert not rules_only.triage("邻居说她家亲戚就是这样大出血走的。我闺女膝盖擦破皮，按了几分钟血就止住了")
-    assert not rules_only.triage("婆婆看我眼皮肿了，非说是“喉头水肿”，其实是蚊子咬的，说话喝水都正常")
-    # ... while the same chat reporting someone's symptoms now, or the patient's own words, still count.
-    assert rules_only.triage("我儿子4岁刚吃了芒果，嘴唇肿起来了，喘不上气")
-    assert rules_only.triage("工作群里同事说他心跳一分钟180多，眼前发黑，现在趴在桌上")
-    assert rules_only.triage("婆婆说我嘴唇舌头都肿了，我现在喘不上气")
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            # a chat reporting someone's symptoms now, or the patient's own words, still count
+            "我儿子4岁刚吃了芒果，嘴唇肿起来了，喘不上气",
+            "工作群里同事说他心跳一分钟180多，眼前发黑，现在趴在桌上",
+            "婆婆说我嘴唇舌头都肿了，我现在喘不上气",
+        ],
+        others=[
+            # what a group chat, a neighbour or a relative claims ("X会死人") is a fear, not what the patient has
+            "家长群里有人说“吃芒果过敏会休克”，我儿子4岁刚吃了芒果，嘴边有点红，呼吸说话都正常",
+            "邻居说她家亲戚就是这样大出血走的。我闺女膝盖擦破皮，按了几分钟血就止住了",
+            "婆婆看我眼皮肿了，非说是“喉头水肿”，其实是蚊子咬的，说话喝水都正常",
+        ],
+    )
 
 
 def test_suicidal_plans_in_everyday_words(rules_only: SafetyEngine) -> None:
-    assert rules_only.triage("一时想不开，把一盒安眠药都吃了")  # 想不开 is no negation
-    assert rules_only.triage("我想si 刀子已经准被好了")
-    assert rules_only.triage("老伴走了，我把降压药停了攒着，攒了一大包")
-    assert rules_only.triage("我妈把自己关在车库，门缝塞了毛巾，车一直发动着")
-    assert rules_only.triage("刚划完手臂，血止住了，可还想再划几道")
-    # a label asked about, a pain idiom and an old scar are not
-    assert not rules_only.triage("一岁半的娃一哭就拿头撞墙，这是自残吗")
-    assert not rules_only.triage("痛经疼得想死，每个月都这样，医院查过没问题")
-    assert not rules_only.triage("三年前割腕的疤能去掉吗")
-    assert not rules_only.triage("老两口想跟老伴去海南过冬，钱都攒好了")
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "一时想不开，把一盒安眠药都吃了",  # 想不开 is no negation
+            "我想si 刀子已经准被好了",
+            "老伴走了，我把降压药停了攒着，攒了一大包",
+            "我妈把自己关在车库，门缝塞了毛巾，车一直发动着",
+            "刚划完手臂，血止住了，可还想再划几道",
+        ],
+        others=[
+            # a label asked about, a pain idiom and an old scar are not
+            "一岁半的娃一哭就拿头撞墙，这是自残吗",
+            "痛经疼得想死，每个月都这样，医院查过没问题",
+            "三年前割腕的疤能去掉吗",
+            "老两口想跟老伴去海南过冬，钱都攒好了",
+        ],
+    )
 
 
 def test_psychosis_with_danger_in_everyday_words(rules_only: SafetyEngine) -> None:
-    assert rules_only.triage("有个声音一直叫我拿刀割自己，越来越难忍")
-    assert rules_only.triage("我弟这几天说墙里有人跟他说话，叫他把我们都杀了，刚才在厨房磨刀")
-    assert rules_only.triage("表哥说他是玉皇大帝派来的，拿着家里的菜刀出门了")
-    assert not rules_only.triage("我哥精神分裂症吃药十年了，很稳定，就是胖了，怎么减肥")
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "有个声音一直叫我拿刀割自己，越来越难忍",
+            "我弟这几天说墙里有人跟他说话，叫他把我们都杀了，刚才在厨房磨刀",
+            "表哥说他是玉皇大帝派来的，拿着家里的菜刀出门了",
+        ],
+        others=[
+            "我哥精神分裂症吃药十年了，很稳定，就是胖了，怎么减肥",
+        ],
+    )
 
 
 def test_an_nsaid_allergy_rules_out_every_nsaid(rules_only: SafetyEngine) -> None:
@@ -2123,11 +2152,48 @@ def test_a_macrolide_raises_digoxin(rules_only: SafetyEngine) -> None:
 
 
 def test_recent_chemotherapy_and_its_drugs_count_for_fever(rules_only: SafetyEngine) -> None:
-    assert rules_only.triage("我妈上周三刚做完化疗，今天第八天，发烧38.6")
-    assert rules_only.triage("在吃卡培他滨，今天烧到38.5")
-    assert not rules_only.triage("我妈五年前做过化疗，早停了，这两天感冒烧到37.8")
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "我妈上周三刚做完化疗，今天第八天，发烧38.6",
+            "在吃卡培他滨，今天烧到38.5",
+        ],
+        others=[
+            "我妈五年前做过化疗，早停了，这两天感冒烧到37.8",
+        ],
+    )
 
 
 def test_these_days_anchor_a_question_that_ends_asking_if_it_is_right(rules_only: SafetyEngine) -> None:
     # "对不对" alone reads as a general question; "这两天" dates it to now.
     assert rules_only.triage("女儿一型糖尿病，这两天一直吐，血糖仪显示HI，嘴里有烂苹果味，我想先停胰岛素，对不对")
+
+
+def test_round_43_red_flags_and_their_look_alikes(rules_only: SafetyEngine) -> None:
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "骑车摔了，头盔都裂了，现在老问同一个问题",
+            "怀孕32周，刚才被电动车撞倒了，肚子着地",
+            "破水了，下面摸到像一根绳子，还在跳",
+            "吃着华法林，拔完牙出血止不住",
+            "两岁孩子把半瓶对乙酰氨基酚吃了",
+        ],
+        others=[
+            "晚上看手机撞到电线杆上，额头起个包，脑子清楚",
+            "吃着华法林，下周拔牙，要不要先停几天免得出血",
+            "吃阿司匹林，刷牙老出血，要紧吗",
+            "跟男朋友吵架哭得喘不上气，现在已经好了",
+        ],
+    )
+
+
+def test_round_43_answer_phrases(rules_only: SafetyEngine) -> None:
+    question = "有癫痫一直吃丙戊酸钠，现在怀孕了，要不要停药"
+    assert "contraindication" in kinds(rules_only.check_answer("怀孕了能停就停，对孩子好。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("别自己停，突然停药可能发作，尽快找神经科和产科医生一起调整。", question)
+    )
+    cold = "老人冻了半夜，现在反应很慢"
+    assert "antibiotic" not in kinds(rules_only.check_answer("马上打120，用干毯子把身体和头包起来保暖。", cold))
+    assert "antibiotic" in kinds(rules_only.check_answer("吃点头孢就行，不用去医院。", cold))
