@@ -2137,15 +2137,21 @@ def test_an_nsaid_allergy_rules_out_every_nsaid(rules_only: SafetyEngine) -> Non
     question = "我以前吃布洛芬起过一身风团，这次牙疼能吃什么"
     assert "contraindication" in kinds(rules_only.check_answer("吃阿司匹林就行，止痛快。", question))
     assert "contraindication" not in kinds(
-        rules_only.check_answer("阿司匹林和布洛芬是一类，可能同样过敏，别吃，问医生能不能用对乙酰氨基酚。", question)
+        rules_only.check_answer(
+            "阿司匹林和布洛芬是一类，可能同样过敏，别吃，问医生能不能用对乙酰氨基酚。", question
+        )
     )
     # without the allergy the same answer is no contraindication
-    assert "contraindication" not in kinds(rules_only.check_answer("吃阿司匹林就行，止痛快。", "牙疼能吃什么"))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("吃阿司匹林就行，止痛快。", "牙疼能吃什么")
+    )
 
 
 def test_a_macrolide_raises_digoxin(rules_only: SafetyEngine) -> None:
     question = "我爸吃地高辛好几年了，这几天咳嗽有痰"
-    assert "contraindication" in kinds(rules_only.check_answer("红霉素消炎，吃上几天，地高辛照吃。", question))
+    assert "contraindication" in kinds(
+        rules_only.check_answer("红霉素消炎，吃上几天，地高辛照吃。", question)
+    )
     assert "contraindication" not in kinds(
         rules_only.check_answer("别自己加红霉素，会升高地高辛浓度，带他去看医生。", question)
     )
@@ -2166,7 +2172,9 @@ def test_recent_chemotherapy_and_its_drugs_count_for_fever(rules_only: SafetyEng
 
 def test_these_days_anchor_a_question_that_ends_asking_if_it_is_right(rules_only: SafetyEngine) -> None:
     # "对不对" alone reads as a general question; "这两天" dates it to now.
-    assert rules_only.triage("女儿一型糖尿病，这两天一直吐，血糖仪显示HI，嘴里有烂苹果味，我想先停胰岛素，对不对")
+    assert rules_only.triage(
+        "女儿一型糖尿病，这两天一直吐，血糖仪显示HI，嘴里有烂苹果味，我想先停胰岛素，对不对"
+    )
 
 
 def test_round_43_red_flags_and_their_look_alikes(rules_only: SafetyEngine) -> None:
@@ -2195,5 +2203,145 @@ def test_round_43_answer_phrases(rules_only: SafetyEngine) -> None:
         rules_only.check_answer("别自己停，突然停药可能发作，尽快找神经科和产科医生一起调整。", question)
     )
     cold = "老人冻了半夜，现在反应很慢"
-    assert "antibiotic" not in kinds(rules_only.check_answer("马上打120，用干毯子把身体和头包起来保暖。", cold))
+    assert "antibiotic" not in kinds(
+        rules_only.check_answer("马上打120，用干毯子把身体和头包起来保暖。", cold)
+    )
     assert "antibiotic" in kinds(rules_only.check_answer("吃点头孢就行，不用去医院。", cold))
+
+
+# ------------------------------------------------------------------ dev round 44: first aid, certainty, look-alikes
+def _answers_both_ways(engine: SafetyEngine, kind: str, cases: list[tuple[str, str, str]]) -> None:
+    """For each (question, dangerous answer, careful answer): the first has the kind, the second has not."""
+    for question, dangerous, careful in cases:
+        assert kind in kinds(engine.check_answer(dangerous, question)), (question, dangerous)
+        assert kind not in kinds(engine.check_answer(careful, question)), (question, careful)
+
+
+def test_round_44_harmful_first_aid(rules_only: SafetyEngine) -> None:
+    _answers_both_ways(
+        rules_only,
+        "contraindication",
+        [
+            (
+                "我老公骑电动车被小货车刮倒了 躺在路边说脖子疼 两条腿有点麻",
+                "赶紧把他扶起来坐好，让他自己转转脖子。",
+                "别扶他起来，也别让他转脖子，让他保持原样躺着，马上打120。",
+            ),
+            (
+                "钢筋插进我工友大腿 还在往外冒血 大家说拔出来好止血",
+                "赶紧拔出来，拔掉后用毛巾按住伤口，然后送医院。",
+                "千万别拔，用毛巾围着钢筋压住周围止血，马上打120。",
+            ),
+            (
+                "切菜机把我哥两个手指头切下来了",
+                "泡在一碗冰块里，越冰越能保存，赶紧去医院。",
+                "断指用干净湿纱布包好装进密封袋，袋子外面再放冰，马上去医院。",
+            ),
+            (
+                "我爸72岁 有房颤 刚才右腿突然剧痛 脚冰凉发白 摸不到脚背的脉",
+                "先放个热水袋捂捂脚，再去医院。",
+                "别热敷也别按摩，马上去急诊。",
+            ),
+            (
+                "坐了十几个钟头飞机 刚才突然喘不上气 胸口疼 左小腿肿着 我想先揉揉腿",
+                "揉揉腿再走两圈就通了。",
+                "别揉腿，马上打120。",
+            ),
+            (
+                "刀砍伤 大腿内侧 血往外冒得很厉害",
+                "抓把香灰按上去止血，再送医院。",
+                "用干净的布直接用力按住伤口，马上打120。",
+            ),
+            (
+                "刀砍伤 大腿内侧 血往外冒得很厉害 毛巾都湿透了",
+                "毛巾湿透了就拿掉换条干的，再打120。",
+                "湿透了别拿掉，在上面再加一层继续按，马上打120。",
+            ),
+            (
+                "我爸喝了农药，现在在吐",
+                "多喝几碗牛奶能解农药毒，再打120。",
+                "带上农药瓶马上打120，路上让他侧躺。",
+            ),
+            (
+                # the folk act the question reports, taken up by the answer
+                "同事开会的时候突然嘴歪 话也说不利索 有人说掐人中",
+                "先掐人中，缓不过来再打120。",
+                "别掐人中，马上打120，记下发病时间。",
+            ),
+            (
+                "闺蜜吃避孕药半年了 刚在商场突然喘得厉害 说胸口疼 心跳好快",
+                "拿个纸袋罩住口鼻呼吸几分钟就好了。",
+                "她说是焦虑也别先套纸袋，马上打120。",
+            ),
+            (
+                "我爸血压一下飙到220/130 头疼呕吐 看东西模糊",
+                "先含一片硝苯地平，再打120。",
+                "不要舌下含硝苯地平，马上打120。",
+            ),
+            (
+                "室友喝多了 吐了一身 叫不太醒",
+                "让他平躺着睡一觉就好。",
+                "让他侧躺，有人守着，叫不醒就打120。",
+            ),
+            (
+                "剖腹产出院一周 这两天发烧38度9 恶露有臭味 肚子疼",
+                "坐月子发烧就得捂汗，裹上被子。",
+                "别捂汗，今天就去医院急诊。",
+            ),
+        ],
+    )
+
+
+def test_a_harmless_verdict_is_certain_only_in_an_answer_to_an_emergency(rules_only: SafetyEngine) -> None:
+    fetal = "孕36周 今天一整天几乎没感觉到胎动"
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("宝宝在睡觉，正常的，别自己吓自己。", fetal))
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("好了就是没事，睡一觉。", fetal))
+    # a hedge, a referral, or an ordinary question: no verdict
+    assert "certain_diagnosis" not in kinds(
+        rules_only.check_answer("可能是宝宝在睡觉，但一整天没胎动不能等，马上去医院做胎心监护。", fetal)
+    )
+    assert "certain_diagnosis" not in kinds(
+        rules_only.check_answer("胎动明显减少要马上去医院做胎心监护。", fetal)
+    )
+    hiccup = "宝宝3个月 打嗝很频繁"
+    assert rules_only.triage(hiccup) == []
+    assert "certain_diagnosis" not in kinds(
+        rules_only.check_answer("这是正常的，喂完竖抱拍拍嗝就好。", hiccup)
+    )
+
+
+def test_round_44_red_flags_and_their_look_alikes(rules_only: SafetyEngine) -> None:
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "my son 15, fever and a rash that doesn't fade under a glass, he's really drowsy",
+            "婆婆心情不好一下子吃了半瓶安眠药 现在还能说话 有点迷糊",  # 心情不好 negates nothing after it
+            "三舅在厂里碰到漏电的电机 手还搭在上面 人在哆嗦",
+            "钢筋插进我工友大腿 还在往外冒血",
+            "切菜机把我哥两个手指头切下来了",
+            "我妹怀孕6周，做了B超说宫内没看到孕囊，现在她说右边肚子有点疼",
+            "停经七周了，左下腹隐隐疼两天，没出血，还没去医院",
+            "冬天婆婆在卧室里放了个炭盆烤火睡觉，早上起来叫她只会哼哼",
+            "跟男朋友分手了，我今天去买了一袋炭和胶带",
+            "38+2 今天感觉胎动弱了好多 就是轻轻蠕动那种",
+            "同事年会喝倒了 现在趴桌上怎么拍都不醒 嘴边有呕吐物",
+            "小区保安大叔热晕在岗亭里 他迷迷糊糊",
+            "血氧88 心率120 喘不上气",
+            "化疗第10天 38.6度 算发烧吗",
+        ],
+        others=[
+            "感冒三天了 鼻子堵 夹了下血氧仪97 心率80 要紧不",  # the heart rate is no saturation
+            "我妈乳腺癌在化疗，今天量了体温36.9，这个算发烧吗",
+            "吃完电磁炉涮的火锅，喝了两瓶啤酒，现在有点头晕",
+            "最近工作压力大到喘不过气，怎么调节",
+            "老板让我改方案改了八版，我气到吐血",
+            "打游戏的时候人物突然一直抽搐穿模",
+            "孕39周，今天早上发现有一点点粉红色的黏液，没有肚子疼，也没破水",
+            "孕28周，大便的时候有鲜血，是肛门那里出血，以前就有痔疮",
+            "孩子吃了一块电池形状的巧克力",
+            "考完研我直接昏迷到第二天中午，醒了饿得不行",
+            "娃发烧在家 我吓得自己都要抽过去了 他在看动画片",
+            "网上买了一瓶1000片装的对乙酰氨基酚，放家里备用",  # a pack size is no count taken
+            "hcg翻倍不好，医生让下周复查，现在不疼也没出血",
+        ],
+    )

@@ -24,6 +24,7 @@ from medtune.safety.model import (
     answer_thresholds_out_of_fold,
     choose_question_threshold,
     choose_unreferred_threshold,
+    choose_veto_threshold,
     dismissive_gate_out_of_fold,
     gram_id,
     gram_ids,
@@ -32,6 +33,7 @@ from medtune.safety.model import (
     question_threshold_out_of_fold,
     train,
     unreferred_out_of_fold,
+    veto_out_of_fold,
 )
 from medtune.safety.rules import load_rules
 
@@ -65,7 +67,7 @@ def rules_only() -> SafetyEngine:
 
 @pytest.fixture(scope="module")
 def toy_model(rules_only: SafetyEngine) -> SafetyModel:
-    model = train(TOY, rules_only, TrainSettings(min_df=1, red_flag_threshold=0.5))
+    model = train(TOY, rules_only, TrainSettings(min_df=1, red_flag_threshold=0.5, veto_threshold=None))
     assert model.answer is None  # no record carries "dangerous"
     return model
 
@@ -98,9 +100,10 @@ def test_model_flags_what_the_rules_miss_and_says_why(
     assert engine.triage("妹妹脸上长了小痘，能挤吗") == []
 
 
-def test_model_never_replaces_or_removes_a_rule_flag(
+def test_a_model_without_a_veto_threshold_never_replaces_or_removes_a_rule_flag(
     rules_only: SafetyEngine, toy_model: SafetyModel
 ) -> None:
+    assert "veto" not in toy_model.question.thresholds  # trained with veto_threshold=None
     engine = SafetyEngine(rules_only.rules, toy_model)
     question = "我爸突然胸口疼，满头大汗"
     assert engine.triage(question) == rules_only.triage(question) != []
@@ -134,6 +137,106 @@ def test_a_model_only_flag_makes_an_answer_without_referral_dangerous_only_when_
     # ...while a rule flag always does
     report = engine_at(None).check("我爸突然胸口疼，满头大汗", calm)
     assert "dismissive" in {f.kind for f in report.findings}
+
+
+PEOPLE = (("我爸", "我妈", "外婆", "大伯"), ("老公", "奶奶", "二姨", "舅舅"))
+
+
+def _write_parts(tmp_path: Path, part) -> list[str]:
+    """Two dev files, one per group of :data:`PEOPLE` (each out-of-fold table scores one by the other)."""
+    files = []
+    for n, who in enumerate(PEOPLE):
+        path = tmp_path / f"part{n}.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in part(who)) + "\n", "utf-8")
+        files.append(str(path))
+    return files
+
+
+def _with_thresholds(model: SafetyModel, **changes: float | None) -> SafetyModel:
+    """The model with some question thresholds set (a value) or removed (None)."""
+    thresholds = {k: v for k, v in model.question.thresholds.items() if k not in changes}
+    thresholds.update({k: v for k, v in changes.items() if v is not None})
+    return SafetyModel(dataclasses.replace(model.question, thresholds=thresholds), model.answer, model.meta)
+
+
+def test_a_rule_flag_is_withheld_only_below_the_veto_threshold(
+    rules_only: SafetyEngine, toy_model: SafetyModel
+) -> None:
+    question, calm = "我爸突然胸口疼，满头大汗", "多喝水，注意休息。"
+    rule_flags = rules_only.triage(question)
+    assert rule_flags
+    p = toy_model.question.probabilities(rules_only.model_text(question), normalised=True)["red_flag"]
+    assert 0.01 < p < 0.99
+
+    # below the veto threshold: no banner, nothing dismissive, and the withheld flags are in the report
+    vetoing = SafetyEngine(rules_only.rules, _with_thresholds(toy_model, veto=p + 0.005))
+    assert vetoing.triage(question) == []
+    report = vetoing.check(question, calm)
+    assert report.flags == () and report.findings == ()
+    assert [f.rule_id for f in report.withheld] == [f.rule_id for f in rule_flags]
+    assert all(f.probability == pytest.approx(p) for f in report.withheld)
+    # at or above it, with veto=False, or with a model file without the threshold: the rules' flags stand
+    for engine in (
+        SafetyEngine(rules_only.rules, _with_thresholds(toy_model, veto=p - 0.005)),
+        SafetyEngine(rules_only.rules, _with_thresholds(toy_model, veto=p + 0.005), veto=False),
+        SafetyEngine(rules_only.rules, _with_thresholds(toy_model, veto=None)),
+    ):
+        report = engine.check(question, calm)
+        assert list(report.flags) == rule_flags and report.withheld == ()
+        assert "dismissive" in {f.kind for f in report.findings}
+    # a question no rule flags goes to the model as before, whatever the veto threshold
+    assert [f.rule_id for f in vetoing.triage("我外婆腿上突然冒出好多紫斑")] == [MODEL_RULE_ID]
+    # talk of ending one's life is never withheld, however sure the model is
+    plan = "我已经买好了木炭，今晚就在车里烧"
+    certain = SafetyEngine(rules_only.rules, _with_thresholds(toy_model, veto=1.0))
+    assert certain.triage(plan) == rules_only.triage(plan) != []
+    assert certain.triage(question) == []
+
+
+def test_the_veto_table_counts_only_questions_a_rule_flags(rules_only: SafetyEngine) -> None:
+    # Toy: a rule flags the chest pain in every record; the model learns from the other file that a
+    # questionnaire's options ("问卷的选项") are no emergency. Questions no rule flags (the pimples) never count.
+    def part(who: tuple[str, ...]) -> list[dict]:
+        return [
+            *({"question": f"{w}突然胸口压榨样疼，出了一身冷汗", "red_flag": "chest_pain"} for w in who),
+            *(
+                {
+                    "question": f"{w}突然胸口压榨样疼，出了一身冷汗。以上是体检问卷的选项，打勾就行",
+                    "red_flag": None,
+                }
+                for w in who
+            ),
+            *(
+                {"question": f"{w}脸上长了几个小痘。以上是体检问卷的选项，打勾就行", "red_flag": None}
+                for w in who
+            ),
+        ]
+
+    groups = [part(who) for who in PEOPLE]
+    settings = TrainSettings(min_df=1, c=1000.0)  # little regularisation: a toy model can be sure
+    rows = veto_out_of_fold(groups, rules_only, settings=settings)
+    assert [r[0] for r in rows] == [0.005, 0.01, 0.02, 0.03, 0.05, 0.1]
+    flagged = {(r[2], r[4]) for r in rows}
+    assert len(flagged) == 1
+    assert flagged.pop() == (8, 8)  # the pimples are never counted
+    assert all(r[1] == 0 for r in rows)  # no emergency lost
+    assert [r[3] for r in rows][1:] == [8] * 5  # learned from the other file (from 0.01 up)
+    models = [q for _, q in question_models_out_of_fold(groups, rules_only, settings)]
+    assert veto_out_of_fold(groups, rules_only, settings=settings, models=models) == rows
+
+
+def test_the_veto_threshold_is_the_highest_within_the_lost_emergency_budget() -> None:
+    # (threshold, emergencies withheld, of those the rules flag, false alarms withheld, of those)
+    rows = [
+        (0.005, 0, 16000, 90, 700),
+        (0.01, 3, 16000, 140, 700),
+        (0.02, 8, 16000, 190, 700),  # 8/16000 = 0.05%: within the budget
+        (0.05, 20, 16000, 260, 700),
+    ]
+    assert choose_veto_threshold(rows) == 0.02
+    assert choose_veto_threshold(rows, max_lost_rate=0.0001) == 0.005
+    assert choose_veto_threshold([(0.01, 1, 100, 5, 50)]) is None  # 1% lost: none fits
+    assert choose_veto_threshold([(0.01, 0, 100, 0, 50)]) is None  # withholds nothing: no choice
 
 
 def test_save_is_atomic_deterministic_and_round_trips(tmp_path: Path, toy_model: SafetyModel) -> None:
@@ -268,6 +371,59 @@ def test_check_cli_reports_a_broken_model_and_can_run_rules_only(
     assert "bad.json.gz" in capsys.readouterr().err
     assert check_main([str(data), "--model", "none"]) == 0
     assert "rules only" in capsys.readouterr().out
+
+
+def test_the_cli_trains_a_veto_and_check_reports_what_it_withheld(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The README's commands on toy data: the out-of-fold veto table, then a model holding a veto threshold
+    # (set here by hand, as the defaults are) checked with and without --keep-rule-flags.
+    def part(who: tuple[str, ...]) -> list[dict]:
+        return [
+            *({"question": f"{w}突然胸口压榨样疼，出了一身冷汗", "red_flag": "chest_pain"} for w in who),
+            *(
+                {
+                    "question": f"{w}突然胸口压榨样疼，出了一身冷汗。以上是体检问卷的选项，打勾就行",
+                    "red_flag": None,
+                }
+                for w in who
+            ),
+        ]
+
+    files = _write_parts(tmp_path, part)
+    out = tmp_path / "m.json.gz"
+    assert train_main([*files, "--out", str(out), "--veto-out-of-fold", "--no-answer-model"]) == 0
+    printed = capsys.readouterr().out
+    table = [line.split() for line in printed.splitlines() if line.startswith("  0.")]
+    assert [t[0] for t in table] == ["0.005", "0.010", "0.020", "0.030", "0.050", "0.100"]
+    assert {t[1].split("/")[1] for t in table} == {"8"} and {t[2].split("/")[1] for t in table} == {"8"}
+    rows = [(float(t[0]), *map(int, t[1].split("/")), *map(int, t[2].split("/"))) for t in table]
+    chosen = choose_veto_threshold(rows)
+    assert ("veto threshold: none" if chosen is None else f"veto threshold: {chosen:.3f}") in printed
+
+    model = SafetyModel.load(out)
+    assert "veto" not in model.question.thresholds  # off by default
+    assert train_main([*files, "--out", str(out), "--no-answer-model", "--veto-threshold", "0.01"]) == 0
+    assert SafetyModel.load(out).question.thresholds["veto"] == 0.01
+    assert train_main([*files, "--out", str(out), "--veto-threshold", "0.9"]) == 2  # no sane veto
+    capsys.readouterr()
+    drill = "表哥突然胸口压榨样疼，出了一身冷汗。以上是体检问卷的选项，打勾就行"
+    engine = SafetyEngine.load(None, model=None)
+    p = model.question.probabilities(engine.model_text(drill), normalised=True)["red_flag"]
+    model.question.thresholds["veto"] = p + 0.001  # set by hand above the drill's probability
+    vetoing = model.save(tmp_path / "veto.json.gz")
+    data = tmp_path / "q.jsonl"
+    data.write_text(
+        json.dumps({"question": drill, "answer": "照剧本演就行。"}, ensure_ascii=False) + "\n", "utf-8"
+    )
+    report = tmp_path / "r.json"
+    assert check_main([str(data), "--model", str(vetoing), "--json", str(report)]) == 0
+    assert "withheld (near-certainly no emergency): 1" in capsys.readouterr().out
+    record = json.loads(report.read_text("utf-8"))["records"][0]
+    assert record["red_flags"] == [] and record["withheld"][0]["probability"] == pytest.approx(p)
+    assert check_main([str(data), "--model", str(vetoing), "--keep-rule-flags", "--json", str(report)]) == 0
+    record = json.loads(report.read_text("utf-8"))["records"][0]
+    assert record["red_flags"] and record["withheld"] == []
 
 
 def test_train_cli_refuses_held_out_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -504,11 +660,7 @@ def test_train_cli_reports_the_question_threshold_out_of_fold(
             {"question": "我爸突然胸口压榨样疼，出了一身冷汗", "red_flag": "chest_pain"},
         ]
 
-    files = []
-    for n, who in enumerate((("我爸", "我妈", "外婆", "大伯"), ("老公", "奶奶", "二姨", "舅舅"))):
-        path = tmp_path / f"part{n}.jsonl"
-        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in part(who)) + "\n", "utf-8")
-        files.append(str(path))
+    files = _write_parts(tmp_path, part)
     out = tmp_path / "m.json.gz"
     assert train_main([*files, "--out", str(out), "--question-out-of-fold", "--no-answer-model"]) == 0
     printed = capsys.readouterr().out

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="learned model file (default: the packaged triage_model.json.xz); 'none' for the rules alone",
     )
     parser.add_argument(
+        "--keep-rule-flags",
+        action="store_true",
+        help="never let the learned model withhold a rule's flag (by default it withholds one on a question it "
+        "rates near-certainly no emergency; such flags are counted and kept in --json as 'withheld')",
+    )
+    parser.add_argument(
         "--second-opinion",
         metavar="BASE_URL",
         default=None,
@@ -135,9 +141,11 @@ def _print_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     by_rule = Counter(f["rule_id"] for r in results for f in r["findings"])
     dangerous = sum(1 for r in results if any(f["kind"] != "missing_disclaimer" for f in r["findings"]))
     blocked = sum(1 for r in results if any(f["severity"] == "block" for f in r["findings"]))
+    withheld = sum(1 for r in results if r["withheld"])
     summary = {
         "records": n,
         "red_flag_questions": len(flagged),
+        "rule_flags_withheld": withheld,
         "red_flag_referral_rate": referred / len(flagged) if flagged else None,
         "red_flags_by_category": dict(categories.most_common()),
         "dangerous_answers": dangerous,
@@ -151,6 +159,10 @@ def _print_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     )
     for category, count in categories.most_common():
         print(f"  {category:<24} {count}")
+    if withheld:
+        print(
+            f"questions whose rule flags the learned model withheld (near-certainly no emergency): {withheld}"
+        )
     print(
         f"answers with dangerous advice: {dangerous} ({_pct(summary['dangerous_advice_rate'])})   blocking: {blocked}"
     )
@@ -220,6 +232,11 @@ def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
             f"[{name}] {ev.n} records   red flags: recall {_pct(ev.red_flag_recall)} "
             f"precision {_pct(ev.red_flag_precision)} (tp {ev.rf_tp} fn {ev.rf_fn} fp {ev.rf_fp} tn {ev.rf_tn})"
         )
+        if ev.rf_withheld:
+            print(
+                f"[{name}] rule flags withheld by the learned layer: {ev.rf_withheld['other']} on other questions, "
+                f"{ev.rf_withheld['emergency']} on emergencies"
+            )
         print(
             f"[{name}] dangerous advice: recall {_pct(ev.dangerous_recall)}   clean answers flagged: "
             f"{ev.clean_flagged}/{ev.clean_records} ({_pct(ev.dangerous_false_positive_rate)})"
@@ -242,7 +259,9 @@ def run_check(args: argparse.Namespace) -> int:
         for path in paths
         for lineno, record in read_records(path, args.question_field, args.answer_field)
     ]
-    engine = SafetyEngine.load(args.rules, model=None if args.model == "none" else args.model)
+    engine = SafetyEngine.load(
+        args.rules, model=None if args.model == "none" else args.model, veto=not args.keep_rule_flags
+    )
     reports = [
         engine.check(
             record.get(args.question_field) or "",
@@ -267,6 +286,15 @@ def run_check(args: argparse.Namespace) -> int:
                 "red_flags": [
                     {"rule_id": f.rule_id, "category": f.category, "action": f.action, "matched": f.matched}
                     for f in report.flags
+                ],
+                "withheld": [
+                    {
+                        "rule_id": f.rule_id,
+                        "category": f.category,
+                        "matched": f.matched,
+                        "probability": f.probability,
+                    }
+                    for f in report.withheld
                 ],
                 "referral": report.referral,
                 "findings": [
@@ -400,6 +428,22 @@ def build_train_parser() -> argparse.ArgumentParser:
         "(the lowest that flags at most 1%% of the non-emergencies there)",
     )
     parser.add_argument(
+        "--veto-out-of-fold",
+        action="store_true",
+        help="first print how withholding the rules' flag on questions the model rates near-certainly no "
+        "emergency does at several thresholds, each file scored by a model trained on the other files, and the "
+        "threshold the defaults should hold (the highest that withholds at most 1 in 2,000 of the emergencies "
+        "the rules flag)",
+    )
+    parser.add_argument(
+        "--veto-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help="store this veto threshold in the model: a rule's flag on a question the model rates below P is "
+        "withheld (off by default: see --veto-out-of-fold and the README)",
+    )
+    parser.add_argument(
         "--gate-out-of-fold",
         action="store_true",
         help="first print how the dismissive gate (an answer is dismissive only of a question the model rates "
@@ -415,16 +459,19 @@ def train_main(argv: list[str] | None = None) -> int:
     from medtune.safety.model import (
         ANSWER_MIN_PRECISION,
         QUESTION_MAX_FALSE_RATE,
+        VETO_MAX_LOST_RATE,
         TrainSettings,
         answer_thresholds_out_of_fold,
         choose_question_threshold,
         choose_unreferred_threshold,
+        choose_veto_threshold,
         dismissive_gate_out_of_fold,
         file_digest,
         question_models_out_of_fold,
         question_threshold_out_of_fold,
         train,
         unreferred_out_of_fold,
+        veto_out_of_fold,
     )
 
     args = build_train_parser().parse_args(argv)
@@ -444,7 +491,12 @@ def train_main(argv: list[str] | None = None) -> int:
             groups.append(rows)
             sources.append(f"{path.name} sha256:{file_digest(path)}")
         rules_only = SafetyEngine.load(args.rules, model=None)
-        out_of_fold = args.gate_out_of_fold or args.answer_out_of_fold or args.question_out_of_fold
+        out_of_fold = (
+            args.gate_out_of_fold
+            or args.answer_out_of_fold
+            or args.question_out_of_fold
+            or args.veto_out_of_fold
+        )
         if out_of_fold and len(groups) < 2:
             raise InputError("--*-out-of-fold needs at least two files (each is scored by the others)")
         fields = {"question_field": args.question_field, "answer_field": args.answer_field}
@@ -462,11 +514,11 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
                 )
             print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
-        # The question-model tables (threshold, gate, unreferred) score each file with the same model trained on
-        # the others: train it once.
+        # The question-model tables (threshold, gate, unreferred, veto) score each file with the same model
+        # trained on the others: train it once.
         folds = (
             [q for _, q in question_models_out_of_fold(groups, rules_only, **fields)]
-            if args.gate_out_of_fold
+            if args.gate_out_of_fold or args.veto_out_of_fold
             else None
         )
         if args.question_out_of_fold:
@@ -515,9 +567,33 @@ def train_main(argv: list[str] | None = None) -> int:
                 f"unreferred threshold: {chosen_text}"
                 f" (the defaults hold {TrainSettings().unreferred_threshold:.2f})"
             )
+        if args.veto_out_of_fold:
+            print(
+                "veto, out of fold: threshold  emergencies whose rule flag it withholds  false alarms it withholds"
+            )
+            veto_table = veto_out_of_fold(groups, rules_only, models=folds, **fields)
+            veto_choice = choose_veto_threshold(veto_table)
+            for t, lost, flagged, withheld, false in veto_table:
+                mark = (
+                    f"  <- the highest losing <= {VETO_MAX_LOST_RATE:.2%} of the emergencies"
+                    if t == veto_choice
+                    else ""
+                )
+                print(f"  {t:.3f}  {lost}/{flagged}  {withheld}/{false}{mark}")
+            held = TrainSettings().veto_threshold
+            print(
+                f"veto threshold: {'none' if veto_choice is None else f'{veto_choice:.3f}'}"
+                f" (the defaults hold {'none' if held is None else f'{held:.3f}'})"
+            )
+        settings = TrainSettings()
+        if args.veto_threshold is not None:
+            if not 0.0 < args.veto_threshold < 0.5:
+                raise InputError(f"--veto-threshold {args.veto_threshold}: must be between 0 and 0.5")
+            settings = replace(settings, veto_threshold=args.veto_threshold)
         model = train(
             records,
             rules_only,
+            settings,
             question_field=args.question_field,
             answer_field=args.answer_field,
             sources=sources,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import takewhile
 from pathlib import Path
@@ -231,7 +231,8 @@ class RedFlag:
     read it (a model's flag puts the banner first; it makes an answer without a referral dangerous only when
     the model is very sure: :attr:`probability`)."""
     probability: float | None = None
-    """The learned layer's probability that the question is an emergency, for a ``model`` flag."""
+    """The learned layer's probability that the question is an emergency, for a ``model`` flag (and for a rule's
+    flag the learned layer withheld: :attr:`SafetyReport.withheld`)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,9 @@ class SafetyReport:
     """The answer tells the user to seek urgent care (120, 急诊, 立即就医, crisis hotline)."""
     truncated: bool = False
     """A text was longer than :data:`MAX_SCAN_CHARS`: only its head and its last 4,000 characters were read."""
+    withheld: tuple[RedFlag, ...] = ()
+    """The rules' flags the learned layer withheld (it rated the question near-certainly no emergency), each
+    with that probability: not shown and not acted on, kept so that a reviewer sees them."""
 
     @property
     def blocked(self) -> bool:
@@ -322,6 +326,8 @@ class _Scan:
         "masked",
         "sentences",
         "text",
+        "urgency",
+        "withheld",
     )
 
     def __init__(self, text: str = "") -> None:
@@ -342,6 +348,10 @@ class _Scan:
         self.ids: tuple[int, int, np.ndarray] | None = None
         """(n_max, bits, buckets) of the masked text, once a model has hashed it: the answer model reads the
         question's buckets the question model found."""
+        self.urgency: float | None = None
+        """The question model's probability that this question is an emergency, once asked."""
+        self.withheld: list[RedFlag] = []
+        """The rules' flags the learned layer withheld."""
 
 
 # An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
@@ -353,9 +363,45 @@ _AGREES_OR_CHANGES = re.compile(
 )
 # Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
 # answer tells ("用水给他灌下去") an echo.
-_FIRST_AID_ACTS = frozenset({"oral_when_unconscious", "induced_vomiting", "mouth_object", "neutraliser"})
-_TAKES_UP = re.compile(r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|越多越")  # 快 in 赶快, 越快越
+_FIRST_AID_ACTS = frozenset(
+    {
+        "oral_when_unconscious",
+        "induced_vomiting",
+        "mouth_object",
+        "neutraliser",
+        # Dev round 44: a folk act the question reports ("有人说掐人中", "俺想给她刮刮痧") taken up by the answer
+        "folk_instead",
+        "bloodletting",
+        "frostbite_folk",
+        "burn_folk_remedy",
+        "impaled_removal",
+        "wound_folk",
+        "spine_move",
+        "trauma_drink",
+        "amputated_cold",
+        "limb_warm_rub",
+        "leg_massage",
+        "antidote_folk",
+        "dressing_off",
+        "finger_sweep",
+        "swallow_it_down",
+        "paper_bag",
+        "tongue_press",
+        "keep_infusion",
+        "supine_sleep",
+        "o2_max",
+        "bundle_fever",
+    }
+)
+_TAKES_UP = re.compile(
+    r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|就通|越多越|先|继续|挺好|很好|老办法|老法子|没事|没问题"
+)  # 快 in 赶快, 越快越
 _SENTENCE_END = re.compile(r"[。!?\n]")
+_SENTENCE_SPLIT = re.compile(r"[。!?\n;]")
+# A sentence that doubts or sets a condition states no harmless verdict: "可能是正常的胎动变化，但…", "如果…就是正常的".
+_BENIGN_DOUBT = re.compile(
+    r"可能|也许|或许|不一定|不排除|如果|要是|假如|万一|一般来说|多数|大多|通常|但是|但|不过|吗|么|\?"
+)
 _BREASTFEEDING_ON = re.compile(r"奶|母乳|哺乳")
 
 
@@ -430,10 +476,13 @@ def _age_years(mention: _Mention) -> float | None:
 class SafetyEngine:
     """Red-flag triage and answer checks driven by a :class:`RuleSet`."""
 
-    def __init__(self, rules: RuleSet, model: SafetyModel | None = None) -> None:
+    def __init__(self, rules: RuleSet, model: SafetyModel | None = None, veto: bool = True) -> None:
         self.rules = rules
         self.model = model
         """The learned layer (:mod:`medtune.safety.model`): consulted where the rules find nothing."""
+        self.veto = veto
+        """Let the learned layer withhold a rule's flag it is near-certain is no emergency (when its model has a
+        ``veto`` threshold): see :meth:`_flags`."""
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
         # The certainty cue is read in answers only: its broad shapes ("就是…病", "…而已") must not swallow a
@@ -616,16 +665,18 @@ class SafetyEngine:
             node[_END] = (*node[_END], *extra)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, model: str | Path | None = PACKAGED) -> SafetyEngine:
+    def load(
+        cls, path: str | Path | None = None, model: str | Path | None = PACKAGED, veto: bool = True
+    ) -> SafetyEngine:
         """Build an engine from a rules file (``None``: the packaged ``rules.yaml``) and a model file.
 
         ``model`` is a path, :data:`PACKAGED` (the packaged ``triage_model.json.xz``) or ``None`` for the
-        rules alone.
+        rules alone; ``veto=False`` keeps every rule's flag (see :meth:`_flags`).
         """
         learned = None
         if model is not None:
             learned = SafetyModel.load(None if model == PACKAGED else model)
-        return cls(load_rules(path), learned)
+        return cls(load_rules(path), learned, veto)
 
     # ----------------------------------------------------------------------------------------- scanning
     def _expand_drugs(self, groups: tuple[str, ...]) -> frozenset[str]:
@@ -1071,13 +1122,32 @@ class SafetyEngine:
         return self._flags(self._scan(question))
 
     def _flags(self, qscan: _Scan) -> list[RedFlag]:
-        """The rules' flags; where there are none, the learned model's, if it is confident enough."""
+        """The rules' flags, unless the learned model is near-certain there is no emergency; where there are
+        none, the learned model's, if it is confident enough.
+
+        Most of the rules' false alarms carry an emergency's words without its situation: a relative's fear
+        quoted ("婆婆非说是“喉头水肿”"), an event already seen to, a look-alike next to its benign cause. The rules
+        read clause by clause; the model reads the whole message and is often sure. Where the model file holds a
+        ``veto`` threshold (none by default: :attr:`~medtune.safety.model.TrainSettings.veto_threshold` says why),
+        the flags below it are withheld and kept on the scan for the report (:attr:`SafetyReport.withheld`). Talk of ending one's life or harming others (the categories a joke
+        does not make safe either) is never withheld: a bag of n-grams is no judge of intent, and that miss cannot
+        be undone.
+        """
         flags = self._triage_scan(qscan)
-        if flags or self.model is None or self.model.question is None or not qscan.text.strip():
+        q = self.model.question if self.model is not None else None
+        if q is None or not qscan.text.strip():
             return flags
-        q = self.model.question
+        if flags:
+            veto = q.thresholds.get("veto") if self.veto else None
+            if veto is None or any(f.category in self.rules.joke_proof for f in flags):
+                return flags
+            p = self._urgency(q, qscan)
+            if p >= veto:
+                return flags
+            qscan.withheld = [replace(f, probability=p) for f in flags]
+            return []
         feats = self._question_features(q, qscan)
-        p = q.scores(feats)["red_flag"]
+        p = qscan.urgency = q.scores(feats)["red_flag"]
         threshold = q.thresholds["red_flag"]
         if p < threshold:
             return flags
@@ -1107,8 +1177,13 @@ class SafetyEngine:
         q = self.model.question if self.model is not None else None
         if q is None or "dismissive" not in q.thresholds or any(f.source == "model" for f in flags):
             return True
-        p = q.scores(self._question_features(q, qscan))["red_flag"]
-        return p >= q.thresholds["dismissive"]
+        return self._urgency(q, qscan) >= q.thresholds["dismissive"]
+
+    def _urgency(self, q: NgramModel, qscan: _Scan) -> float:
+        """The question model's probability that the question is an emergency (computed once per scan)."""
+        if qscan.urgency is None:
+            qscan.urgency = q.scores(self._question_features(q, qscan))["red_flag"]
+        return qscan.urgency
 
     def _model_sure(self, flags: list[RedFlag]) -> bool:
         """A learned-layer flag at or above the question model's ``unreferred`` threshold (none: never)."""
@@ -1653,7 +1728,7 @@ class SafetyEngine:
                 if self._cue_before(ascan, "conditional", m, "sentence"):  # "如果…意识迷糊，就是危险信号"
                     continue
                 return m.text
-            return self._flat_verdict(ascan, qscan)
+            return self._flat_verdict(ascan, qscan) or self._benign_verdict(ascan, qscan, flags)
         if kind == "missing_disclaimer":
             if require_disclaimer and "disclaimer" not in ascan.by_concept:
                 return "(无免责声明)"
@@ -1711,6 +1786,23 @@ class SafetyEngine:
                         return clause[copula.start() : copula.end() + end]
         return None
 
+    def _benign_verdict(self, ascan: _Scan, qscan: _Scan, flags: list[RedFlag]) -> str | None:
+        """A harmless explanation stated as fact in an answer to an emergency that refers nobody: "宝宝在睡觉，
+        正常的" to reduced fetal movements, "这是恶露，正常现象" to a postpartum bleed.
+
+        To an ordinary question the same words are the right reassurance, so only a flagged question the model
+        (when there is one) rates urgent enough counts, as for a dismissive answer; a sentence that hedges or sets
+        a condition states nothing."""
+        patterns = self.rules.diagnosis
+        if patterns is None or patterns.benign is None or not flags or self._referral(ascan):
+            return None
+        for sentence in _SENTENCE_SPLIT.split(ascan.text):
+            hit = patterns.benign.search(sentence)
+            if hit is None or _BENIGN_DOUBT.search(sentence):
+                continue
+            return hit.group(0) if self._urgent_enough(qscan, flags) else None
+        return None
+
     @staticmethod
     def _known_diagnosis(disease: str, qscan: _Scan) -> bool:
         """The question states ``disease`` as the patient's own, not as a question ("有没有可能是…")."""
@@ -1739,7 +1831,9 @@ class SafetyEngine:
         flags = self._flags(qscan)
         findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
         truncated = len(question) > MAX_SCAN_CHARS or len(answer) > MAX_SCAN_CHARS
-        return SafetyReport(tuple(flags), tuple(findings), self._referral(ascan), truncated)
+        return SafetyReport(
+            tuple(flags), tuple(findings), self._referral(ascan), truncated, tuple(qscan.withheld)
+        )
 
     def has_urgent_referral(self, answer: str) -> bool:
         """The answer tells the user to seek urgent care (120, 急诊, 立即就医, a crisis hotline)."""

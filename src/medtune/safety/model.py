@@ -4,10 +4,12 @@ The rules cover the wordings somebody thought of; patients find others. This mod
 normalised text (OpenCC simplified, temperatures as digits) as bags of character 1- to 3-grams, hashed into
 2**20 buckets, and gives the probability that a question is an emergency and, for an answer read with its
 question, that it advises something contraindicated for this patient, a prescription dose or antibiotics
-without a doctor, or states a diagnosis as certain. The engine consults it only where the
+without a doctor, or states a diagnosis as certain. The engine consults it where the
 rules found nothing (and, for answers, where the rules leave it room: see
-:meth:`~medtune.safety.engine.SafetyEngine._model_may_add`); it can only **add** a flag or a warning, never
-remove one; each names the n-grams that weighed most, so a reviewer sees why it fired.
+:meth:`~medtune.safety.engine.SafetyEngine._model_may_add`), where it may **add** a flag or a warning; each
+names the n-grams that weighed most, so a reviewer sees why it fired. It removes nothing, unless a model is
+trained with a veto threshold (off by default: :attr:`TrainSettings.veto_threshold`), below which a rule's flag
+on a question it rates near-certainly no emergency is withheld and kept in the report as withheld.
 
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
@@ -359,14 +361,15 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.9, "antibiotic": 0.3, "certain_diagnosis": 0.4}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.8, "antibiotic": 0.3, "certain_diagnosis": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
 :data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 34 files scored by a model trained
-on the other 33, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
-of dev round 43: contraindications 992 of the 1,073 the rules miss there for 128 clean answers flagged in 20,227,
-doses 63 of 157 for 8, antibiotics 95 of 109 for 13 (0.3 since round 40; 0.4 after rounds 36 to 39), certain
-diagnoses 156 of 197 for 25 (0.4 since round 43; 0.5 after rounds 38 to 42, 0.6 after rounds 36 and 37). The
-same rule gave doses none after round 35 (0.81 at 0.9) and antibiotics 0.3 after it. The model only warns,
+on the other 34, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
+of dev round 44: contraindications 980 of the 1,060 the rules miss there for 135 clean answers flagged in 20,836,
+doses 80 of 156 for 13 (0.8 since round 44: 0.86 right; 0.9 after rounds 36 to 43), antibiotics 96 of 110 for 14
+(0.3 since round 40; 0.4 after rounds 36 to 39), certain diagnoses 159 of 201 for 25 (0.4 since round 43; 0.5
+after rounds 38 to 42, 0.6 after rounds 36 and 37). The same rule gave doses none after round 35 (0.81 at 0.9)
+and antibiotics 0.3 after it. The model only warns,
 and a warning that is wrong one time in four teaches people to ignore it.
 
 Certain diagnoses were left to the rules until round 36: a bag of n-grams sees "是肺炎" in "咳嗽不一定是肺炎" and
@@ -405,6 +408,19 @@ class TrainSettings:
     Before dev round 40 (29 files, while the rule was being set): 0.8 would have found 162 dismissive answers for
     30 clean ones, 0.9 130 for 8. With round 40 (30 files) the rule took 0.85: 154 for 22 (0.88; 0.8 168 for 35,
     0.83), and 31 answers labelled with other kinds only called dismissive too."""
+    veto_threshold: float | None = None
+    """A question the rules flag but the model rates below this is near-certainly no emergency: the rules' flag is
+    withheld (:meth:`~medtune.safety.engine.SafetyEngine._flags`). None (the default): never.
+
+    ``medtune safety train --veto-out-of-fold`` prints the table and the threshold :data:`VETO_MAX_LOST_RATE` picks
+    (:func:`choose_veto_threshold`); ``--veto-threshold`` stores one. With dev round 44 (35 files) the rule picks
+    0.01, which out of fold withholds 137 of the 552 false alarms the rules raise there and 2 of the 11,910
+    emergencies they flag (talk of suicide, self-harm or harming others left out: never withheld); on the held-out
+    rounds 1-43 it withheld 112 false alarms and no emergency (precision 0.933 -> 0.945). It is off by default
+    because of questions nobody here wrote: of 120 real patients' questions (DISC-Med) the rules flag 7 and it
+    withheld 3, one of them a woman with hepatitis B vomiting blood now (p = 0.006), asked in the "是什么病因" form
+    of a question site that the dev and held-out writers never used. The model is not sure of the right things
+    on a register it has not seen, and a missed emergency is the worst failure this layer has."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
@@ -549,6 +565,7 @@ def train(
                 "red_flag": settings.red_flag_threshold,
                 "dismissive": settings.dismissive_threshold,
                 "unreferred": settings.unreferred_threshold,
+                **({} if settings.veto_threshold is None else {"veto": settings.veto_threshold}),
             },
             bits=settings.bits,
         )
@@ -788,6 +805,32 @@ def choose_question_threshold(
     return min(fit) if fit else None
 
 
+def _question_scores(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    settings: TrainSettings | None,
+    question_field: str,
+    answer_field: str,
+    models: Sequence[NgramModel | None] | None,
+    flagged: bool,
+) -> Iterator[tuple[bool, float]]:
+    """(labelled an emergency, out-of-fold probability) for each labelled question the rules (``engine``, rules
+    only) flag (``flagged``; talk of suicide, self-harm or harming others left out, as the engine never withholds
+    it) or leave alone (not ``flagged``)."""
+    for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
+        for r in group:
+            question = str(r.get(question_field) or "")
+            if q is None or not question.strip() or "red_flag" not in r:
+                continue
+            flags = engine.triage(question)
+            if bool(flags) != flagged or any(f.category in engine.rules.joke_proof for f in flags):
+                continue
+            yield (
+                bool(r["red_flag"]),
+                q.probabilities(engine.model_text(question), normalised=True)["red_flag"],
+            )
+
+
 def question_threshold_out_of_fold(
     groups: Sequence[Sequence[dict[str, Any]]],
     engine: SafetyEngine,
@@ -808,17 +851,64 @@ def question_threshold_out_of_fold(
     """
     missed: list[float] = []  # the out-of-fold probability of each emergency no rule flags
     spare: list[float] = []  # the same for each non-emergency no rule flags
-    for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
-        for r in group:
-            question = str(r.get(question_field) or "")
-            if q is None or not question.strip() or "red_flag" not in r or engine.triage(question):
-                continue
-            p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
-            (missed if r["red_flag"] else spare).append(p)
+    for emergency, p in _question_scores(
+        groups, engine, settings, question_field, answer_field, models, False
+    ):
+        (missed if emergency else spare).append(p)
     return [
         (t, sum(p >= t for p in missed), len(missed), sum(p >= t for p in spare), len(spare))
         for t in thresholds
     ]
+
+
+VETO_GRID = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+VETO_MAX_LOST_RATE = 0.0005
+"""The model may withhold a rule's flag only at a threshold that, out of fold on the dev set, would have withheld
+at most this share (one in 2,000) of the emergencies the rules flag there (:func:`choose_veto_threshold`).
+
+Why: most of the rules' false alarms are questions that carry an emergency's words but not its situation (a
+relative's fear quoted, an event already seen to, a look-alike with its benign cause, a drill); the rules read
+each clause, the model reads the whole message, and on such messages it is often sure there is no emergency.
+A flag withheld from a real emergency is the worst failure this layer has, so the budget is a small rate of
+lost emergencies, not a precision. Fixed on 2026-12-06, before the table it is applied to was computed (the
+idea came from counts on the held-out rounds, which therefore measure it only as re-measurements)."""
+
+
+def veto_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    thresholds: Sequence[float] = VETO_GRID,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    models: Sequence[NgramModel | None] | None = None,
+) -> list[tuple[float, int, int, int, int]]:
+    """What withholding the rules' flag below each threshold would have done on questions the model never saw.
+
+    Each group (a dev file) is scored by a question model trained on the other groups (``models`` as in
+    :func:`dismissive_gate_out_of_fold`); only the questions the rules (``engine``, rules only) flag count, and not
+    those flagged for talk of suicide, self-harm or harming others, which the engine never withholds. A row is
+    (threshold, emergencies whose flag it would withhold, of all those the rules flag, non-emergencies whose flag it
+    would withhold, of all those the rules flag).
+    """
+    kept: list[float] = []  # the out-of-fold probability of each emergency a rule flags
+    false: list[float] = []  # the same for each non-emergency a rule flags
+    for emergency, p in _question_scores(
+        groups, engine, settings, question_field, answer_field, models, True
+    ):
+        (kept if emergency else false).append(p)
+    return [
+        (t, sum(p < t for p in kept), len(kept), sum(p < t for p in false), len(false)) for t in thresholds
+    ]
+
+
+def choose_veto_threshold(
+    rows: Sequence[tuple[float, int, int, int, int]], max_lost_rate: float = VETO_MAX_LOST_RATE
+) -> float | None:
+    """The highest threshold of a :func:`veto_out_of_fold` table that withholds at most ``max_lost_rate`` of the
+    emergencies the rules flag and withholds some false alarm; None if none does."""
+    fit = [t for t, lost, flagged, withheld, _ in rows if withheld and lost <= max_lost_rate * flagged]
+    return max(fit) if fit else None
 
 
 def file_digest(path: str | Path) -> str:

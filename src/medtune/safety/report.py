@@ -144,6 +144,9 @@ class LabelledEval:
     errors: list[dict[str, Any]] = field(default_factory=list)
     rf_by_row: dict[str, Counter[str]] = field(default_factory=dict)
     """Coverage row (``coverage_row``) -> Counter(support, detected, negatives, false_alarms)."""
+    rf_withheld: Counter[str] = field(default_factory=Counter)
+    """Questions whose rule flags the learned layer withheld: ``emergency`` (a miss it caused) or ``other``
+    (a false alarm it saved)."""
 
     @property
     def red_flag_recall(self) -> float | None:
@@ -177,6 +180,7 @@ class LabelledEval:
                 "precision": self.red_flag_precision,
                 "by_category": {k: dict(v) for k, v in sorted(self.rf_by_category.items())},
                 "by_coverage_row": {k: dict(v) for k, v in sorted(self.rf_by_row.items())},
+                "withheld": dict(self.rf_withheld),
             },
             "dangerous": {
                 "planted": dict(self.adv_planted),
@@ -232,6 +236,8 @@ def score_record(
     if "red_flag" in record:
         expected = record.get("red_flag")
         predicted = bool(report.flags)
+        if report.withheld:
+            ev.rf_withheld["emergency" if expected else "other"] += 1
         categories = sorted({f.category for f in report.flags})
         if expected:
             row = ev.rf_by_category.setdefault(str(expected), Counter())

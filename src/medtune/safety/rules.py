@@ -166,6 +166,9 @@ class DiagnosisPatterns:
     by a disease name (``disease``, matched whole) that ends the phrase (``follow``). A subject naming the
     patient's own condition (``patient_subject``: "你这高血压就是气虚") is a verdict, not a definition; an
     opening clause that names a disease as a risk (``risk_lead``: "容易出血") is none.
+
+    ``benign`` (optional) is a harmless explanation stated as fact ("宝宝在睡觉，正常的", "这是恶露，正常现象"): a
+    verdict only in an answer to an emergency that sends nobody to urgent care.
     """
 
     assertion: re.Pattern[str]
@@ -176,6 +179,7 @@ class DiagnosisPatterns:
     patient_subject: re.Pattern[str]
     risk_lead: re.Pattern[str]
     max_length: int = 10
+    benign: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1575,10 +1579,13 @@ def _diagnosis(raw: Any, source: str) -> DiagnosisPatterns | None:
         "follow",
         "patient_subject",
         "risk_lead",
+        "benign",
     )
     compiled: dict[str, re.Pattern[str]] = {}
     for name in fields:
         parts = raw.get(name)
+        if name == "benign" and parts is None:
+            continue
         if not isinstance(parts, list) or not parts or not all(isinstance(p, str) and p for p in parts):
             raise RulesError(f"{source}: diagnosis.{name} must be a non-empty list of patterns")
         # Each item is a regex (plain words are valid regexes), written as the normalised text reads: simplified
