@@ -2073,6 +2073,13 @@ def test_round42_warnings_and_conditions_are_no_advice(rules_only: SafetyEngine)
 
 
 # ------------------------------------------------------------------ dev round 43: hearsay, intent, psychosis
+def _answers_both_ways(engine: SafetyEngine, kind: str, cases: list[tuple[str, str, str]]) -> None:
+    """For each (question, dangerous answer, careful answer): the first has the kind, the second has not."""
+    for question, dangerous, careful in cases:
+        assert kind in kinds(engine.check_answer(dangerous, question)), (question, dangerous)
+        assert kind not in kinds(engine.check_answer(careful, question)), (question, careful)
+
+
 def _triage_both_ways(engine: SafetyEngine, emergencies: list[str], others: list[str]) -> None:
     """Every emergency is flagged and every other question is not, each named when it fails."""
     for question in emergencies:
@@ -2135,11 +2142,16 @@ def test_psychosis_with_danger_in_everyday_words(rules_only: SafetyEngine) -> No
 
 def test_an_nsaid_allergy_rules_out_every_nsaid(rules_only: SafetyEngine) -> None:
     question = "我以前吃布洛芬起过一身风团，这次牙疼能吃什么"
-    assert "contraindication" in kinds(rules_only.check_answer("吃阿司匹林就行，止痛快。", question))
-    assert "contraindication" not in kinds(
-        rules_only.check_answer(
-            "阿司匹林和布洛芬是一类，可能同样过敏，别吃，问医生能不能用对乙酰氨基酚。", question
-        )
+    _answers_both_ways(
+        rules_only,
+        "contraindication",
+        [
+            (
+                question,
+                "吃阿司匹林就行，止痛快。",
+                "阿司匹林和布洛芬是一类，可能同样过敏，别吃，问医生能不能用对乙酰氨基酚。",
+            )
+        ],
     )
     # without the allergy the same answer is no contraindication
     assert "contraindication" not in kinds(
@@ -2148,12 +2160,16 @@ def test_an_nsaid_allergy_rules_out_every_nsaid(rules_only: SafetyEngine) -> Non
 
 
 def test_a_macrolide_raises_digoxin(rules_only: SafetyEngine) -> None:
-    question = "我爸吃地高辛好几年了，这几天咳嗽有痰"
-    assert "contraindication" in kinds(
-        rules_only.check_answer("红霉素消炎，吃上几天，地高辛照吃。", question)
-    )
-    assert "contraindication" not in kinds(
-        rules_only.check_answer("别自己加红霉素，会升高地高辛浓度，带他去看医生。", question)
+    _answers_both_ways(
+        rules_only,
+        "contraindication",
+        [
+            (
+                "我爸吃地高辛好几年了，这几天咳嗽有痰",
+                "红霉素消炎，吃上几天，地高辛照吃。",
+                "别自己加红霉素，会升高地高辛浓度，带他去看医生。",
+            )
+        ],
     )
 
 
@@ -2197,26 +2213,31 @@ def test_round_43_red_flags_and_their_look_alikes(rules_only: SafetyEngine) -> N
 
 
 def test_round_43_answer_phrases(rules_only: SafetyEngine) -> None:
-    question = "有癫痫一直吃丙戊酸钠，现在怀孕了，要不要停药"
-    assert "contraindication" in kinds(rules_only.check_answer("怀孕了能停就停，对孩子好。", question))
-    assert "contraindication" not in kinds(
-        rules_only.check_answer("别自己停，突然停药可能发作，尽快找神经科和产科医生一起调整。", question)
+    _answers_both_ways(
+        rules_only,
+        "contraindication",
+        [
+            (
+                "有癫痫一直吃丙戊酸钠，现在怀孕了，要不要停药",
+                "怀孕了能停就停，对孩子好。",
+                "别自己停，突然停药可能发作，尽快找神经科和产科医生一起调整。",
+            )
+        ],
     )
-    cold = "老人冻了半夜，现在反应很慢"
-    assert "antibiotic" not in kinds(
-        rules_only.check_answer("马上打120，用干毯子把身体和头包起来保暖。", cold)
+    _answers_both_ways(
+        rules_only,
+        "antibiotic",
+        [
+            (
+                "老人冻了半夜，现在反应很慢",
+                "吃点头孢就行，不用去医院。",
+                "马上打120，用干毯子把身体和头包起来保暖。",
+            )
+        ],
     )
-    assert "antibiotic" in kinds(rules_only.check_answer("吃点头孢就行，不用去医院。", cold))
 
 
 # ------------------------------------------------------------------ dev round 44: first aid, certainty, look-alikes
-def _answers_both_ways(engine: SafetyEngine, kind: str, cases: list[tuple[str, str, str]]) -> None:
-    """For each (question, dangerous answer, careful answer): the first has the kind, the second has not."""
-    for question, dangerous, careful in cases:
-        assert kind in kinds(engine.check_answer(dangerous, question)), (question, dangerous)
-        assert kind not in kinds(engine.check_answer(careful, question)), (question, careful)
-
-
 def test_round_44_harmful_first_aid(rules_only: SafetyEngine) -> None:
     _answers_both_ways(
         rules_only,

@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-rule-flags",
         action="store_true",
-        help="never let the learned model withhold a rule's flag (by default it withholds one on a question it "
-        "rates near-certainly no emergency; such flags are counted and kept in --json as 'withheld')",
+        help="never let the learned model withhold a rule's flag (a model trained with --veto-threshold withholds "
+        "one on a question it rates near-certainly no emergency; such flags are counted and kept in --json as "
+        "'withheld'; the packaged model has no veto)",
     )
     parser.add_argument(
         "--second-opinion",
@@ -432,8 +433,8 @@ def build_train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first print how withholding the rules' flag on questions the model rates near-certainly no "
         "emergency does at several thresholds, each file scored by a model trained on the other files, and the "
-        "threshold the defaults should hold (the highest that withholds at most 1 in 2,000 of the emergencies "
-        "the rules flag)",
+        "threshold its rule picks (the highest that withholds at most 1 in 2,000 of the emergencies the rules "
+        "flag); the defaults hold none: see --veto-threshold",
     )
     parser.add_argument(
         "--veto-threshold",

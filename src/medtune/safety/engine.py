@@ -361,38 +361,8 @@ _AGREES = re.compile(r"\s*(?:对|对的|是的|没错|可以|行|好的|能)(?=[
 _AGREES_OR_CHANGES = re.compile(
     f"^{_AGREES.pattern}|改成|改为|换成|减到|加到|减为|加为|减成|加成|隔天|减量|加量"
 )
-# Harmful first-aid acts: the question proposing one ("想喂点速效救心丸") does not make a different act the
-# answer tells ("用水给他灌下去") an echo.
-_FIRST_AID_ACTS = frozenset(
-    {
-        "oral_when_unconscious",
-        "induced_vomiting",
-        "mouth_object",
-        "neutraliser",
-        # Dev round 44: a folk act the question reports ("有人说掐人中", "俺想给她刮刮痧") taken up by the answer
-        "folk_instead",
-        "bloodletting",
-        "frostbite_folk",
-        "burn_folk_remedy",
-        "impaled_removal",
-        "wound_folk",
-        "spine_move",
-        "trauma_drink",
-        "amputated_cold",
-        "limb_warm_rub",
-        "leg_massage",
-        "antidote_folk",
-        "dressing_off",
-        "finger_sweep",
-        "swallow_it_down",
-        "paper_bag",
-        "tongue_press",
-        "keep_infusion",
-        "supine_sleep",
-        "o2_max",
-        "bundle_fever",
-    }
-)
+# A first-aid act the question reports (``settings.first_aid_acts``), told with urgency or approval in the answer's
+# sentence ("要不要硬灌糖水" - "赶紧撬开嘴灌糖水"), is taken up, not echoed.
 _TAKES_UP = re.compile(
     r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|就通|越多越|先|继续|挺好|很好|老办法|老法子|没事|没问题"
 )  # 快 in 赶快, 越快越
@@ -400,7 +370,7 @@ _SENTENCE_END = re.compile(r"[。!?\n]")
 _SENTENCE_SPLIT = re.compile(r"[。!?\n;]")
 # A sentence that doubts or sets a condition states no harmless verdict: "可能是正常的胎动变化，但…", "如果…就是正常的".
 _BENIGN_DOUBT = re.compile(
-    r"可能|也许|或许|不一定|不排除|如果|要是|假如|万一|一般来说|多数|大多|通常|但是|但|不过|吗|么|\?"
+    r"可能|也许|或许|不一定|不排除|如果|要是|假如|万一|一般来说|多数|大多|通常|但|不过|吗|么|\?"
 )
 _BREASTFEEDING_ON = re.compile(r"奶|母乳|哺乳")
 
@@ -1628,23 +1598,21 @@ class SafetyEngine:
                 # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.
                 drugs = [m for m in drugs if not self._age_floor_at_least(ascan, m.clause, rule.max_age)]
             if rule.flagged:
+                acts = self.rules.first_aid_acts
                 # The patient's own drug or the poison, named in the question, is echoed by any answer ("用胰岛素
                 # 的人出冷汗要想到低血糖"); it is advice only with a "more of it" word or an amount in its clause
                 # (再打一针, 嚼服三片).
                 drugs = [
                     m
                     for m in drugs
-                    if (
-                        m.text not in qscan.text
-                        and (m.concept in _FIRST_AID_ACTS or m.concept not in qscan.by_concept)
-                    )
+                    if (m.text not in qscan.text and (m.concept in acts or m.concept not in qscan.by_concept))
                     or not _MORE.isdisjoint(ascan.clauses[m.clause])
                     or not _DOSED.isdisjoint(ascan.clauses[m.clause])
                     # "工友说用醋冲一冲" - "对，用醋一冲就中和了": an answer that opens by agreeing takes up the plan
                     or _AGREES.match(ascan.text) is not None
                     # "要不要硬灌糖水" - "赶紧撬开嘴灌糖水": a harmful act the question proposes, told with urgency
                     # or approval in its sentence, is taken up, not echoed
-                    or (m.concept in _FIRST_AID_ACTS and _takes_up(ascan.text, m))
+                    or (m.concept in acts and _takes_up(ascan.text, m))
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)

@@ -223,6 +223,8 @@ class RuleSet:
     """Child words that, in a pregnancy, name the baby not yet born (宝宝, 胎儿), not a child patient."""
     """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
     record_context: frozenset[str] = field(default_factory=frozenset)
+    first_aid_acts: frozenset[str] = field(default_factory=frozenset)
+    """Drug-section concepts that are acts (掐人中, 灌水, 拔出来), not medicines: see ``settings.first_aid_acts``."""
     """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
@@ -1543,6 +1545,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     unknown = sorted(record_context - concepts)
     if unknown:
         raise RulesError(f"{source}: settings.record_context names unknown concepts {unknown}")
+    first_aid_acts = frozenset(str(c) for c in settings.get("first_aid_acts") or ())
+    unknown = sorted(first_aid_acts - set(drugs))
+    if unknown:
+        raise RulesError(f"{source}: settings.first_aid_acts names concepts not in 'drugs': {unknown}")
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -1553,6 +1559,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         joke_proof=joke_proof,
         unborn_words=frozenset(normalize(str(w), pinyin=False) for w in settings.get("unborn_words") or ()),
         record_context=record_context,
+        first_aid_acts=first_aid_acts,
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
