@@ -2366,3 +2366,63 @@ def test_round_44_red_flags_and_their_look_alikes(rules_only: SafetyEngine) -> N
             "hcg翻倍不好，医生让下周复查，现在不疼也没出血",
         ],
     )
+
+
+# ------------------------------------------------------------------ dev round 45: online-consultation register
+def test_round_45_a_diagnosis_repeated_from_a_doctor_or_a_test_is_no_verdict(
+    rules_only: SafetyEngine,
+) -> None:
+    _answers_both_ways(
+        rules_only,
+        "certain_diagnosis",
+        [
+            (
+                "右边腰疼得厉害，尿里有血，昨天去了急诊",
+                "不用查了，确诊为输尿管结石，多喝水就能排出来。",
+                "您好，您已经在急诊确诊为右侧输尿管上段结石，小于6毫米的结石多数有机会自行排出。",
+            ),
+            (
+                "腰痛两个月了，左腿麻",
+                "你这个诊断为腰椎间盘突出，错不了。",
+                "您好，核磁已经明确是L4/5椎间盘突出、压迫左侧神经根，建议在骨科随访。",
+            ),
+            (
+                "白带有鱼腥味，同房后更明显，是什么病",
+                "白带有鱼腥味，是细菌性阴道病。",
+                "白带有鱼腥味，是细菌性阴道病的典型表现之一，但滴虫性阴道炎、宫颈炎也可以这样，要查白带。",
+            ),
+            (
+                "怀孕28周，下面痒，白带像豆腐渣",
+                "就是霉菌性阴道炎，买点药塞一下。",
+                "孕期外阴阴道假丝酵母菌病（也就是俗称的霉菌性阴道炎）比较常见，需要化验白带才能确定。",
+            ),
+            (
+                "爸爸PSA 6.5，夜尿两三次",
+                "我能确诊，就是前列腺癌。",
+                "PSA升高不等于前列腺癌，医生会复查并做磁共振，只有病理才能确诊。",
+            ),
+        ],
+    )
+    # a number after 就是 is arithmetic, not a verdict
+    counting = "早中晚各数一个小时胎动，三个小时加起来乘以4，就是12小时的胎动数。"
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(counting, "孕30周怎么数胎动"))
+
+
+def test_round_45_a_title_that_dates_the_event_after_discharge_is_no_emergency(
+    rules_only: SafetyEngine,
+) -> None:
+    _triage_both_ways(
+        rules_only,
+        emergencies=[
+            "我爸车祸出院后今天突然昏迷叫不醒",
+            "农药中毒出院了，今天又喝了半瓶",
+            "感染性休克出院后一周，今天又烧到39度，人迷迷糊糊叫不醒",
+        ],
+        others=[
+            "感染性休克住ICU出院后 什么时候能上班",
+            "农药中毒出院半年 肺功能要复查吗",
+            "煤气中毒高压氧治疗后一年 记性差",
+            "车祸脑挫伤出院后老是头晕记性差",
+            "昨天晚上烧炭取暖，早上头痛，去医院吸了几个小时氧，医生说可以回家了。现在不痛了",
+        ],
+    )

@@ -292,6 +292,22 @@ def test_first_aid_acts_are_read_from_the_rules(raw: dict) -> None:
         parse_rules(_broken(raw, settings__first_aid_acts=["stroke"]), "test.yaml")
 
 
+def test_who_made_a_diagnosis_is_read_from_the_rules(raw: dict) -> None:
+    # "您已经在急诊确诊为…" repeats a finding only because diagnosis.reported_by names 急诊 and 已经.
+    question, answer = (
+        "右边腰疼，尿里有血，昨天去了急诊",
+        "您好，您已经在急诊确诊为右侧输尿管结石，多喝水，按时复查。",
+    )
+    data = copy.deepcopy(raw)
+    for reported, certain in ((raw["diagnosis"]["reported_by"], False), (None, True)):
+        if reported is None:
+            del data["diagnosis"]["reported_by"]
+        engine = SafetyEngine(parse_rules(data, "test.yaml"))
+        assert ("certain_diagnosis" in {f.kind for f in engine.check_answer(answer, question)}) is certain
+    with pytest.raises(RulesError, match=r"diagnosis.reported_by"):
+        parse_rules(_broken(raw, diagnosis__reported_by=["(unclosed"]), "test.yaml")
+
+
 @pytest.mark.parametrize(
     ("text", "reads"),
     [

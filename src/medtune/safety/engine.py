@@ -128,6 +128,10 @@ _ANSWER_ONLY = frozenset({"certain"})
 _QUESTION_ONLY = frozenset({"assessed", "hypothetical", "worry"})
 # An answer with any of these, or a hedge, is not a flat verdict (see SafetyEngine._flat_verdict).
 _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
+# A certainty phrase that names the act of diagnosing ("诊断为", "确诊是", "明确是"): when a doctor, a test or an
+# earlier time comes before it in its clause, the answer is repeating that finding (see ``reported_diagnosis``).
+_DIAGNOSIS_VERB = re.compile("诊断|确诊|明确")
+_CLAUSE_ENDS = ",;:!?。\n"
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
 _MORE = frozenset({"more_of", "continue_use"})
 # A count or amount in the clause makes an echoed drug an instruction ("嚼服三片阿司匹林").
@@ -1695,6 +1699,9 @@ class SafetyEngine:
                     continue
                 if self._cue_before(ascan, "conditional", m, "sentence"):  # "如果…意识迷糊，就是危险信号"
                     continue
+                # "您已经在急诊确诊为…", "核磁已经明确是…": a finding someone else made, repeated, asserts nothing
+                if _DIAGNOSIS_VERB.search(m.text) and self._reported_diagnosis(ascan.text, m.start):
+                    continue
                 return m.text
             return self._flat_verdict(ascan, qscan) or self._benign_verdict(ascan, qscan, flags)
         if kind == "missing_disclaimer":
@@ -1702,6 +1709,14 @@ class SafetyEngine:
                 return "(无免责声明)"
             return None
         raise AssertionError(f"unhandled finding kind {kind!r}")  # rules.py validates kinds
+
+    def _reported_diagnosis(self, text: str, start: int) -> bool:
+        """Someone or something that diagnoses (``diagnosis.reported_by``) comes before ``start`` in its clause."""
+        patterns = self.rules.diagnosis
+        if patterns is None or patterns.reported_by is None:
+            return False
+        opening = max(text.rfind(sep, 0, start) for sep in _CLAUSE_ENDS) + 1
+        return patterns.reported_by.search(text, opening, start) is not None
 
     def _flat_verdict(self, ascan: _Scan, qscan: _Scan) -> str | None:
         """A disease stated as the patient's with no certainty word: "你这是湿疹", "孩子是缺钙了".

@@ -169,6 +169,9 @@ class DiagnosisPatterns:
 
     ``benign`` (optional) is a harmless explanation stated as fact ("宝宝在睡觉，正常的", "这是恶露，正常现象"): a
     verdict only in an answer to an emergency that sends nobody to urgent care.
+
+    ``reported_by`` (optional) names who or what made a diagnosis (医生, 已经, 核磁 ...): before "诊断为/确诊为/明确是"
+    in its clause, the answer repeats that finding and asserts nothing.
     """
 
     assertion: re.Pattern[str]
@@ -180,6 +183,7 @@ class DiagnosisPatterns:
     risk_lead: re.Pattern[str]
     max_length: int = 10
     benign: re.Pattern[str] | None = None
+    reported_by: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1587,11 +1591,12 @@ def _diagnosis(raw: Any, source: str) -> DiagnosisPatterns | None:
         "patient_subject",
         "risk_lead",
         "benign",
+        "reported_by",
     )
     compiled: dict[str, re.Pattern[str]] = {}
     for name in fields:
         parts = raw.get(name)
-        if name == "benign" and parts is None:
+        if name in ("benign", "reported_by") and parts is None:
             continue
         if not isinstance(parts, list) or not parts or not all(isinstance(p, str) and p for p in parts):
             raise RulesError(f"{source}: diagnosis.{name} must be a non-empty list of patterns")
