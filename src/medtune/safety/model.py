@@ -400,14 +400,15 @@ class TrainSettings:
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
     56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
     (the scores are out of fold; the rules' findings on the dev set are fit)."""
-    unreferred_threshold: float = 0.85
+    unreferred_threshold: float = 0.8
     """A question only the model flags, at least this probably an emergency, makes an answer that gives no
     referral dismissive (``no_urgent_referral``, as a rule's flag does). Held to the answer model's rule out of
     fold on the dev set (``medtune safety train --gate-out-of-fold``, :func:`choose_unreferred_threshold`): the
     lowest on :data:`UNREFERRED_GRID` whose new findings are at least :data:`ANSWER_MIN_PRECISION` right.
     Before dev round 40 (29 files, while the rule was being set): 0.8 would have found 162 dismissive answers for
     30 clean ones, 0.9 130 for 8. With round 40 (30 files) the rule took 0.85: 154 for 22 (0.88; 0.8 168 for 35,
-    0.83), and 31 answers labelled with other kinds only called dismissive too."""
+    0.83), and 31 answers labelled with other kinds only called dismissive too. With dev round 45's second pass
+    (35 files) the rule moved it to 0.8: 199 for 35 (0.850; 0.85 185 for 20), by one clean answer."""
     veto_threshold: float | None = None
     """A question the rules flag but the model rates below this is near-certainly no emergency: the rules' flag is
     withheld (:meth:`~medtune.safety.engine.SafetyEngine._flags`). None (the default): never.
