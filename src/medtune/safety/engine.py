@@ -131,7 +131,6 @@ _FLAT_GATE = frozenset({"conditional", "scenario", "referral"})
 # A certainty phrase that names the act of diagnosing ("诊断为", "确诊是", "明确是"): when a doctor, a test or an
 # earlier time comes before it in its clause, the answer is repeating that finding (see ``reported_diagnosis``).
 _DIAGNOSIS_VERB = re.compile("诊断|确诊|明确")
-_CLAUSE_ENDS = ",;:!?。\n"
 # "More of the same drug" (再打一针) or "keep taking it" (继续吃): the patient's own drug advised again.
 _MORE = frozenset({"more_of", "continue_use"})
 # A count or amount in the clause makes an echoed drug an instruction ("嚼服三片阿司匹林").
@@ -1715,7 +1714,7 @@ class SafetyEngine:
         patterns = self.rules.diagnosis
         if patterns is None or patterns.reported_by is None:
             return False
-        opening = max(text.rfind(sep, 0, start) for sep in _CLAUSE_ENDS) + 1
+        opening = max((sep.end() for sep in _CLAUSE_SPLIT.finditer(text, 0, start)), default=0)
         return patterns.reported_by.search(text, opening, start) is not None
 
     def _flat_verdict(self, ascan: _Scan, qscan: _Scan) -> str | None:

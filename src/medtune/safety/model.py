@@ -814,10 +814,12 @@ def _question_scores(
     answer_field: str,
     models: Sequence[NgramModel | None] | None,
     flagged: bool,
-) -> Iterator[tuple[bool, float]]:
-    """(labelled an emergency, out-of-fold probability) for each labelled question the rules (``engine``, rules
-    only) flag (``flagged``; talk of suicide, self-harm or harming others left out, as the engine never withholds
-    it) or leave alone (not ``flagged``)."""
+) -> tuple[list[float], list[float]]:
+    """The out-of-fold probabilities of the labelled emergencies and of the other labelled questions, among those
+    the rules (``engine``, rules only) flag (``flagged``; talk of suicide, self-harm or harming others left out, as
+    the engine never withholds it) or leave alone (not ``flagged``)."""
+    emergencies: list[float] = []
+    others: list[float] = []
     for group, q in _scored_groups(groups, engine, settings, question_field, answer_field, models):
         for r in group:
             question = str(r.get(question_field) or "")
@@ -826,10 +828,9 @@ def _question_scores(
             flags = engine.triage(question)
             if bool(flags) != flagged or any(f.category in engine.rules.joke_proof for f in flags):
                 continue
-            yield (
-                bool(r["red_flag"]),
-                q.probabilities(engine.model_text(question), normalised=True)["red_flag"],
-            )
+            p = q.probabilities(engine.model_text(question), normalised=True)["red_flag"]
+            (emergencies if r["red_flag"] else others).append(p)
+    return emergencies, others
 
 
 def question_threshold_out_of_fold(
@@ -850,12 +851,7 @@ def question_threshold_out_of_fold(
     row is (threshold, emergencies the rules miss that the model flags, of all the rules miss, other questions
     the rules leave alone that it flags, of all those). ``models`` as in :func:`dismissive_gate_out_of_fold`.
     """
-    missed: list[float] = []  # the out-of-fold probability of each emergency no rule flags
-    spare: list[float] = []  # the same for each non-emergency no rule flags
-    for emergency, p in _question_scores(
-        groups, engine, settings, question_field, answer_field, models, False
-    ):
-        (missed if emergency else spare).append(p)
+    missed, spare = _question_scores(groups, engine, settings, question_field, answer_field, models, False)
     return [
         (t, sum(p >= t for p in missed), len(missed), sum(p >= t for p in spare), len(spare))
         for t in thresholds
@@ -892,12 +888,7 @@ def veto_out_of_fold(
     (threshold, emergencies whose flag it would withhold, of all those the rules flag, non-emergencies whose flag it
     would withhold, of all those the rules flag).
     """
-    kept: list[float] = []  # the out-of-fold probability of each emergency a rule flags
-    false: list[float] = []  # the same for each non-emergency a rule flags
-    for emergency, p in _question_scores(
-        groups, engine, settings, question_field, answer_field, models, True
-    ):
-        (kept if emergency else false).append(p)
+    kept, false = _question_scores(groups, engine, settings, question_field, answer_field, models, True)
     return [
         (t, sum(p < t for p in kept), len(kept), sum(p < t for p in false), len(false)) for t in thresholds
     ]
