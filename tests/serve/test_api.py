@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from medtune.config import ConfigError, load_config
+from tests.serve.conftest import hold_first_step_until
 
 KEYS = ["sk-test-alpha-0123456789", "sk-test-bravo-9876543210"]
 QUESTION = "胃疼怎么办"
@@ -495,7 +496,7 @@ def test_sigterm_stops_the_server_within_seconds_mid_generation(tiny_model_dir, 
     assert "Traceback" not in output, output
 
 
-def test_concurrent_streams_share_the_running_batch(engine):
+def test_concurrent_streams_share_the_running_batch(engine, monkeypatch):
     from medtune.serve.api import create_app
     from medtune.serve.engine import ChatEngine
 
@@ -505,6 +506,7 @@ def test_concurrent_streams_share_the_running_batch(engine):
     )
     questions = ["胃疼怎么办", "头疼", "孩子发烧38度", "咳嗽有痰"]
     expected = [greedy(engine, 12, q).text for q in questions]
+    hold_first_step_until(batched.scheduler, monkeypatch, rows=len(questions))
     with live(app) as url:
         server = Live(url, app)
         replies: dict[int, str] = {}
@@ -519,4 +521,4 @@ def test_concurrent_streams_share_the_running_batch(engine):
         for t in threads:
             t.join()
     assert [replies[i].strip() for i in range(4)] == expected
-    assert batched.scheduler.peak_batch > 1
+    assert batched.scheduler.peak_batch == len(questions)

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from medtune.serve.engine import ChatEngine, GenerationSettings, StreamControl
+from tests.serve.conftest import hold_first_step_until
 
 QUESTIONS = ["发烧怎么办", "胃反酸烧心，晚上躺下更明显，怎么办？需要做胃镜吗", "头疼", "孩子咳嗽三天了，有痰"]
 
@@ -29,28 +30,34 @@ def test_stream_alone_matches_hf_generate(batched):
     assert control.completion_tokens == answer.num_tokens
 
 
-def test_batched_greedy_output_is_identical_to_alone(batched):
+def test_batched_greedy_output_is_identical_to_alone(batched, monkeypatch):
     settings = GenerationSettings(max_new_tokens=16, temperature=0.0)
     # Base and tuned rows, different prompt lengths, mixed in one batch.
     jobs = [(q, i % 2 == 0) for i, q in enumerate(QUESTIONS)]
     alone = [_tokens(batched, q, settings, use) for q, use in jobs]
-    steps = batched.scheduler.steps
+    scheduler = batched.scheduler
+    steps = scheduler.steps
     results: dict[int, tuple] = {}
 
+    # The later requests must arrive while the first one is generating; sleeping between arrivals made
+    # that depend on the machine's speed, so the first row's first step waits until the others are queued.
+    first_running = hold_first_step_until(scheduler, monkeypatch, rows=len(jobs))
+
     def run(i, q, use):
-        time.sleep(0.05 * i)  # arrive one after another, while the earlier ones are generating
         results[i] = _tokens(batched, q, settings, use)
 
     threads = [threading.Thread(target=run, args=(i, q, use)) for i, (q, use) in enumerate(jobs)]
-    for t in threads:
+    threads[0].start()
+    assert first_running.wait(30)
+    for t in threads[1:]:
         t.start()
     for t in threads:
         t.join()
     assert [results[i][0] for i in range(len(jobs))] == [a[0] for a in alone]
-    assert batched.scheduler.peak_batch > 1
-    assert batched.scheduler.prefix_hits >= 2 * len(jobs)  # the system turn's cache was reused
+    assert scheduler.peak_batch == len(jobs), "the later rows joined the running one"
+    assert scheduler.prefix_hits >= 2 * len(jobs)  # the system turn's cache was reused
     # Fewer steps than one request after another would take.
-    assert batched.scheduler.steps - steps < sum(a[1].completion_tokens for a in alone)
+    assert scheduler.steps - steps < sum(a[1].completion_tokens for a in alone)
 
 
 def test_cancel_frees_the_row_at_once(batched):
