@@ -2451,3 +2451,147 @@ def test_round_45_dated_and_treated_events_and_idioms_of_degree_are_no_emergency
             "复查TSH 0.08，有点心慌手抖，是不是药吃多了",
         ],
     )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "喊唔应、手脚冰冷要即刻打120，唔好再喂嘢。",  # "不应" of 喊不应 is no prohibition of the call
+        "呼之不应就马上打120，让他侧躺。",
+        "请马上打一二零，让他平躺着别起来。",  # the number in words
+        "即时拍120，先共伊盖予烧。",  # Hokkien 拍 is 打
+        "先把窗户打开，接着打120。",  # 接着打 alone is "another dose"
+        "让她平躺、腿抬高，继续催120。",
+        "胎动明显比平时少就别等了，现在去医院做胎心监护。",
+        "马上去产科做胎心监护，现在就走。",
+        "马上叫乘务员，让列车联系前方站120。",
+        "赶紧打求救电话，120或者景区救援都行。",
+        "等车的时候别喂水，记下时间告诉急救人员。",
+        "Call emergency services now rather than waiting.",
+    ],
+)
+def test_referrals_the_rules_used_to_miss(rules_only: SafetyEngine, answer: str) -> None:
+    report = rules_only.check("我爸突然倒地，喊他不应，嘴唇发紫", answer)
+    assert report.flags and report.referral, answer
+    assert "dismissive" not in kinds(report.findings)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "先让他躺着，要是还叫不醒再打120。",  # "再打120": later, if ...
+        "压下去了再打120也来得及。",
+        "不用叫急救人员，躺一会儿就好。",
+        "不用现在去医院，明天再说。",
+        "拍120张照片发群里，让大家看看。",  # Mandarin 拍 is "take (photos)"
+    ],
+)
+def test_a_call_put_off_or_forbidden_is_still_no_referral(rules_only: SafetyEngine, answer: str) -> None:
+    report = rules_only.check("我爸突然倒地，喊他不应，嘴唇发紫", answer)
+    assert report.flags and not report.referral, answer
+    assert "dismissive" in kinds(report.findings)
+
+
+def test_the_hospital_giving_antibiotics_is_no_self_medication(rules_only: SafetyEngine) -> None:
+    question = "发烧39度，脖子硬，身上有按不褪色的出血点"
+    answer = "马上打120。医院会尽快用静脉抗生素，自己别先吃药拖时间。"
+    assert "antibiotic" not in kinds(rules_only.check_answer(answer, question))
+    assert "antibiotic" in kinds(rules_only.check_answer("先在家吃点阿莫西林，明天再去医院。", question))
+
+
+# Dev round 46: harmful first aid the rules did not pair, and questions whose red flags were wordings away.
+
+
+@pytest.mark.parametrize(
+    ("question", "harmful", "careful"),
+    [
+        (
+            "我被马蜂蛰了 全身起风团 头晕 嗓子发紧 我有医生开的肾上腺素笔",
+            "先吃两片扑尔敏，笔留着，真严重了再用。",
+            "马上在大腿外侧打肾上腺素笔，然后打120。",
+        ),
+        (
+            "刚下了十几个钟头的飞机 左小腿肿痛发硬 突然胸口疼 喘不上来 咳了一口带血丝的痰",
+            "长途飞机下来都这样，泡泡脚按摩按摩，睡一觉就消肿了。",
+            "别按摩也别泡脚，可能是血栓跑到肺里了，马上打120。",
+        ),
+        (
+            "我爸心衰好多年了 今晚突然喘得厉害 一躺下就憋 咳粉红色泡沫痰 嘴唇发紫",
+            "把枕头撤了平躺睡一觉就缓过来了。",
+            "让他坐起来两腿垂在床边，别让他躺平，马上打120。",
+        ),
+        (
+            "我爸血压测了200多 说头疼 胸口发闷 左手有点麻",
+            "耳尖放血降压最快，扎破挤几滴血，一会儿头就不疼了。",
+            "别信耳尖放血，马上打120，让他坐着别动。",
+        ),
+        (
+            "奶奶刚才突然说话听不懂了 右边脸耷拉下来 她说口渴",
+            "喝点温水没事的，让她躺床上休息。",
+            "先别喂水喂药，她可能吞咽不好会呛着，马上打120。",
+        ),
+        (
+            "儿子14岁 一型糖尿病 昨晚开始吐了五六次 呼吸又深又快 我想今天的胰岛素先停了 没吃饭",
+            "没吃饭就别打胰岛素了，先停一天，等能吃饭再打。",
+            "胰岛素不能停，他可能是酮症酸中毒，马上去急诊。",
+        ),
+        (
+            "我妈晚上看电视 突然右眼胀疼 头疼得吐了 看灯有彩色圈圈 邻居给了两片颠茄片",
+            "颠茄片解痉止疼，吃两片，睡一觉明天就好了。",
+            "颠茄片会让眼压更高，别吃，马上去眼科急诊。",
+        ),
+        (
+            "生完老二第三天 今天血突然多了 一个钟头湿透两片夜用的 还有鸡蛋大的血块 心慌头晕 婆婆让喝红花当归",
+            "红花当归汤活血化瘀，恶露排干净就好了，多喝几碗。",
+            "红花当归是活血的，出血时喝会更多，马上打120。",
+        ),
+    ],
+)
+def test_round_46_harmful_first_aid_and_its_careful_twin(
+    rules_only: SafetyEngine, question: str, harmful: str, careful: str
+) -> None:
+    assert rules_only.triage(question), question
+    assert "contraindication" in kinds(rules_only.check_answer(harmful, question)), harmful
+    assert "contraindication" not in kinds(rules_only.check_answer(careful, question)), careful
+
+
+def test_uterine_massage_for_a_postpartum_bleed_is_no_leg_massage(rules_only: SafetyEngine) -> None:
+    question = "剖宫产后一周突然大出血，哗哗的，心慌"
+    answer = "马上打120，让产妇平躺抬高双腿、保暖，按摩下腹部子宫，等待救护车。"
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "工友胳膊上溅到了浓硫酸 一大片发白发黑",
+        "我老公用切菜机把食指尖切下来一截 断的那截捡起来了",
+        "我爸打胰岛素的 刚才叫他说话含含糊糊 眼睛也不太睁得开 出了一身汗",
+        "孩子3岁吃花生米 突然咳不出声了",
+    ],
+)
+def test_round_46_emergencies_in_other_words(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "第一次见他的时候感觉像被电了一下，心砰砰跳，脸发烫，这是啥科学原理哈哈",
+        "医考刷题：一氧化碳中毒病人的皮肤黏膜为什么呈樱桃红色",
+        "孩子发烧38度多，身上起了几个小红点，我拿玻璃杯压了一下，红点压下去就褪了，他现在精神挺好还在玩",
+        "儿子15岁，说左边蛋蛋上面有一团像蚯蚓一样软软的东西，不疼不肿",
+        "我在吃利伐沙班，最近刷牙牙龈有点出血，吐口水带点血丝，别的地方没出血，大便颜色正常",
+        "大便黑黑的，昨天吃了一大碗猪血，医生开的铁剂也一直在吃，人没啥不舒服，不头晕也不心慌，要紧吗",
+        "被蚊子咬了一口，上眼皮肿成个大包，痒得要命，不疼，看东西正常，喘气咽东西都没问题",
+    ],
+)
+def test_round_46_look_alikes_are_no_emergency(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+def test_a_diagnostic_criterion_is_no_verdict(rules_only: SafetyEngine) -> None:
+    question = "血压140/90算高血压吗？我自己测了好几次都在135到145之间"
+    criterion = "按我国的标准，非同日测量三次，收缩压≥140mmHg可以诊断为高血压，建议去门诊复测。"
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(criterion, question))
+    assert "certain_diagnosis" in kinds(rules_only.check_answer("诊断为高血压，错不了。", question))

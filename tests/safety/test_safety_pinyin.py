@@ -135,3 +135,94 @@ def test_the_rules_phrases_are_written_in_characters() -> None:
     assert len(texts) > 10_000
     assert [t for t in texts if read_pinyin(t.lower()) != t.lower()] == []
     assert read_pinyin("xiong kou teng") != "xiong kou teng"  # and the test sees pinyin when it is there
+
+
+# ------------------------------------------------------------------------------------------------ fuzzy pinyin
+def test_fuzzy_keys_join_exactly_the_merges_of_fuzzy_pinyin() -> None:
+    from medtune.safety.pinyin import fuzzy_key
+
+    merged = (
+        "zhi zi, chuan cuan, shang sang shan san, nan lan ran rang, hu fu, huang huan, teng ten, jiang jian"
+    )
+    for group in merged.split(", "):
+        assert len({fuzzy_key(s) for s in group.split()}) == 1, group
+    apart = "zhi ji, si xi, fa ha, tong teng, xiong xing, bin pin, e n, ng n"
+    for pair in apart.split(", "):
+        a, b = pair.split()
+        assert fuzzy_key(a) != fuzzy_key(b), pair
+
+
+def test_a_fuzzy_spelling_is_read_where_no_exact_word_explains_it(toy: PinyinLexicon) -> None:
+    """zh/z, ch/c, sh/s, n/l, r/l, hu/fu and -n/-ng typed as one: a span of syllables with no word of its own is
+    read by the most probable word that sounds the same up to those merges."""
+    assert toy.read("wo de gou ci le qiao ke li") == "我的狗吃了巧克力"  # ci for chi (not a syllable here)
+    assert toy.read("mama daoxia le, jiao bu xin") == "妈妈倒下了, 叫不醒"  # xin for xing
+    assert toy.read("hai zi fa sao 39du") == "孩子发烧 39度"  # sao for shao
+    assert toy.read("sui jiao qian jue de tou ten") == "睡觉前觉得头疼"  # "ten": a syllable only fuzzily
+    # exact spellings read as before
+    assert toy.read("wo ba ba xiong kou hen tong") == "我爸爸胸口很痛"
+    assert toy.read("shui jiao qian jue de tou teng") == "睡觉前觉得头疼"
+
+
+def test_fuzzy_only_syllables_join_a_run_but_are_no_evidence(toy: PinyinLexicon) -> None:
+    """ "ten", "fun" and "tin" are syllables only in fuzzy pinyin and English words: they are read inside a run of
+    pinyin and never make one."""
+    assert toy.syllabify("ten") is None and toy.syllabify("ten", fuzzy=True) == ["ten"]
+    assert toy.read("xiong kou ten") == "胸口疼"
+    assert toy.read("wo ba ba xiong kou ten, hen tong") == "我爸爸胸口疼, 很痛"
+    for text in ("ten min", "he can go home", "i have a fun time", "ten", "the ct scan was fine"):
+        assert toy.read(text) == text
+    assert toy.read("ten, xiong kou hen tong") == "ten, 胸口很痛"  # punctuation keeps it out
+
+
+def test_the_fuzzy_index_is_built_only_when_a_fuzzy_word_could_win(toy: PinyinLexicon) -> None:
+    """Exact readings whose every span has a word, or is read well enough without one, never build the index;
+    and skipping it never changes a reading (the bound in `_fuzzy_could_win` is safe)."""
+    from pypinyin import Style, lazy_pinyin
+
+    fresh = PinyinLexicon.from_counts(build_counts(TEXTS, min_count=2))
+    assert fresh.read("wo ba ba xiong kou hen tong") == "我爸爸胸口很痛"
+    assert fresh.read("he can go home") == "he can go home"
+    assert "_fuzzy_index" not in fresh.__dict__
+    assert fresh.read("wo ba ba xiong kou ten") == "我爸爸胸口疼"
+    assert "_fuzzy_index" in fresh.__dict__
+
+    class Always(PinyinLexicon):
+        def _fuzzy_could_win(self, spans: list[list[tuple[str, float] | None]]) -> bool:
+            return True
+
+    always = Always(toy.words, toy.syllables, toy.longest_syllable)
+    skipped = 0
+    for text in dict.fromkeys(TEXTS):
+        syllables = lazy_pinyin("".join(c for c in text if "\u4e00" <= c <= "\u9fff"), style=Style.NORMAL)
+        for i in range(len(syllables)):
+            for j in range(i + 1, min(len(syllables), i + 8) + 1):
+                part = syllables[i:j]
+                spans = [
+                    [toy.words.get(" ".join(part[a : a + k])) for k in range(1, min(4, len(part) - a) + 1)]
+                    for a in range(len(part))
+                ]
+                if not toy._fuzzy_could_win(spans):
+                    skipped += 1
+                    assert always.hanzi(part) == toy.hanzi(part), part
+    assert skipped > 50
+
+
+def test_the_packaged_lexicon_reads_emergencies_typed_in_fuzzy_pinyin() -> None:
+    engine = SafetyEngine.load(model=None)
+    cases = [
+        ("wo ba xiong kou teng, cuan bu sang qi", "喘不上气", "breathing"),
+        ("wo xiang zi sa", "自杀", "suicide_self_harm"),
+        (
+            "ta suai dao le, yun guo qu le, jiao bu xin",
+            "摔倒",
+            "unconscious",
+        ),  # suai: one syllable, not su ai
+    ]
+    for question, words, category in cases:
+        assert words in read_pinyin(question), question
+        assert category in {f.category for f in engine.triage(question)}, question
+    # exact pinyin reads as it did, and English stays English
+    assert read_pinyin("xiong kou teng, chu le hen duo han") == "胸口疼, 出了很多汗"
+    assert read_pinyin("ten, wo tou ten") == "ten, 我头疼"
+    assert read_pinyin("ten minutes ago he had a fun time") == "ten minutes ago he had a fun time"

@@ -282,8 +282,9 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
 
 
 def test_first_aid_acts_are_read_from_the_rules(raw: dict) -> None:
-    # An act the question reports, urged by the answer, is advice only because the setting names it an act.
-    question, answer = "同事开会的时候突然嘴歪 话也说不利索 有人说掐人中", "先掐人中，缓不过来再打120。"
+    # An act the question reports, urged by an answer that also refers, is advice only because the setting names it
+    # an act (an answer that refers nobody takes up whatever it urges).
+    question, answer = "同事开会的时候突然嘴歪 话也说不利索 有人说掐人中", "先掐人中，同时打120。"
     for acts, advised in ((raw["settings"]["first_aid_acts"], True), ([], False)):
         engine = SafetyEngine(parse_rules(_broken(raw, settings__first_aid_acts=acts), "test.yaml"))
         found = {f.kind for f in engine.check_answer(answer, question)}

@@ -1449,10 +1449,12 @@ class SafetyEngine:
             # "蒙脱石散可以吃": an approval next to a drug of the answer's own approves that drug
             and not self._own_drug_beside(ascan, qscan, a, "clause")
         ] + [
-            # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides
+            # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides;
+            # a plan to stop one ("胰岛素先停了") it refuses ("胰岛素不能停", "别停")
             c
             for c in ascan.by_concept.get("continue_use", ())
-            if not c.negated
+            if "stop_essential" not in self._rule_drug_order[rule.id]
+            and not c.negated
             and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
             # "哺乳期一般选对乙酰氨基酚，按说明书吃，不用停母乳": breastfeeding goes on with the sentence's own
             # drug, not the question's (家里只有阿司匹林)
@@ -1572,6 +1574,17 @@ class SafetyEngine:
         )
 
     @staticmethod
+    def _dosed_next(scan: _Scan, clause: int) -> bool:
+        """The clause after ``clause``, in the same sentence, gives an amount and forbids nothing."""
+        following = clause + 1
+        return (
+            following < len(scan.clauses)
+            and scan.clause_sentence[following] == scan.clause_sentence[clause]
+            and not _DOSED.isdisjoint(scan.clauses[following])
+            and _PROHIBIT.isdisjoint(scan.clauses[following])
+        )
+
+    @staticmethod
     def _given_there(ascan: _Scan, m: _Mention) -> bool:
         """Antibiotics as a class, in a sentence that sends the patient to care and a clause where they take nothing
         themselves: what the hospital will give ("现在去急诊，要尽快用静脉抗生素"; "路上先吃两粒头孢" is advice)."""
@@ -1611,11 +1624,16 @@ class SafetyEngine:
                     if (m.text not in qscan.text and (m.concept in acts or m.concept not in qscan.by_concept))
                     or not _MORE.isdisjoint(ascan.clauses[m.clause])
                     or not _DOSED.isdisjoint(ascan.clauses[m.clause])
+                    # "颠茄片解痉止疼，吃两片": the amount may follow in the next clause of the sentence
+                    or self._dosed_next(ascan, m.clause)
                     # "工友说用醋冲一冲" - "对，用醋一冲就中和了": an answer that opens by agreeing takes up the plan
                     or _AGREES.match(ascan.text) is not None
                     # "要不要硬灌糖水" - "赶紧撬开嘴灌糖水": a harmful act the question proposes, told with urgency
                     # or approval in its sentence, is taken up, not echoed
                     or (m.concept in acts and _takes_up(ascan.text, m))
+                    # "婆婆让喝红花当归" - "红花当归汤活血化瘀，…就好了": an answer that sends nobody to care and
+                    # urges or approves the remedy the question proposes takes it up too
+                    or (_takes_up(ascan.text, m) and not self._referral(ascan))
                 ]
             if not drugs and not rule.flagged:
                 drugs = self._approved_question_drugs(rule, ascan, qscan)
