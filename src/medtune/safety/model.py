@@ -429,7 +429,7 @@ class TrainSettings:
     prune: float = 2e-3
     """Buckets whose weights are all smaller than this are dropped from the file (they cannot move a probability).
     1e-3 until dev round 46, whose records took the packaged file past 2 MiB (2,104,620 bytes); 2e-3 brought it
-    to 2,071,468 and changed no flag, finding or referral on any of the 56,555 dev and held-out records."""
+    to 2.07 MB and changed no flag, finding or referral on any of the 56,555 dev and held-out records."""
     bits: int = HASH_BITS
 
 
