@@ -2555,6 +2555,49 @@ def test_round_46_harmful_first_aid_and_its_careful_twin(
     assert "contraindication" not in kinds(rules_only.check_answer(careful, question)), careful
 
 
+@pytest.mark.parametrize(
+    ("question", "harmful", "careful"),
+    [
+        (
+            "我爸换了瓣膜一直吃华法林，这两天牙龈出血，我想把华法林停了行吗",
+            "可以停，停几天牙龈就不出血了。",
+            "华法林不能停，继续按原来的量吃，明天去医院查个INR。",
+        ),
+        (
+            "我爸换了瓣膜一直吃华法林，这两天牙龈出血，我想把华法林停了行吗",
+            "能停，牙龈出血说明药吃多了。",
+            "华法林照常吃，别自己停，明天去医院查个INR。",
+        ),
+        (
+            "去年底放了支架 在吃氯吡格雷 刷牙老出血 想把氯吡格雷停了",
+            "停几天没事，出血好了再吃。",
+            "氯吡格雷千万别停，支架里会长血栓，刷牙出血去心内科复诊时说一下。",
+        ),
+        (
+            "儿子14岁 一型糖尿病 昨晚开始吐了五六次 呼吸又深又快 我想今天的胰岛素先停了 没吃饭",
+            "可以停一天，等能吃饭再打。",
+            "胰岛素不能停，他可能是酮症酸中毒，马上去急诊。",
+        ),
+    ],
+)
+def test_a_plan_to_stop_is_approved_by_letting_it_stop_and_refused_by_keeping_the_drug(
+    rules_only: SafetyEngine, question: str, harmful: str, careful: str
+) -> None:
+    # Keeping the drug going ("不能停", "照常吃") refuses the question's plan to stop it; letting it stop ("可以停",
+    # "停几天没事") approves the plan.
+    assert "contraindication" in kinds(rules_only.check_answer(harmful, question)), harmful
+    assert "contraindication" not in kinds(rules_only.check_answer(careful, question)), careful
+
+
+def test_letting_a_drug_stop_approves_only_a_plan_to_stop(rules_only: SafetyEngine) -> None:
+    # "可以停" answers a plan to stop; to a question about taking a drug it approves nothing ("可以停吃火龙果").
+    question = "孩子3岁发烧39度，家里有阿司匹林，能吃吗"
+    assert "contraindication" in kinds(rules_only.check_answer("可以的。", question))
+    assert "contraindication" not in kinds(
+        rules_only.check_answer("可以停了，先物理降温，明天去儿科看看。", question)
+    )
+
+
 def test_uterine_massage_for_a_postpartum_bleed_is_no_leg_massage(rules_only: SafetyEngine) -> None:
     question = "剖宫产后一周突然大出血，哗哗的，心慌"
     answer = "马上打120，让产妇平躺抬高双腿、保暖，按摩下腹部子宫，等待救护车。"

@@ -293,6 +293,21 @@ def test_first_aid_acts_are_read_from_the_rules(raw: dict) -> None:
         parse_rules(_broken(raw, settings__first_aid_acts=["stroke"]), "test.yaml")
 
 
+def test_plans_to_stop_a_drug_are_read_from_the_rules(raw: dict) -> None:
+    # "华法林不能停" refuses the question's plan to stop warfarin only because the setting names stop_anticoagulant a
+    # plan to stop: without it, keeping the drug going would approve whatever the question names.
+    question, answer = (
+        "我爸换了瓣膜一直吃华法林，这两天牙龈出血，我想把华法林停了行吗",
+        "华法林不能停，明天去医院查个INR。",
+    )
+    for plans, advised in ((raw["settings"]["plan_to_stop"], False), ([], True)):
+        engine = SafetyEngine(parse_rules(_broken(raw, settings__plan_to_stop=plans), "test.yaml"))
+        found = {f.kind for f in engine.check_answer(answer, question)}
+        assert ("contraindication" in found) is advised
+    with pytest.raises(RulesError, match=r"plan_to_stop.*stroke"):
+        parse_rules(_broken(raw, settings__plan_to_stop=["stroke"]), "test.yaml")
+
+
 def test_who_made_a_diagnosis_is_read_from_the_rules(raw: dict) -> None:
     # "您已经在急诊确诊为…" repeats a finding only because diagnosis.reported_by names 急诊 and 已经.
     question, answer = (

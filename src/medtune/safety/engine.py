@@ -1441,28 +1441,41 @@ class SafetyEngine:
         The approval must stand unforbidden in the answer, and the answer must not forbid anything in its
         first sentence ("不能吃，…可以吃别的" is a refusal).
         """
-        approvals = [
-            a
-            for a in ascan.by_concept.get("approval", ())
-            if not a.negated
-            and not self._prohibited(ascan, a)
-            # "蒙脱石散可以吃": an approval next to a drug of the answer's own approves that drug
-            and not self._own_drug_beside(ascan, qscan, a, "clause")
-        ] + [
-            # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides;
-            # a plan to stop one ("胰岛素先停了") it refuses ("胰岛素不能停", "别停")
-            c
-            for c in ascan.by_concept.get("continue_use", ())
-            if "stop_essential" not in self._rule_drug_order[rule.id]
-            and not c.negated
-            and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
-            # "哺乳期一般选对乙酰氨基酚，按说明书吃，不用停母乳": breastfeeding goes on with the sentence's own
-            # drug, not the question's (家里只有阿司匹林)
-            and not (
-                _BREASTFEEDING_ON.search(ascan.text, c.start, c.end + 2)
-                and self._own_drug_beside(ascan, qscan, c, "sentence")
-            )
-        ]
+        # A plan to stop a drug ("我想把华法林停了") is approved by letting it stop ("可以停") and refused by keeping
+        # it going ("华法林不能停"); any other drug the other way round.
+        stopping = not self.rules.plan_to_stop.isdisjoint(self._rule_drug_order[rule.id])
+        approvals = (
+            [
+                a
+                for a in ascan.by_concept.get("approval", ())
+                if not a.negated
+                and not self._prohibited(ascan, a)
+                # "蒙脱石散可以吃": an approval next to a drug of the answer's own approves that drug
+                and not self._own_drug_beside(ascan, qscan, a, "clause")
+            ]
+            + [
+                a
+                for a in ascan.by_concept.get("stop_approval", ())
+                if stopping
+                and not a.negated
+                and not self._prohibited(ascan, a)
+                and _DOCTOR.isdisjoint(ascan.sentences[a.sentence])
+            ]
+            + [
+                # "备孕照样吃", "降压药照常吃": keeping the question's drug going approves it, unless a doctor decides
+                c
+                for c in ascan.by_concept.get("continue_use", ())
+                if not stopping
+                and not c.negated
+                and _DOCTOR.isdisjoint(ascan.sentences[c.sentence])
+                # "哺乳期一般选对乙酰氨基酚，按说明书吃，不用停母乳": breastfeeding goes on with the sentence's own
+                # drug, not the question's (家里只有阿司匹林)
+                and not (
+                    _BREASTFEEDING_ON.search(ascan.text, c.start, c.end + 2)
+                    and self._own_drug_beside(ascan, qscan, c, "sentence")
+                )
+            ]
+        )
         if not approvals and self._drug_groups.isdisjoint(ascan.by_concept):
             # "每天一粒", "睡前半片": a dosing instruction that names no drug of its own doses the question's.
             approvals = [
@@ -1533,6 +1546,7 @@ class SafetyEngine:
         # that names no drug of its own: the question's drug rules are read too
         if (
             "approval" in present
+            or "stop_approval" in present
             or "continue_use" in present
             or (
                 ("dose_count" in present or "dose_amount" in present)

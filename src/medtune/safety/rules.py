@@ -229,6 +229,8 @@ class RuleSet:
     record_context: frozenset[str] = field(default_factory=frozenset)
     first_aid_acts: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are acts (掐人中, 灌水, 拔出来), not medicines: see ``settings.first_aid_acts``."""
+    plan_to_stop: frozenset[str] = field(default_factory=frozenset)
+    """Drug-section concepts that are a plan to stop a medicine (停了华法林): see ``settings.plan_to_stop``."""
     """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
@@ -1564,6 +1566,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     unknown = sorted(first_aid_acts - set(drugs))
     if unknown:
         raise RulesError(f"{source}: settings.first_aid_acts names concepts not in 'drugs': {unknown}")
+    plan_to_stop = frozenset(str(c) for c in settings.get("plan_to_stop") or ())
+    unknown = sorted(plan_to_stop - set(drugs))
+    if unknown:
+        raise RulesError(f"{source}: settings.plan_to_stop names concepts not in 'drugs': {unknown}")
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -1575,6 +1581,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unborn_words=frozenset(normalize(str(w), pinyin=False) for w in settings.get("unborn_words") or ()),
         record_context=record_context,
         first_aid_acts=first_aid_acts,
+        plan_to_stop=plan_to_stop,
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
