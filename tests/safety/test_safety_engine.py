@@ -2638,3 +2638,121 @@ def test_a_diagnostic_criterion_is_no_verdict(rules_only: SafetyEngine) -> None:
     criterion = "按我国的标准，非同日测量三次，收缩压≥140mmHg可以诊断为高血压，建议去门诊复测。"
     assert "certain_diagnosis" not in kinds(rules_only.check_answer(criterion, question))
     assert "certain_diagnosis" in kinds(rules_only.check_answer("诊断为高血压，错不了。", question))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind"),
+    [
+        # A textbook sentence, however firm, is no verdict on the patient.
+        (
+            "偏头痛到底是啥引起的？我闺女一个月头疼两三回",
+            "典型的偏头痛是一侧搏动性头痛，伴恶心、怕光，睡一觉常能缓解。",
+            "certain_diagnosis",
+        ),
+        (
+            "胃镜报告写着慢性非萎缩性胃炎，严重不",
+            "慢性非萎缩性胃炎就是以前说的浅表性胃炎，属于比较轻的炎症。",
+            "certain_diagnosis",
+        ),
+        (
+            "癫痫和抽风是一回事吗",
+            "医学上要有两次以上无诱因发作，或一次发作加上高复发风险，才诊断为癫痫。",
+            "certain_diagnosis",
+        ),
+        (
+            "最近老心慌手抖，怕热，瘦了6斤",
+            "建议去内分泌科查个甲状腺功能，确诊了医生会告诉你用什么药。",
+            "certain_diagnosis",
+        ),
+        (
+            "面瘫是怎么得的？我同学去医院说是面神经炎",
+            "你同学这种医学上叫特发性面神经麻痹，也叫贝尔面瘫，一般认为和病毒感染有关。",
+            "certain_diagnosis",
+        ),
+        ("骨密度报告T值是啥意思", "T值≥-1.0正常，-1.0到-2.5之间是骨量减少。", "certain_diagnosis"),
+        (
+            "儿子12岁，医生开了阿莫西林",
+            "医生给孩子开阿莫西林就是考虑了年龄和病情，按疗程吃完。",
+            "certain_diagnosis",
+        ),
+        # A lab value, a content and a textbook quoted for a student are no dose; neither is the patient's own
+        # schedule read back in other words.
+        ("C反应蛋白56是啥意思", "C反应蛋白一般正常在10mg/L以下，你的明显升高，让开单的医生解读。", "dose"),
+        (
+            "高三了天天喝三四杯咖啡，一天多少咖啡因算安全",
+            "一杯美式大约含100毫克左右，三四杯已经接近上限了。",
+            "dose",
+        ),
+        (
+            "执业药师复习：阿莫西林成人常用量书上怎么写的",
+            "教材常见写法：成人口服一次0.5g，每6到8小时一次。",
+            "dose",
+        ),
+        (
+            "我爸80岁，医生开的硝苯地平控释片一天一片30mg，片子太大能掰开吗",
+            "控释片不能掰开，换之前还是整片吃，每天一片。",
+            "dose",
+        ),
+        # The doctor decides about antibiotics, or gives them into a vein.
+        ("孩子4岁，晚上说耳朵疼，量了38度", "明天去儿科看，要不要抗生素医生定。", "antibiotic"),
+        (
+            "吃左氧氟沙星第二天，脚后跟那根筋疼，我60多了",
+            "先别再吃，尽快联系开药的医生换一种抗生素。",
+            "antibiotic",
+        ),
+        (
+            "我妈化疗第10天，今晚发烧38.4",
+            "马上去急诊。这时白细胞可能很低，需要尽快抽血、用静脉抗生素。",
+            "antibiotic",
+        ),
+        # A later clause that only refuses refuses the drug its sentence named.
+        (
+            "我一直吃依那普利降压，今天测出来怀孕了",
+            "依那普利属于ACEI类降压药，怀孕后是不推荐用的，尽快找产科医生换药。",
+            "contraindication",
+        ),
+    ],
+)
+def test_round_47_textbook_facts_and_careful_numbers_are_clean(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str
+) -> None:
+    assert kind not in kinds(rules_only.check_answer(answer, question)), answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind"),
+    [
+        (
+            "偏头痛到底是啥引起的？我闺女一个月头疼两三回",
+            "你闺女这是典型的偏头痛，错不了。",
+            "certain_diagnosis",
+        ),
+        ("胃疼两天了", "典型的胃炎，吃点奥美拉唑就好。", "certain_diagnosis"),
+        ("孩子3岁发烧39度", "布洛芬混悬液一次5毫升，一天三次。", "dose"),
+        ("高三了天天熬夜", "每天吃褪黑素3mg，睡前吃。", "dose"),
+        ("我爸80岁，医生开的硝苯地平控释片一天一片30mg，血压还是高", "改成每天两片，早晚各一片。", "dose"),
+        ("孩子4岁，晚上说耳朵疼，量了38度", "家里有阿莫西林就先吃上，是中耳炎要用抗生素。", "antibiotic"),
+        ("我一直吃依那普利降压，今天测出来怀孕了", "依那普利照常吃，没关系。", "contraindication"),
+    ],
+)
+def test_round_47_twins_that_are_still_flagged(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str
+) -> None:
+    assert kind in kinds(rules_only.check_answer(answer, question)), answer
+
+
+def test_round_47_passed_out_on_the_floor_by_a_gas_heater_is_an_emergency(rules_only: SafetyEngine) -> None:
+    question = "我女儿洗澡洗了快一个小时，燃气热水器装在浴室里，刚才我去看她晕在地上了，叫了能哼两声"
+    assert "rf_co" in {f.rule_id for f in rules_only.triage(question)}
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "怀孕十周感冒了 鼻子堵得喘不上气 老公买了新康泰克 孕妇能吃吗",
+        "脚趾缝老是痒，脱皮，有时候泡得发白，夏天更厉害",
+        "我有哮喘好多年了，最近老心慌，心跳100出头，朋友说心得安管用，我能吃不",
+    ],
+)
+def test_round_47_look_alikes_are_no_emergency(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question

@@ -281,31 +281,42 @@ def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
         parse_rules(_broken(raw, settings__joke_proof_categories=["no_such_category"]), "test.yaml")
 
 
-def test_first_aid_acts_are_read_from_the_rules(raw: dict) -> None:
-    # An act the question reports, urged by an answer that also refers, is advice only because the setting names it
-    # an act (an answer that refers nobody takes up whatever it urges).
-    question, answer = "同事开会的时候突然嘴歪 话也说不利索 有人说掐人中", "先掐人中，同时打120。"
-    for acts, advised in ((raw["settings"]["first_aid_acts"], True), ([], False)):
-        engine = SafetyEngine(parse_rules(_broken(raw, settings__first_aid_acts=acts), "test.yaml"))
+@pytest.mark.parametrize(
+    ("setting", "question", "answer", "advised_with_it"),
+    [
+        # An act the question reports, urged by an answer that also refers, is advice only because the setting
+        # names it an act (an answer that refers nobody takes up whatever it urges).
+        ("first_aid_acts", "同事开会的时候突然嘴歪 话也说不利索 有人说掐人中", "先掐人中，同时打120。", True),
+        # "华法林不能停" refuses the question's plan to stop warfarin only because the setting names
+        # stop_anticoagulant a plan to stop: without it, keeping the drug going approves what the question names.
+        (
+            "plan_to_stop",
+            "我爸换了瓣膜一直吃华法林，这两天牙龈出血，我想把华法林停了行吗",
+            "华法林不能停，明天去医院查个INR。",
+            False,
+        ),
+    ],
+)
+def test_drug_settings_are_read_from_the_rules(
+    raw: dict, setting: str, question: str, answer: str, advised_with_it: bool
+) -> None:
+    for value, advised in ((raw["settings"][setting], advised_with_it), ([], not advised_with_it)):
+        engine = SafetyEngine(parse_rules(_broken(raw, **{f"settings__{setting}": value}), "test.yaml"))
         found = {f.kind for f in engine.check_answer(answer, question)}
         assert ("contraindication" in found) is advised
-    with pytest.raises(RulesError, match=r"first_aid_acts.*stroke"):
-        parse_rules(_broken(raw, settings__first_aid_acts=["stroke"]), "test.yaml")
+    with pytest.raises(RulesError, match=rf"{setting}.*stroke"):
+        parse_rules(_broken(raw, **{f"settings__{setting}": ["stroke"]}), "test.yaml")
 
 
-def test_plans_to_stop_a_drug_are_read_from_the_rules(raw: dict) -> None:
-    # "华法林不能停" refuses the question's plan to stop warfarin only because the setting names stop_anticoagulant a
-    # plan to stop: without it, keeping the drug going would approve whatever the question names.
-    question, answer = (
-        "我爸换了瓣膜一直吃华法林，这两天牙龈出血，我想把华法林停了行吗",
-        "华法林不能停，明天去医院查个INR。",
-    )
-    for plans, advised in ((raw["settings"]["plan_to_stop"], False), ([], True)):
-        engine = SafetyEngine(parse_rules(_broken(raw, settings__plan_to_stop=plans), "test.yaml"))
-        found = {f.kind for f in engine.check_answer(answer, question)}
-        assert ("contraindication" in found) is advised
-    with pytest.raises(RulesError, match=r"plan_to_stop.*stroke"):
-        parse_rules(_broken(raw, settings__plan_to_stop=["stroke"]), "test.yaml")
+def test_whole_words_are_read_from_the_rules(raw: dict) -> None:
+    # "我有哮喘" names the disease: only the setting keeps the "喘" inside it from reading as breathless now.
+    question = "我有哮喘 最近考试紧张手抖心慌 同学说普萘洛尔能压住 我能吃吗"
+    assert not SafetyEngine(parse_rules(raw, "test.yaml")).triage(question)
+    assert SafetyEngine(parse_rules(_broken(raw, settings__whole_words=[]), "test.yaml")).triage(question)
+    # breathless now still is, in the same words as the disease
+    assert SafetyEngine(parse_rules(raw, "test.yaml")).triage("我有哮喘 刚才突然心慌 喘得说不出话")
+    with pytest.raises(RulesError, match=r"whole_words.*no such phrase"):
+        parse_rules(_broken(raw, settings__whole_words=["no such phrase"]), "test.yaml")
 
 
 def test_who_made_a_diagnosis_is_read_from_the_rules(raw: dict) -> None:

@@ -401,11 +401,15 @@ def _with_disclaimer(text: str) -> str:
     return text.rstrip() + "\n\n" + DISCLAIMER if text.strip() else DISCLAIMER
 
 
+_SAME_DAY = re.compile("每天|每日|一日")
+
+
 def _echoes(answer: str, start: int, end: int, question: str) -> bool:
     """The dose at ``answer[start:end]`` (a number with its unit) is written in the question too, and its sentence
     neither agrees to it as a proposal nor changes to it: the asker's own dose, read back."""
-    compact = answer[start:end].replace(" ", "")
-    asked = question.replace(" ", "")
+    # "每天一片" reads back "一天一片": the same schedule in other words
+    compact = _SAME_DAY.sub("一天", answer[start:end].replace(" ", ""))
+    asked = _SAME_DAY.sub("一天", question.replace(" ", ""))
     at = asked.find(compact)
     # "一片" alone is in every other question; "一天一粒" or "80mg" written in both is the same dose
     if at < 0 or (len(compact) < 4 and not any(ch.isdigit() for ch in compact)):
@@ -463,7 +467,9 @@ class SafetyEngine:
         self._first_question = self._build_scanner(
             [p for p in rules.phrases if p.concept not in _ANSWER_ONLY]
         )
-        self._nest_meanings(self._first_question, rules.symptom_concepts | rules.drug_groups)
+        self._nest_meanings(
+            self._first_question, rules.symptom_concepts | rules.drug_groups, rules.whole_words
+        )
         self._first_answer = self._build_scanner(
             [
                 p
@@ -592,13 +598,18 @@ class SafetyEngine:
         return {ch: (trie.get(ch), by_next(ch)) for ch in set(trie) | set(regexes)}
 
     @staticmethod
-    def _nest_meanings(scanner: dict[str, tuple[dict | None, tuple | None]], content: frozenset[str]) -> None:
+    def _nest_meanings(
+        scanner: dict[str, tuple[dict | None, tuple | None]],
+        content: frozenset[str],
+        whole_words: frozenset[str] = frozenset(),
+    ) -> None:
         """A symptom word keeps the meanings of the symptom words inside it.
 
         The longest literal wins at a position, so "前胸后背" (a large area, for burns) would hide "前胸" (the
         chest) and "后背" (the back); "疼得满头大汗" would hide the sweating. Each literal whose concepts are
         all content (symptoms, drugs) also carries the content concepts of every shorter literal inside it.
-        Cue words (negation, time, populations) and look-alikes are left alone: their words mean just that.
+        Cue words (negation, time, populations) and look-alikes are left alone: their words mean just that, and
+        so do the rules' ``whole_words`` ("哮喘" names the disease, not the "喘" of being breathless now).
         """
         literals: list[tuple[str, dict]] = []
 
@@ -617,7 +628,7 @@ class SafetyEngine:
                 walk(first_char, trie)
         inner_meanings: list[tuple[dict, tuple[str, ...]]] = []
         for text, node in literals:
-            if not set(node[_END]) <= content:
+            if not set(node[_END]) <= content or text in whole_words:
                 continue
             found: list[str] = []
             for j in range(len(text)):

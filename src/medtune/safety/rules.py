@@ -223,15 +223,17 @@ class RuleSet:
     unknown_age_min_limit: float = 2.0
     """A child word with no age ("孩子") counts for contraindication age limits of this many years or more."""
     joke_proof: frozenset[str] = field(default_factory=frozenset)
+    """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
     unborn_words: frozenset[str] = field(default_factory=frozenset)
     """Child words that, in a pregnancy, name the baby not yet born (宝宝, 胎儿), not a child patient."""
-    """Categories a joke or idiom cue does not cancel ("笑死" cancels 晕倒, never "想死")."""
     record_context: frozenset[str] = field(default_factory=frozenset)
+    """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
     first_aid_acts: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are acts (掐人中, 灌水, 拔出来), not medicines: see ``settings.first_aid_acts``."""
     plan_to_stop: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are a plan to stop a medicine (停了华法林): see ``settings.plan_to_stop``."""
-    """Concepts pasted paperwork leaves current (who the patient is, what they live with); the rest is history."""
+    whole_words: frozenset[str] = field(default_factory=frozenset)
+    """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
     diagnosis: DiagnosisPatterns | None = None
@@ -1570,6 +1572,13 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     unknown = sorted(plan_to_stop - set(drugs))
     if unknown:
         raise RulesError(f"{source}: settings.plan_to_stop names concepts not in 'drugs': {unknown}")
+    whole_words = frozenset(normalize(str(w), pinyin=False) for w in settings.get("whole_words") or ())
+    literals = {p.pattern for p in phrases if p.literal}
+    unknown = sorted(whole_words - literals)
+    if unknown:
+        raise RulesError(
+            f"{source}: settings.whole_words names words that are no phrase of the rules: {unknown}"
+        )
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -1582,6 +1591,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         record_context=record_context,
         first_aid_acts=first_aid_acts,
         plan_to_stop=plan_to_stop,
+        whole_words=whole_words,
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
