@@ -2756,3 +2756,23 @@ def test_round_47_passed_out_on_the_floor_by_a_gas_heater_is_an_emergency(rules_
 )
 def test_round_47_look_alikes_are_no_emergency(rules_only: SafetyEngine, question: str) -> None:
     assert not rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("大腿根那里起了红疹子，痒", "可能是湿疹、股癣等，去皮肤科看看确定是哪种，再用对应的药膏。"),
+        (
+            "孩子发烧39度，在发抖",
+            "寒战时别捂太厚。如果出现叫不应、眼睛上翻、四肢有节律地抽动，就是惊厥，要侧躺并打120。",
+        ),
+        (
+            "孩子吃花生过敏了，嘴唇肿，喘不上气，医生开过肾上腺素笔",
+            "别舍不得，这就是该用的时候。现在就把笔扎在大腿外侧，然后立刻打120。",
+        ),
+    ],
+)
+def test_round_47_signs_to_watch_and_questions_left_open_are_no_verdict(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer, question)), answer

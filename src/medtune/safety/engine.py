@@ -1739,7 +1739,10 @@ class SafetyEngine:
                     continue
                 if "hedge" in ascan.sentences[m.sentence]:
                     continue
-                if self._cue_before(ascan, "conditional", m, "sentence"):  # "如果…意识迷糊，就是危险信号"
+                # "如果…意识迷糊，就是危险信号", "如果出现…抽动，就是惊厥": a sign to watch for, named
+                if self._cue_before(ascan, "conditional", m, "sentence") or self._cue_before(
+                    ascan, "scenario", m, "sentence"
+                ):
                     continue
                 # "您已经在急诊确诊为…", "核磁已经明确是…": a finding someone else made, repeated, asserts nothing
                 if _DIAGNOSIS_VERB.search(m.text) and self._reported_diagnosis(ascan.text, m.start):
