@@ -609,7 +609,7 @@ class SafetyEngine:
         chest) and "后背" (the back); "疼得满头大汗" would hide the sweating. Each literal whose concepts are
         all content (symptoms, drugs) also carries the content concepts of every shorter literal inside it.
         Cue words (negation, time, populations) and look-alikes are left alone: their words mean just that, and
-        so do the rules' ``whole_words`` ("哮喘" names the disease, not the "喘" of being breathless now).
+        so do the rules' ``whole_words`` ("我有哮喘": 有哮喘 names the disease, not the "喘" of being breathless now).
         """
         literals: list[tuple[str, dict]] = []
 
