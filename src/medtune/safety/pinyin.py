@@ -226,7 +226,7 @@ class PinyinLexicon:
     @cached_property
     def _fuzzy_index(self) -> dict[str, tuple[str, float]]:
         """The most probable word for each reading up to the merges ("zi sa" -> 自杀), built the first time a
-        reading may need it (0.1 s and 11 MiB for the packaged lexicon of 138,000 readings, itself 33 MiB)."""
+        reading may need it (0.1 s and 11.5 MiB for the packaged lexicon of 144,106 readings)."""
         key = self._fuzzy_keys
         index: dict[str, tuple[str, float]] = {}
         for reading, entry in self.words.items():
