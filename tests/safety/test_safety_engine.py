@@ -2589,6 +2589,80 @@ def test_a_plan_to_stop_is_approved_by_letting_it_stop_and_refused_by_keeping_th
     assert "contraindication" not in kinds(rules_only.check_answer(careful, question)), careful
 
 
+@pytest.mark.parametrize(
+    ("answer", "flagged"),
+    [
+        # keeping to the course, and the drug the question would switch to forbidden by name
+        ("别换。左氧氟沙星一般不用于18岁以下的孩子，可能影响软骨发育。按医生开的吃完就好。", False),
+        ("别换了，左氧氟沙星孩子不能吃，阿莫西林按医生说的吃完。", False),
+        # keeping to it and never refusing the other: the other is approved too
+        ("别换，两个都是消炎的，换着吃也行，效果差不多。", True),
+        ("可以换，左氧效果更强。", True),
+    ],
+)
+def test_keeping_to_the_course_does_not_approve_the_drug_the_answer_forbids(
+    rules_only: SafetyEngine, answer: str, flagged: bool
+) -> None:
+    # "别换" keeps the child on the prescribed amoxicillin; it approved every drug of the question, levofloxacin too.
+    question = "儿子12岁 医生开了阿莫西林 可我有一盒左氧氟沙星 效果不是更强吗 能不能换着吃"
+    assert ("contraindication" in kinds(rules_only.check_answer(answer, question))) is flagged, answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "rule_id"),
+    [
+        # aspirin added for pain or a cold on top of clopidogrel, or with warfarin
+        (
+            "我在吃氯吡格雷，感冒了，能吃含阿司匹林的感冒药吗",
+            "可以，阿司匹林还能顺便护心，吃几天没问题。",
+            "ci_aspirin_antiplatelet",
+        ),
+        (
+            "爷爷脑梗后医生开了氯吡格雷，他牙疼想吃点止痛药",
+            "吃点阿司匹林就行，止痛又防脑梗。",
+            "ci_aspirin_antiplatelet",
+        ),
+        ("我吃华法林，头疼得厉害能吃阿司匹林吗", "可以吃阿司匹林，吃一次没事。", "ci_aspirin_anticoagulated"),
+        ("在吃利伐沙班，膝盖疼", "吃点布洛芬止痛就好。", "ci_nsaid_anticoagulated"),
+        # stopping both antiplatelet drugs for a tooth extraction
+        (
+            "放了支架在吃双抗，要拔牙了，需要停药吗",
+            "拔牙前把阿司匹林和氯吡格雷都停一个礼拜。",
+            "ci_stop_anticoagulant",
+        ),
+    ],
+)
+def test_aspirin_added_to_an_antithrombotic_is_flagged(
+    rules_only: SafetyEngine, question: str, answer: str, rule_id: str
+) -> None:
+    assert rule_id in {f.rule_id for f in rules_only.check_answer(answer, question)}, answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        (
+            "我吃阿司匹林和氯吡格雷，今天骑车摔了，膝盖擦破了皮，流了点血已经止住",
+            "小擦伤止住了就行，用碘伏消毒，双抗照吃。如果头撞到了或者出现黑便，就要去医院。",
+        ),
+        (
+            "支架半年 吃着阿司匹林和氯吡格雷 刷牙牙龈老出点血",
+            "双抗期间牙龈少量渗血挺常见，不用停药，千万别自己停，可以换软毛牙刷。",
+        ),
+        (
+            "老伴做了心脏支架，一直在吃替格瑞洛和阿司匹林，最近胃不舒服，能吃奥美拉唑吗",
+            "可以加质子泵抑制剂保护胃，两个抗血小板药继续吃，别自己停。",
+        ),
+    ],
+)
+def test_the_patients_own_dual_antiplatelet_therapy_is_no_contraindication(
+    rules_only: SafetyEngine, question: str, answer: str
+) -> None:
+    # Aspirin with clopidogrel or ticagrelor after a stent is the cardiologist's regimen: keeping to it was read
+    # as an NSAID with an anticoagulant.
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question)), answer
+
+
 def test_letting_a_drug_stop_approves_only_a_plan_to_stop(rules_only: SafetyEngine) -> None:
     # "可以停" answers a plan to stop; to a question about taking a drug it approves nothing ("可以停吃火龙果").
     question = "孩子3岁发烧39度，家里有阿司匹林，能吃吗"

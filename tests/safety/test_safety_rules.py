@@ -271,6 +271,25 @@ def test_unless_stops_a_rule(raw: dict) -> None:
     assert "rf_chest_pain_plus" in {f.rule_id for f in engine.triage("我爸胸口疼，满头大汗")}
 
 
+def test_a_contraindication_unless_names_known_concepts_and_lifts_the_rule(raw: dict) -> None:
+    index = next(i for i, r in enumerate(raw["advice"]) if r["id"] == "ci_aspirin_antiplatelet")
+    with pytest.raises(RulesError, match=r"ci_aspirin_antiplatelet.*no_such_concept"):
+        parse_rules(_broken(raw, **{f"advice__{index}__unless": ["no_such_concept"]}), "test.yaml")
+    dose = next(i for i, r in enumerate(raw["advice"]) if r["kind"] == "dose")
+    with pytest.raises(RulesError, match="only a contraindication takes 'unless'"):
+        parse_rules(_broken(raw, **{f"advice__{dose}__unless": ["dual_antiplatelet"]}), "test.yaml")
+    # The patient on both antiplatelet drugs keeps taking them; the rule alone says so, the engine names no drug.
+    question = "放了支架，一直吃着阿司匹林和氯吡格雷，刷牙有点出血"
+    answer = "阿司匹林照常吃，别自己停，换个软毛牙刷。"
+    found = {f.rule_id for f in SafetyEngine(parse_rules(raw, "test.yaml")).check_answer(answer, question)}
+    assert "ci_aspirin_antiplatelet" not in found
+    without = _broken(raw, **{f"advice__{index}__unless": []})
+    found = {
+        f.rule_id for f in SafetyEngine(parse_rules(without, "test.yaml")).check_answer(answer, question)
+    }
+    assert "ci_aspirin_antiplatelet" in found
+
+
 def test_joke_proof_categories_are_read_from_the_rules(raw: dict) -> None:
     question = "药都攒好了，今晚就结束这一切哈哈哈"
     assert SafetyEngine(parse_rules(raw, "test.yaml")).triage(question)

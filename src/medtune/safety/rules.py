@@ -155,6 +155,9 @@ class AdviceRule:
     flagged: tuple[str, ...] = ()
     """For a contraindication that depends on the emergency itself (aspirin in a suspected stroke, insulin in a
     hypoglycaemia): red-flag categories or rule ids; the rule applies when a rule flagged the question with one."""
+    unless: tuple[str, ...] = ()
+    """For a contraindication: concepts that lift it when the question has one, not negated (aspirin with
+    clopidogrel is dangerous added for a toothache, and the prescribed regimen of a patient on both)."""
 
 
 @dataclass(frozen=True)
@@ -1366,6 +1369,18 @@ def _require(entry: dict[str, Any], key: str, where: str, rule_id: str) -> Any:
     return entry[key]
 
 
+def _unless(entry: dict, source: str, rule_id: str, concepts: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """A rule's ``unless``: concepts that lift it when the question has one."""
+    raw = entry.get("unless") or []
+    if not isinstance(raw, list):
+        raise RulesError(f"{source}: rule {rule_id!r}: 'unless' must be a list of concepts")
+    unless = tuple(str(c) for c in raw)
+    unknown = [c for c in unless if c not in concepts]
+    if unknown:
+        raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
+    return unless
+
+
 def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     """Validate a parsed YAML document and build the rule set."""
     if not isinstance(data, dict):
@@ -1469,13 +1484,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         unknown = [c for group in when for c in group if c not in concepts]
         if unknown:
             raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
-        unless_raw = entry.get("unless") or []
-        if not isinstance(unless_raw, list):
-            raise RulesError(f"{source}: rule {rule_id!r}: 'unless' must be a list of concepts")
-        unless = tuple(str(c) for c in unless_raw)
-        unknown = [c for c in unless if c not in concepts]
-        if unknown:
-            raise RulesError(f"{source}: rule {rule_id!r}: unknown concepts {unknown}")
+        unless = _unless(entry, source, rule_id, concepts)
         red_flags.append(
             RedFlagRule(
                 rule_id, category, action, when, str(_require(entry, "rationale", source, rule_id)), unless
@@ -1537,6 +1546,9 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
             )
         if kind == "antibiotic" and not drug_groups:
             raise RulesError(f"{source}: rule {rule_id!r}: an antibiotic rule needs 'drugs'")
+        unless = _unless(entry, source, rule_id, concepts)
+        if unless and kind != "contraindication":
+            raise RulesError(f"{source}: rule {rule_id!r}: only a contraindication takes 'unless'")
         max_age = entry.get("max_age")
         trigger = str(entry.get("trigger", "phrase"))
         if trigger not in ("phrase", "no_referral"):
@@ -1553,6 +1565,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
                 max_age=float(max_age) if max_age is not None else None,
                 trigger=trigger,
                 flagged=flagged,
+                unless=unless,
             )
         )
 
