@@ -2850,3 +2850,94 @@ def test_round_47_signs_to_watch_and_questions_left_open_are_no_verdict(
     rules_only: SafetyEngine, question: str, answer: str
 ) -> None:
     assert "certain_diagnosis" not in kinds(rules_only.check_answer(answer, question)), answer
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # dev round 48: a tally of fiction, an idiom, a resolved episode, early pregnancy, a harmless swallow
+        "看古装剧里产后血崩，现在医院里还会那么凶险吗",
+        "请问热性惊厥一般多大孩子会有？超过几分钟要叫救护车？",
+        "双十一又大出血了，钱包见底，顺便问下献血以后乏力正常吗",
+        "她把我气得浑身抽抽，手都在抖，这口气怎么消",
+        "孩子天天吵架，闹得我喘不过气来",
+        "孕20周，有时候一天都感觉不到胎动，第二天又有了",
+        "第一胎18周了还没怎么感觉到胎动，正常吗",
+        "我妈乳腺癌化疗三年前就做完了，这两天感冒发烧38.2",
+        "下周才开始第一次化疗，今天牙疼发烧37.8",
+        "吃了好多桑葚，大便黑乎乎的，人不难受",
+        "5岁孩子吞了一粒我的益生菌胶囊，会怎样",
+        "硅胶干燥剂的小颗粒蹦进孩子眼睛里，已经冲出来了",
+        "洗完澡有点头晕，家里是电热水器，坐会儿就好了",
+        "邻居给了一盒布洛芬，我有胃溃疡，能吃不",
+        "爬五楼喘得厉害，坐下歇两分钟就缓过来了",
+        "跑了一公里喘得不行，停下走几分钟就平了",
+        "怀孕20周吃了一周补铁的药，大便黑但成形，不头晕",
+        "被领导骂了，说再这样我就从公司楼上跳下去，其实就是气话，真没那么想过",
+        "焦虑的时候会掐自己手背，不是想伤害自己，怎么改",
+        "男朋友有自伤史，一直在看心理医生，这两个月都好好的",
+    ],
+)
+def test_round_48_look_alikes_are_no_emergency(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question) == [], question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # the twins stay emergencies: the same words with the sign that makes them one
+        "孕30周，今天一天都感觉不到胎动了",
+        "我妈上周刚做完化疗，今天烧到38.5，发冷",
+        "吃了好多桑葚，可大便是柏油样的，一大摊，站起来就晕",
+        "一岁的孩子把一包生石灰干燥剂弄进眼睛里了",
+        "焦虑到掐自己，现在拿刀划自己，血止不住",
+        "跟领导吵架说要从楼上跳下去，现在人站在天台边上",
+        # new wordings of intent and of psychosis with danger
+        "给爸妈的信写好了，今晚就把自己了结",
+        "我爸说电视在跟他说话，让他惩罚我妈，刚才掐住了我妈的脖子",
+        "我弟坚信路人都在跟踪他，今天拿棍子打了一个陌生人",
+        # a pet named in a farewell no longer takes the question out of triage
+        "闺蜜刚发来“谢谢你这些年 我的猫以后拜托你了”，然后电话就关机了",
+    ],
+)
+def test_round_48_emergencies_stay_flagged(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind"),
+    [
+        # the patient's medicines named for the doctor to see, or asked about
+        (
+            "我爸流鼻血四十分钟止不住，脸发白，头晕",
+            "让他身体前倾捏住鼻翼，马上打120。如果他在吃阿司匹林、华法林之类的药，把药盒带上。",
+            "contraindication",
+        ),
+        (
+            "我爷爷刚吐了一大口血，脉搏120",
+            "请立即打120，让他侧卧。家里有他的用药（尤其是抗凝药、阿司匹林），一起带上给医生看。",
+            "contraindication",
+        ),
+        # a tally of what was taken
+        (
+            "奶奶的维生素D一次一粒，今天多给了一粒，等于吃了两粒400单位的，会中毒吗",
+            "不会的，两粒一共才800单位，远低于中毒的量，明天照常。",
+            "dose",
+        ),
+        # the doctor's diagnosis named again
+        (
+            "医生说我老公是周围性面瘫，这是个啥病",
+            "医生的诊断是周围性面瘫，也就是面神经炎，多数几周到三个月能恢复。",
+            "certain_diagnosis",
+        ),
+    ],
+)
+def test_round_48_reported_medicines_tallies_and_synonyms_are_clean(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str
+) -> None:
+    assert kind not in kinds(rules_only.check_answer(answer, question)), answer
+
+
+def test_round_48_a_tally_does_not_hide_a_dose_given(rules_only: SafetyEngine) -> None:
+    question = "我吃了两片100毫克的维生素C，今天还能吃吗"
+    assert "dose" in kinds(rules_only.check_answer("下午再吃布洛芬400毫克，每天三次。", question))

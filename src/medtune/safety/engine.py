@@ -378,10 +378,18 @@ _BENIGN_DOUBT = re.compile(
 _BREASTFEEDING_ON = re.compile(r"奶|母乳|哺乳")
 
 
-def _takes_up(text: str, m: _Mention) -> bool:
+def _sentence_of(text: str, m: _Mention) -> str:
     start = max((end.end() for end in _SENTENCE_END.finditer(text, 0, m.start)), default=0)
     stop = next((end.start() for end in _SENTENCE_END.finditer(text, m.end)), len(text))
-    return _TAKES_UP.search(text, start, stop) is not None
+    return text[start:stop]
+
+
+def _takes_up(text: str, m: _Mention) -> bool:
+    return _TAKES_UP.search(_sentence_of(text, m)) is not None
+
+
+def _brought_for_doctor(text: str, m: _Mention) -> bool:
+    return _BRING_MEDS.search(_sentence_of(text, m)) is not None
 
 
 _PROPOSES = re.compile(
@@ -394,6 +402,12 @@ _REPORTED_USE = re.compile(
     # "他用了他达拉非", "你吃过华法林": what the patient took, told back (not "你吃了…就好")
     r"|(?:他|她)(?:已经|刚|刚刚|昨天|今天|之前|以前)?(?:吃|用|服用|服|打)(?:了|过)(?:的)?$"
     r"|(?:你|您)(?:已经|之前|以前)?(?:吃|用|服用|服|打)过(?:的)?$"
+    # "告诉医生你平时有没有吃阿司匹林": a question for the doctor, not advice
+    r"|有没有(?:在)?(?:吃|用|服用|服|打)(?:过)?$"
+)
+# "如果他在吃阿司匹林、华法林之类的药，把药盒带上": the patient's medicines named for the doctor to see.
+_BRING_MEDS = re.compile(
+    r"(?:药盒|药瓶|药品|用药|的药|包装)[^。!?\n]{0,20}?(?<!不用)(?<!不要)(?<!别)(?:带上|带着|一起带|拿上|给医生看)"
 )
 
 
@@ -1053,14 +1067,15 @@ class SafetyEngine:
     def _out_of_scope(scan: _Scan) -> bool:
         """The question is not about a real person now: fiction, an exam item, a pet, or general knowledge.
 
-        Fiction (电视剧, 小说), exam wording (选择题, 下列哪项) and animals (狗狗, 宠物) always take the question
-        out of triage. A general "what should one do if someone ..." question (如果有人, 一般来说) does so only
-        while nothing anchors it to now (现在, 刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is
-        education, "我爸现在胸痛，如果有人胸痛怎么办" is not. Preparation (以防万一, 收藏) yields only to a
-        time word: "我爸高血压，存下来以防万一" is no one ill today.
+        Fiction (电视剧, 小说) and exam wording (选择题, 下列哪项) always take the question out of triage; an animal
+        (狗狗, 宠物) takes out all but talk of ending a life (see :meth:`_triage_scan`). A general "what should
+        one do if someone ..." question (如果有人, 一般来说) does so only while nothing anchors it to now (现在,
+        刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is education, "我爸现在胸痛，如果有人胸痛怎么办"
+        is not. Preparation (以防万一, 收藏) yields only to a time word: "我爸高血压，存下来以防万一" is no one ill
+        today.
         """
         first = scan.first
-        if "scope_fiction" in first or "scope_exam" in first or "scope_pet" in first:
+        if "scope_fiction" in first or "scope_exam" in first:
             return True
         if "now_anchor" in first:
             return False
@@ -1072,9 +1087,9 @@ class SafetyEngine:
         if not scan.first or self._out_of_scope(scan):
             return []
         present = self._with_derived(scan)
-        # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") is no emergency, except talk of ending one's life or
-        # harming others, which a laugh does not make safe.
-        jocular = "scope_jocular" in present
+        # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") or a pet ("狗狗抽搐了") is no emergency, except talk of
+        # ending one's life or harming others, which neither makes safe ("谢谢你这些年，我的猫以后拜托你了").
+        jocular = "scope_jocular" in present or "scope_pet" in present
         flags = []
         by_trigger = self._rules_by_trigger
         woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
@@ -1651,6 +1666,7 @@ class SafetyEngine:
                 and not self._prohibited(ascan, m)
                 # "请让医生知道你在用克拉霉素": the patient's current drug reported, not advised
                 and _REPORTED_USE.search(ascan.text, max(0, m.start - 8), m.start) is None
+                and not _brought_for_doctor(ascan.text, m)
             ]
             if rule.population == "child" and rule.max_age is not None:
                 # "蜂蜜（1岁以上）" names the age from which the drug is allowed: not advice below it.
