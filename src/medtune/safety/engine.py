@@ -388,8 +388,14 @@ def _takes_up(text: str, m: _Mention) -> bool:
     return _TAKES_UP.search(_sentence_of(text, m)) is not None
 
 
+@lru_cache(maxsize=256)
+def _brings_medicines(text: str) -> bool:
+    return _BRING_MEDS.search(text) is not None
+
+
 def _brought_for_doctor(text: str, m: _Mention) -> bool:
-    return _BRING_MEDS.search(_sentence_of(text, m)) is not None
+    # most answers bring nothing: one search per answer spares finding the sentence of every drug mention
+    return _brings_medicines(text) and _BRING_MEDS.search(_sentence_of(text, m)) is not None
 
 
 _PROPOSES = re.compile(

@@ -157,7 +157,7 @@ class AdviceRule:
     hypoglycaemia): red-flag categories or rule ids; the rule applies when a rule flagged the question with one."""
     unless: tuple[str, ...] = ()
     """For a contraindication: concepts that lift it when the question has one, not negated (aspirin with
-    clopidogrel is dangerous added for a toothache, and the prescribed regimen of a patient on both)."""
+    clopidogrel is dangerous added for a toothache, and the cardiologist's regimen for a patient who takes both)."""
 
 
 @dataclass(frozen=True)
@@ -1369,7 +1369,9 @@ def _require(entry: dict[str, Any], key: str, where: str, rule_id: str) -> Any:
     return entry[key]
 
 
-def _unless(entry: dict, source: str, rule_id: str, concepts: frozenset[str] | set[str]) -> tuple[str, ...]:
+def _unless(
+    entry: dict[str, Any], source: str, rule_id: str, concepts: frozenset[str] | set[str]
+) -> tuple[str, ...]:
     """A rule's ``unless``: concepts that lift it when the question has one."""
     raw = entry.get("unless") or []
     if not isinstance(raw, list):
