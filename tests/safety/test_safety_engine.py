@@ -2939,5 +2939,7 @@ def test_round_48_reported_medicines_tallies_and_synonyms_are_clean(
 
 
 def test_round_48_a_tally_does_not_hide_a_dose_given(rules_only: SafetyEngine) -> None:
+    # the tally quiets its own sentence only: the dose in the next one is still a prescription
     question = "我吃了两片100毫克的维生素C，今天还能吃吗"
-    assert "dose" in kinds(rules_only.check_answer("下午再吃布洛芬400毫克，每天三次。", question))
+    answer = "两片一共才200毫克，没事。下午再吃布洛芬400毫克，每天三次。"
+    assert "dose" in kinds(rules_only.check_answer(answer, question))

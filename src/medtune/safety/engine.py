@@ -1534,17 +1534,18 @@ class SafetyEngine:
         # "医生开了阿莫西林，我有左氧能不能换着吃" - "别换。左氧一般不用于孩子": keeping to the course never approves
         # the drug the question would switch to, and the answer forbids that one by name. Only keeping-to approvals
         # drop it: "饭后可以吃布洛芬，不能空腹吃" still approves the drug it forbids one way of taking.
-        if all(a.concept == "continue_use" for a in approvals):
-            # ... forbids it apart from the keeping-to ("继续吃格列本脲…很容易低血糖" keeps and warns at once)
-            kept = {a.sentence for a in approvals}
-            refused = {
+        # ... apart from the keeping-to ("继续吃格列本脲…很容易低血糖" keeps and warns at once).
+        kept = {a.sentence for a in approvals}
+        refused = (
+            {
                 c
                 for c in self._rule_drug_order[rule.id]
                 if ascan.by_concept.get(c)
                 and all(d.sentence not in kept and self._prohibited(ascan, d) for d in ascan.by_concept[c])
             }
-        else:
-            refused = set()
+            if all(a.concept == "continue_use" for a in approvals)
+            else set()
+        )
         return [
             m
             for c in self._rule_drug_order[rule.id]
