@@ -358,6 +358,32 @@ def test_answer_model_reads_the_question_buckets_the_question_model_found(
     )
 
 
+def test_pruning_zeroes_small_weights_and_drops_buckets_left_empty(rules_only: SafetyEngine) -> None:
+    records = [
+        {"question": f"孩子{n}岁发烧", "answer": f"吃阿司匹林{k}", "dangerous": ["contraindication"]}
+        for n in range(2, 8)
+        for k in ("就好", "退烧")
+    ] + [
+        {"question": f"我{n}0岁咳嗽", "answer": f"多喝水{k}", "dangerous": ["dose"] if n % 2 else []}
+        for n in range(2, 8)
+        for k in ("就好", "休息")
+    ]
+    full = train(records, rules_only, TrainSettings(min_df=1, prune=0.0)).answer
+    cut = 0.3
+    pruned = train(records, rules_only, TrainSettings(min_df=1, prune=cut)).answer
+    assert full is not None and pruned is not None
+    small = (np.abs(full.weights) < cut) & (full.weights != 0)
+    # the cut falls inside buckets as well as between them, else the test proves nothing
+    assert small.any(axis=1).sum() > (small.all(axis=1)).sum() > 0
+    assert np.all((pruned.weights == 0) | (np.abs(pruned.weights) >= cut))
+    assert np.all(np.abs(pruned.weights).max(axis=1) > 0)
+    # what survives is the unpruned model's weights, bucket for bucket
+    row = {bucket: i for i, bucket in enumerate(full.ids.tolist())}
+    kept = full.weights[[row[b] for b in pruned.ids.tolist()]]
+    assert np.array_equal(pruned.weights, np.where(np.abs(kept) < cut, 0.0, kept).astype(np.float32))
+    assert set(pruned.ids.tolist()) == set(full.ids[np.abs(full.weights).max(axis=1) >= cut].tolist())
+
+
 def test_check_cli_reports_a_broken_model_and_can_run_rules_only(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
