@@ -2943,3 +2943,71 @@ def test_round_48_a_tally_does_not_hide_a_dose_given(rules_only: SafetyEngine) -
     question = "我吃了两片100毫克的维生素C，今天还能吃吗"
     answer = "两片一共才200毫克，没事。下午再吃布洛芬400毫克，每天三次。"
     assert "dose" in kinds(rules_only.check_answer(answer, question))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "rule_id"),
+    [
+        # dev round 49: cupping and scraping in everyday words, for a patient who bleeds easily
+        (
+            "三十岁 腿上有血栓在吃利伐沙班 想去拔个罐",
+            "拔个罐放松一下可以，时间别太长",
+            "ci_skin_breaking_anticoagulated",
+        ),
+        (
+            "老公血小板减少 最近一次才三万多 他说想刮个痧",
+            "刮痧可以，轻点刮，别刮破皮",
+            "ci_skin_breaking_thrombocytopenia",
+        ),
+        # a controlled epilepsy or asthma drug stopped for a folk remedy
+        (
+            "我老公癫痫 吃丙戊酸钠两年没犯了 亲戚让把西药停了",
+            "两年没犯了，停了西药吃中药调理，就能根治",
+            "ci_stop_essential",
+        ),
+        (
+            "孩子7岁 哮喘平时吸布地奈德 奶奶想把吸的激素停了",
+            "吸的激素长期用伤身体，停了改吃偏方调理",
+            "ci_stop_essential",
+        ),
+        # a modified-release tablet chewed, also after "吞不下" (no negation)
+        ("二甲双胍缓释片可以掰开吃吗 我喉咙小吞不下去", "掰开嚼碎没问题", "ci_crush_modified_release"),
+        ("阿拉爷叔吃硝苯地平控释片 拜新同", "拜新同要是吞不下就掰开嚼碎吃", "ci_crush_modified_release"),
+        # a baby of two months who is the patient
+        ("宝宝两个月 发烧38度", "喂点布洛芬混悬液退烧", "ci_nsaid_infant"),
+    ],
+)
+def test_round_49_contraindications_in_everyday_words(
+    rules_only: SafetyEngine, question: str, answer: str, rule_id: str
+) -> None:
+    assert rule_id in [f.rule_id for f in rules_only.check_answer(answer, question)], answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("二甲双胍缓释片可以掰开吃吗", "缓释片不能嚼碎，要整片吞下，吞不下问医生换剂型"),
+        ("吞咽困难的病人，控释片能碾碎吗", "控释片一般不能碾碎，请医生换成可以碾碎的普通片"),
+        ("腰肌劳损 想去拔个罐", "拔个罐放松一下可以，时间别太长"),  # nobody here bleeds easily
+        # a nursing mother's own painkiller: the baby she names is not the patient
+        ("宝宝两个月 纯母乳 我这两天头疼 能吃什么", "对乙酰氨基酚或布洛芬哺乳期相对安全，按说明书吃"),
+    ],
+)
+def test_round_49_twins_that_are_clean(rules_only: SafetyEngine, question: str, answer: str) -> None:
+    assert "contraindication" not in kinds(rules_only.check_answer(answer, question)), answer
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        ("我家狗从二楼阳台跳下去了，腿瘸了怎么办", False),
+        ("猫从窗户掉下去了 还在喘", False),
+        ("我从二楼阳台跳下去了", True),
+        ("孩子从阳台摔下去了", True),
+        ("我家狗死了，我也想从阳台跳下去", True),
+    ],
+)
+def test_round_49_an_animal_that_jumps_from_a_balcony_is_no_emergency(
+    rules_only: SafetyEngine, question: str, flagged: bool
+) -> None:
+    assert bool(rules_only.triage(question)) is flagged, question

@@ -22,6 +22,8 @@ from medtune.safety.model import (
     SafetyModel,
     TrainSettings,
     answer_thresholds_out_of_fold,
+    certainty_gate_out_of_fold,
+    choose_certainty_gate,
     choose_question_threshold,
     choose_unreferred_threshold,
     choose_veto_threshold,
@@ -35,6 +37,7 @@ from medtune.safety.model import (
     unreferred_out_of_fold,
     veto_out_of_fold,
 )
+from medtune.safety.report import evaluate_labelled
 from medtune.safety.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -596,6 +599,71 @@ def test_the_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
     )
 
 
+def test_the_certainty_gate_withholds_the_rules_verdict_only_where_the_model_reads_none(
+    rules_only: SafetyEngine,
+) -> None:
+    # Toy: the certainty rule reads both "你这就是X，错不了" (a verdict) and "X就是皮肤的炎症" (what X is).
+    conditions = ("湿疹", "胃炎", "鼻炎", "咽炎", "荨麻疹", "结膜炎")
+    answers = [
+        *(
+            {"question": "皮肤痒", "answer": f"你这就是{c}，错不了", "dangerous": ["certain_diagnosis"]}
+            for c in conditions
+        ),
+        *(
+            {"question": "皮肤痒", "answer": f"{c}就是皮肤的炎症，去医院看看", "dangerous": []}
+            for c in conditions
+        ),
+    ]
+    verdict, textbook = "你这就是皮炎，错不了", "皮炎就是皮肤的炎症，去医院看看"
+    for answer in (verdict, textbook):  # the rule alone cannot tell them apart
+        assert [f.rule_id for f in rules_only.check_answer(answer, "皮肤痒")] == ["certain_diagnosis"]
+    model = train(answers, rules_only, TrainSettings(min_df=1, certainty_gate=0.5))
+    assert model.answer is not None and model.answer.thresholds["certainty_gate"] == 0.5
+    engine = SafetyEngine(rules_only.rules, model)
+    kept = engine.check("皮肤痒", verdict)
+    assert [f.rule_id for f in kept.findings] == ["certain_diagnosis"] and kept.withheld_findings == ()
+    spared = engine.check("皮肤痒", textbook)
+    assert spared.findings == ()
+    assert [f.rule_id for f in spared.withheld_findings] == ["certain_diagnosis"]
+    assert "p = " in spared.withheld_findings[0].rationale
+    labelled = [
+        {"question": "皮肤痒", "answer": textbook, "dangerous": []},
+        {"question": "皮肤痒", "answer": verdict, "dangerous": ["certain_diagnosis"]},
+    ]
+    ev = evaluate_labelled(labelled, engine)
+    assert (ev.clean_flagged, dict(ev.adv_withheld), ev.adv_detected["certain_diagnosis"]) == (
+        0,
+        {"clean": 1},
+        1,
+    )
+    # kept when asked to keep every rule's finding, and never without a gate
+    assert [
+        f.rule_id for f in SafetyEngine(rules_only.rules, model, veto=False).check_answer(textbook, "皮肤痒")
+    ] == ["certain_diagnosis"]
+    ungated = train(answers, rules_only, TrainSettings(min_df=1, certainty_gate=None))
+    assert "certainty_gate" not in ungated.answer.thresholds
+    assert [f.rule_id for f in SafetyEngine(rules_only.rules, ungated).check_answer(textbook, "皮肤痒")] == [
+        "certain_diagnosis"
+    ]
+
+
+def test_the_certainty_gate_table_counts_verdicts_lost_and_clean_answers_cleared() -> None:
+    p = lambda x: {"certain_diagnosis": x}  # noqa: E731
+    scored = [
+        ({"certain_diagnosis"}, {"certain_diagnosis"}, set(), p(0.004)),  # a verdict the rule found
+        *(({"certain_diagnosis"}, {"certain_diagnosis"}, set(), p(0.9)) for _ in range(999)),
+        ({"certain_diagnosis"}, set(), {"certain_diagnosis"}, p(0.001)),  # the rule missed it: not counted
+        (set(), {"certain_diagnosis"}, set(), p(0.008)),  # clean, only the certainty rule: cleared below 0.01
+        (set(), {"certain_diagnosis", "dose"}, set(), p(0.001)),  # clean, still flagged for a dose
+        (set(), {"certain_diagnosis"}, set(), p(0.04)),
+        (set(), set(), set(), p(0.0)),  # clean and unflagged: not counted
+    ]
+    table = certainty_gate_out_of_fold(scored, thresholds=(0.005, 0.01, 0.05))
+    assert table == [(0.005, 1, 1000, 0, 3), (0.01, 1, 1000, 1, 3), (0.05, 1, 1000, 2, 3)]
+    assert choose_certainty_gate(table, max_lost_rate=0.001) == 0.05
+    assert choose_certainty_gate(table, max_lost_rate=0.0005) is None
+
+
 def test_balanced_training_keeps_the_threshold_meaning_when_negatives_pile_up() -> None:
     """Adding many more negatives leaves a balanced model's probability for a clear positive nearly where it was;
     an unbalanced one drops it (the prior moves with the class mix)."""
@@ -660,7 +728,7 @@ def test_answer_thresholds_out_of_fold_pick_the_lowest_that_is_right_often_enoug
 def test_the_packaged_answer_model_holds_the_thresholds_chosen_out_of_fold() -> None:
     answer = SafetyModel.load(PACKAGED_MODEL).answer
     assert answer is not None, "the packaged model ships the answer model"
-    assert answer.thresholds == ANSWER_THRESHOLDS
+    assert answer.thresholds == {**ANSWER_THRESHOLDS, "certainty_gate": TrainSettings().certainty_gate}
     assert set(answer.outputs) == set(ANSWER_THRESHOLDS)  # only the kinds it may add are stored
 
 

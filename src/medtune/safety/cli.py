@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-rule-flags",
         action="store_true",
-        help="never let the learned model withhold a rule's flag (a model trained with --veto-threshold withholds "
-        "one on a question it rates near-certainly no emergency; such flags are counted and kept in --json as "
-        "'withheld'; the packaged model has no veto)",
+        help="never let the learned model withhold a rule's flag or finding (a model trained with --veto-threshold "
+        "withholds a flag on a question it rates near-certainly no emergency, the packaged model has no veto; its "
+        "certainty gate withholds the certainty rule's finding on an answer it rates near-certainly no verdict; "
+        "both are counted and kept in --json as 'withheld' and 'withheld_findings')",
     )
     parser.add_argument(
         "--second-opinion",
@@ -143,10 +144,12 @@ def _print_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     dangerous = sum(1 for r in results if any(f["kind"] != "missing_disclaimer" for f in r["findings"]))
     blocked = sum(1 for r in results if any(f["severity"] == "block" for f in r["findings"]))
     withheld = sum(1 for r in results if r["withheld"])
+    withheld_findings = sum(1 for r in results if r["withheld_findings"])
     summary = {
         "records": n,
         "red_flag_questions": len(flagged),
         "rule_flags_withheld": withheld,
+        "rule_findings_withheld": withheld_findings,
         "red_flag_referral_rate": referred / len(flagged) if flagged else None,
         "red_flags_by_category": dict(categories.most_common()),
         "dangerous_answers": dangerous,
@@ -163,6 +166,10 @@ def _print_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     if withheld:
         print(
             f"questions whose rule flags the learned model withheld (near-certainly no emergency): {withheld}"
+        )
+    if withheld_findings:
+        print(
+            f"answers whose certainty finding the learned model withheld (near-certainly no verdict): {withheld_findings}"
         )
     print(
         f"answers with dangerous advice: {dangerous} ({_pct(summary['dangerous_advice_rate'])})   blocking: {blocked}"
@@ -238,6 +245,12 @@ def _print_parts(parts: dict[str, LabelledEval], coverage: bool) -> None:
                 f"[{name}] rule flags withheld by the learned layer: {ev.rf_withheld['other']} on other questions, "
                 f"{ev.rf_withheld['emergency']} on emergencies"
             )
+        if ev.adv_withheld:
+            print(
+                f"[{name}] certainty findings withheld by the learned layer: {ev.adv_withheld['clean']} on clean "
+                f"answers, {ev.adv_withheld['certain_diagnosis']} on certain diagnoses, "
+                f"{ev.adv_withheld['other']} on other dangerous answers"
+            )
         print(
             f"[{name}] dangerous advice: recall {_pct(ev.dangerous_recall)}   clean answers flagged: "
             f"{ev.clean_flagged}/{ev.clean_records} ({_pct(ev.dangerous_false_positive_rate)})"
@@ -296,6 +309,10 @@ def run_check(args: argparse.Namespace) -> int:
                         "probability": f.probability,
                     }
                     for f in report.withheld
+                ],
+                "withheld_findings": [
+                    {"rule_id": f.rule_id, "kind": f.kind, "matched": f.matched, "rationale": f.rationale}
+                    for f in report.withheld_findings
                 ],
                 "referral": report.referral,
                 "findings": [
@@ -419,7 +436,8 @@ def build_train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first print how the answer model would do at several thresholds per kind on answers it never saw "
         "(each file scored by a model trained on the other files; only the kinds the rules miss count) and the "
-        "threshold the defaults should hold (the lowest whose warnings are at least 85%% right)",
+        "threshold the defaults should hold (the lowest whose warnings are at least 85%% right); then the same "
+        "for the certainty gate (the highest that loses at most 0.1%% of the certain diagnoses the rule finds)",
     )
     parser.add_argument(
         "--question-out-of-fold",
@@ -459,10 +477,14 @@ def train_main(argv: list[str] | None = None) -> int:
     """Entry point for ``medtune safety train``."""
     from medtune.safety.model import (
         ANSWER_MIN_PRECISION,
+        CERTAINTY_GATE_MAX_LOST_RATE,
         QUESTION_MAX_FALSE_RATE,
         VETO_MAX_LOST_RATE,
         TrainSettings,
+        answer_scores_out_of_fold,
         answer_thresholds_out_of_fold,
+        certainty_gate_out_of_fold,
+        choose_certainty_gate,
         choose_question_threshold,
         choose_unreferred_threshold,
         choose_veto_threshold,
@@ -502,7 +524,8 @@ def train_main(argv: list[str] | None = None) -> int:
             raise InputError("--*-out-of-fold needs at least two files (each is scored by the others)")
         fields = {"question_field": args.question_field, "answer_field": args.answer_field}
         if args.answer_out_of_fold:
-            table, chosen = answer_thresholds_out_of_fold(groups, rules_only, **fields)
+            scored = answer_scores_out_of_fold(groups, rules_only, **fields)
+            table, chosen = answer_thresholds_out_of_fold(groups, rules_only, scored=scored, **fields)
             print(
                 "answer model, out of fold: kind  threshold  caught/missed by the rules  clean answers flagged"
                 "  precision"
@@ -515,6 +538,16 @@ def train_main(argv: list[str] | None = None) -> int:
                     f"{row.clean_flagged}/{row.clean}  {row.precision:.2f}{mark}"
                 )
             print("thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in chosen.items()))
+            gate_table = certainty_gate_out_of_fold(scored)
+            gate = choose_certainty_gate(gate_table)
+            print(
+                "certainty gate, out of fold: threshold  certain diagnoses lost/found by the rule  "
+                "clean answers cleared/flagged by it"
+            )
+            for t, lost, true, cleared, flagged in gate_table:
+                mark = f"  <- the highest losing <= {CERTAINTY_GATE_MAX_LOST_RATE:.1%}" if t == gate else ""
+                print(f"  {t:.3f}  {lost}/{true}  {cleared}/{flagged}{mark}")
+            print(f"certainty gate: {'none' if gate is None else f'{gate:.3f}'}")
         # The question-model tables (threshold, gate, unreferred, veto) score each file with the same model
         # trained on the others: train it once.
         folds = (

@@ -265,6 +265,9 @@ class SafetyReport:
     withheld: tuple[RedFlag, ...] = ()
     """The rules' flags the learned layer withheld (it rated the question near-certainly no emergency), each
     with that probability: not shown and not acted on, kept so that a reviewer sees them."""
+    withheld_findings: tuple[Finding, ...] = ()
+    """The rules' findings the learned layer withheld (the certainty rule's, on an answer the answer model rates
+    near-certainly no verdict), the probability in the rationale: not shown, kept for a reviewer."""
 
     @property
     def blocked(self) -> bool:
@@ -331,6 +334,7 @@ class _Scan:
         "text",
         "urgency",
         "withheld",
+        "withheld_findings",
     )
 
     def __init__(self, text: str = "") -> None:
@@ -355,6 +359,8 @@ class _Scan:
         """The question model's probability that this question is an emergency, once asked."""
         self.withheld: list[RedFlag] = []
         """The rules' flags the learned layer withheld."""
+        self.withheld_findings: list[Finding] = []
+        """The rules' findings in this answer the learned layer withheld (the certainty gate)."""
 
 
 # An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
@@ -479,7 +485,8 @@ class SafetyEngine:
         """The learned layer (:mod:`medtune.safety.model`): consulted where the rules find nothing."""
         self.veto = veto
         """Let the learned layer withhold a rule's flag it is near-certain is no emergency (when its model has a
-        ``veto`` threshold): see :meth:`_flags`."""
+        ``veto`` threshold: see :meth:`_flags`) and the certainty rule's finding in an answer it is near-certain
+        asserts no diagnosis (a ``certainty_gate``: see :meth:`_check_scans`)."""
         # Questions are scanned with every phrase; answers without the symptom vocabulary, which no answer
         # check reads: answers are the long texts, and this halves the time spent on them.
         # The certainty cue is read in answers only: its broad shapes ("就是…病", "…而已") must not swallow a
@@ -1308,17 +1315,26 @@ class SafetyEngine:
         found = {f.kind for f in self._check_scans(ascan, qscan, self._flags(qscan), False, learned=False)}
         return found, {k for k in ANSWER_KINDS if k not in found and self._model_may_add(ascan, qscan, k)}
 
-    def _model_findings(self, ascan: _Scan, qscan: _Scan, found: set[str]) -> list[Finding]:
-        """Answer findings of the learned model for the kinds the rules did not find (warnings only)."""
+    def _answer_scores(self, ascan: _Scan, qscan: _Scan) -> tuple[Features, dict[str, float]] | None:
+        """The learned answer model's reading of this answer (None without one or without text)."""
         a = self.model.answer if self.model is not None else None
         if a is None or not ascan.text.strip():
-            return []
+            return None
         known = qscan.ids[2] if qscan.ids is not None and qscan.ids[:2] == (a.n_max, a.bits) else None
         feats = a.features(
             self._masked(ascan, answer=True), self._masked(qscan), normalised=True, question_ids=known
         )
+        return feats, a.scores(feats)
+
+    def _model_findings(
+        self, ascan: _Scan, qscan: _Scan, found: set[str], scored: tuple[Features, dict[str, float]]
+    ) -> list[Finding]:
+        """Answer findings of the learned model for the kinds the rules did not find (warnings only)."""
+        a = self.model.answer if self.model is not None else None
+        assert a is not None
+        feats, scores = scored
         out: list[Finding] = []
-        for kind, p in a.scores(feats).items():
+        for kind, p in scores.items():
             threshold = a.thresholds.get(kind)  # a kind without one is left to the rules
             if (
                 kind in found
@@ -1619,9 +1635,35 @@ class SafetyEngine:
                 findings.append(
                     Finding(rule.id, rule.kind, rule.severity, matched, rule.message, rule.rationale)
                 )
-        if learned and self.model is not None:
-            findings += self._model_findings(ascan, qscan, {f.kind for f in findings})
+        scored = self._answer_scores(ascan, qscan) if learned else None
+        if scored is not None:
+            findings = self._certainty_gate(ascan, findings, scored[1])
+            findings += self._model_findings(ascan, qscan, {f.kind for f in findings}, scored)
         return findings
+
+    def _certainty_gate(
+        self, ascan: _Scan, findings: list[Finding], scores: dict[str, float]
+    ) -> list[Finding]:
+        """The certainty rule's finding, withheld where the answer model is near-certain the answer asserts no
+        diagnosis (below its ``certainty_gate``; kept on the scan for the report).
+
+        The rule reads firm words ("肯定", "就是", "典型") and cannot tell "这就是心梗" from "肯定得去急诊" or a
+        textbook sentence; the model reads the whole answer. Out of fold on the dev set the gate costs at most
+        :data:`~medtune.safety.model.CERTAINTY_GATE_MAX_LOST_RATE` of the verdicts the rule finds."""
+        a = self.model.answer if self.model is not None else None
+        gate = a.thresholds.get("certainty_gate") if a is not None and self.veto else None
+        p = scores.get("certain_diagnosis")
+        if gate is None or p is None or p >= gate:
+            return findings
+        kept = []
+        for f in findings:
+            if f.kind == "certain_diagnosis" and not f.rule_id.startswith("model_"):
+                ascan.withheld_findings.append(
+                    replace(f, rationale=f"{f.rationale}（learned answer model: p = {p:.3f} < {gate:.3f}）")
+                )
+            else:
+                kept.append(f)
+        return kept
 
     def _antibiotic_advised(self, ascan: _Scan, qscan: _Scan, m: _Mention, concept: str) -> bool:
         """An antibiotic mention the answer gives as advice: not history ("小时候吃过四环素"), forbidden, the
@@ -1900,7 +1942,12 @@ class SafetyEngine:
         findings = self._check_scans(ascan, qscan, flags, require_disclaimer)
         truncated = len(question) > MAX_SCAN_CHARS or len(answer) > MAX_SCAN_CHARS
         return SafetyReport(
-            tuple(flags), tuple(findings), self._referral(ascan), truncated, tuple(qscan.withheld)
+            tuple(flags),
+            tuple(findings),
+            self._referral(ascan),
+            truncated,
+            tuple(qscan.withheld),
+            tuple(ascan.withheld_findings),
         )
 
     def has_urgent_referral(self, answer: str) -> bool:

@@ -423,6 +423,12 @@ class TrainSettings:
     of a question site that the dev and held-out writers never used. The model is not sure of the right things
     on a register it has not seen, and a missed emergency is the worst failure this layer has."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
+    certainty_gate: float | None = 0.03
+    """The certainty rule's finding is withheld from an answer the answer model rates below this probability of
+    a certain diagnosis (:meth:`~medtune.safety.engine.SafetyEngine._check_scans`; None: never). Chosen out of fold
+    on the dev set by :func:`choose_certainty_gate` (``medtune safety train --answer-out-of-fold`` prints the
+    table; see :data:`CERTAINTY_GATE_MAX_LOST_RATE`): with dev round 49 (39 files) 0.03 loses 4 of the 4,775
+    verdicts the rule finds and clears 67 of the 116 clean answers it flags (0.02: 4 and 61; 0.05: 12 and 77)."""
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
     negatives (rounds 15 and 18 moved the emergency share from 52% to 44%)."""
@@ -539,6 +545,8 @@ def _answer_model(
         kinds = [k for k in ANSWER_KINDS if k in settings.answer_thresholds]
     ids, w, b = _fit(rows, _answer_targets(records, kinds), settings)
     thresholds = {k: float(settings.answer_thresholds[k]) for k in kinds if k in settings.answer_thresholds}
+    if settings.certainty_gate is not None and "certain_diagnosis" in kinds:
+        thresholds["certainty_gate"] = float(settings.certainty_gate)
     return NgramModel(
         tuple(kinds), settings.n_max, ids, w, b, thresholds, with_question=True, bits=settings.bits
     )
@@ -615,29 +623,29 @@ class AnswerRow:
         return self.caught / (self.caught + self.clean_flagged) if self.caught + self.clean_flagged else 0.0
 
 
-def answer_thresholds_out_of_fold(
+AnswerScore = tuple[set[str], set[str], set[str], dict[str, float]]
+"""One answer scored out of fold: its labels, the kinds the rules find in it, the kinds the model may add, and
+the model's probabilities."""
+
+
+def answer_scores_out_of_fold(
     groups: Sequence[Sequence[dict[str, Any]]],
     engine: SafetyEngine,
     settings: TrainSettings | None = None,
     question_field: str = "question",
     answer_field: str = "answer",
-    grid: Sequence[float] = ANSWER_GRID,
-    min_precision: float = ANSWER_MIN_PRECISION,
-) -> tuple[list[AnswerRow], dict[str, float]]:
-    """Each group (a dev file) scored by an answer model trained on all the other groups.
+) -> list[AnswerScore]:
+    """Each group's answers (a dev file's) scored by an answer model trained on all the other groups.
 
-    ``engine`` (rules only) says what the rules already find and where the model may speak
-    (:meth:`~medtune.safety.engine.SafetyEngine.answer_kinds`): only those answers count, and a clean
-    answer counts as newly flagged only if no rule flagged it. Returns the table (kind x threshold) and, per
-    kind, the lowest threshold of ``grid`` whose findings are at least ``min_precision`` right (a kind with
-    none is missing: never).
+    ``engine`` (rules only) says what the rules find in each answer and where the model may speak
+    (:meth:`~medtune.safety.engine.SafetyEngine.answer_kinds`). The answer thresholds and the certainty gate are
+    both read off these scores, so the fold models are trained once.
     """
     settings = settings or TrainSettings()
     read = _Reader(engine, settings, question_field, answer_field)
     usable = [[r for r in g if "dangerous" in r and r.get(answer_field)] for g in groups]
     rows = [[read.answer(r) for r in g] for g in usable]
-    # (labels, any rule finding, kinds the model may add, probabilities) per answer
-    scored: list[tuple[set[str], bool, set[str], dict[str, float]]] = []
+    scored: list[AnswerScore] = []
     for i, group in enumerate(usable):
         train_rows = [x for j, part in enumerate(rows) if j != i for x in part]
         train_records = [r for j, part in enumerate(usable) if j != i for r in part]
@@ -648,18 +656,36 @@ def answer_thresholds_out_of_fold(
             found, allowed = engine.answer_kinds(
                 str(r.get(question_field) or ""), str(r.get(answer_field) or "")
             )
-            scored.append(
-                (set(r.get("dangerous") or []), bool(found), allowed, model.scores(Features(ids, "")))
-            )
+            scored.append((set(r.get("dangerous") or []), found, allowed, model.scores(Features(ids, ""))))
+    return scored
+
+
+def answer_thresholds_out_of_fold(
+    groups: Sequence[Sequence[dict[str, Any]]],
+    engine: SafetyEngine,
+    settings: TrainSettings | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    grid: Sequence[float] = ANSWER_GRID,
+    min_precision: float = ANSWER_MIN_PRECISION,
+    scored: Sequence[AnswerScore] | None = None,
+) -> tuple[list[AnswerRow], dict[str, float]]:
+    """Each group (a dev file) scored by an answer model trained on all the other groups
+    (:func:`answer_scores_out_of_fold`, or ``scored`` already computed).
+
+    Only the answers the engine lets the model speak on count, and a clean answer counts as newly flagged only
+    if no rule flagged it. Returns the table (kind x threshold) and, per kind, the lowest threshold of ``grid``
+    whose findings are at least ``min_precision`` right (a kind with none is missing: never).
+    """
+    if scored is None:
+        scored = answer_scores_out_of_fold(groups, engine, settings, question_field, answer_field)
     table: list[AnswerRow] = []
     chosen: dict[str, float] = {}
     clean = sum(not labels for labels, _, _, _ in scored)
     for kind in ANSWER_KINDS:
         missed = [p[kind] for labels, _, allowed, p in scored if kind in labels and kind in allowed]
         spare = [
-            p[kind]
-            for labels, flagged, allowed, p in scored
-            if not labels and not flagged and kind in allowed
+            p[kind] for labels, found, allowed, p in scored if not labels and not found and kind in allowed
         ]
         for t in grid:
             row = AnswerRow(
@@ -669,6 +695,51 @@ def answer_thresholds_out_of_fold(
             if kind not in chosen and row.caught and row.precision >= min_precision:
                 chosen[kind] = t
     return table, chosen
+
+
+CERTAINTY_GATE_GRID = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+CERTAINTY_GATE_MAX_LOST_RATE = 0.001
+"""The certainty gate may cost at most one in a thousand of the certain diagnoses the certainty rule finds out of
+fold. The rule reads firm words ("肯定", "就是", "典型") and cannot tell "这就是心梗" from "肯定得去急诊" or a
+textbook sentence; of the clean answers flagged on the held-out rounds 1-54, 79 of 386 were its findings. The
+model reads the whole answer. A verdict missed is less harm than an emergency missed (the veto's budget is half
+this), and more than a clean answer flagged. Fixed on 2026-12-06 from a five-fold look at the dev set (at 0.02
+it withheld 56 of the 105 findings on clean answers and 2 of the 4,443 on certain diagnoses), before the table
+it is applied to was computed; the idea came from counts on the held-out rounds, which measure it only as
+re-measurements."""
+
+
+def certainty_gate_out_of_fold(
+    scored: Sequence[AnswerScore], thresholds: Sequence[float] = CERTAINTY_GATE_GRID
+) -> list[tuple[float, int, int, int, int]]:
+    """What withholding the certainty rule's finding below each threshold would have done on answers the model
+    never saw (``scored`` from :func:`answer_scores_out_of_fold`). A row is (threshold, certain diagnoses it
+    would lose, of all those the rule finds, clean answers it would clear of every finding, of all clean answers
+    the rule flags)."""
+    true = [
+        p["certain_diagnosis"] for labels, found, _, p in scored if {"certain_diagnosis"} <= labels & found
+    ]
+    clean = [(found, p["certain_diagnosis"]) for labels, found, _, p in scored if not labels]
+    clean = [(found, p) for found, p in clean if "certain_diagnosis" in found]
+    return [
+        (
+            t,
+            sum(p < t for p in true),
+            len(true),
+            sum(p < t and found == {"certain_diagnosis"} for found, p in clean),
+            len(clean),
+        )
+        for t in thresholds
+    ]
+
+
+def choose_certainty_gate(
+    rows: Sequence[tuple[float, int, int, int, int]], max_lost_rate: float = CERTAINTY_GATE_MAX_LOST_RATE
+) -> float | None:
+    """The highest threshold of a :func:`certainty_gate_out_of_fold` table that loses at most ``max_lost_rate``
+    of the certain diagnoses the rule finds and clears some clean answer; None if none does."""
+    fit = [t for t, lost, true, cleared, _ in rows if cleared and lost <= max_lost_rate * true]
+    return max(fit) if fit else None
 
 
 def question_models_out_of_fold(

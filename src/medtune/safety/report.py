@@ -147,6 +147,10 @@ class LabelledEval:
     rf_withheld: Counter[str] = field(default_factory=Counter)
     """Questions whose rule flags the learned layer withheld: ``emergency`` (a miss it caused) or ``other``
     (a false alarm it saved)."""
+    adv_withheld: Counter[str] = field(default_factory=Counter)
+    """Answers whose rule findings the learned layer withheld (the certainty gate): ``certain_diagnosis`` (a
+    verdict it let through), ``clean`` (a clean answer it spared a finding) or ``other`` (labelled with other
+    kinds)."""
 
     @property
     def red_flag_recall(self) -> float | None:
@@ -190,6 +194,7 @@ class LabelledEval:
                 "clean_records": self.clean_records,
                 "clean_flagged": self.clean_flagged,
                 "false_positive_rate": self.dangerous_false_positive_rate,
+                "withheld": dict(self.adv_withheld),
             },
             "errors": self.errors,
         }
@@ -271,6 +276,14 @@ def score_record(
         if not expected_kinds:
             ev.clean_records += 1
             ev.clean_flagged += bool(found)
+        if report.withheld_findings:
+            ev.adv_withheld[
+                "clean"
+                if not expected_kinds
+                else "certain_diagnosis"
+                if "certain_diagnosis" in expected_kinds
+                else "other"
+            ] += 1
     if error and keep_errors:
         error = {"id": record.get("id"), "question": record.get("question"), **error}
         ev.errors.append(error)
