@@ -7,9 +7,10 @@ question, that it advises something contraindicated for this patient, a prescrip
 without a doctor, or states a diagnosis as certain. The engine consults it where the
 rules found nothing (and, for answers, where the rules leave it room: see
 :meth:`~medtune.safety.engine.SafetyEngine._model_may_add`), where it may **add** a flag or a warning; each
-names the n-grams that weighed most, so a reviewer sees why it fired. It removes nothing, unless a model is
-trained with a veto threshold (off by default: :attr:`TrainSettings.veto_threshold`), below which a rule's flag
-on a question it rates near-certainly no emergency is withheld and kept in the report as withheld.
+names the n-grams that weighed most, so a reviewer sees why it fired. It removes one thing: the certainty rule's
+finding on an answer it rates near-certainly no verdict (:attr:`TrainSettings.certainty_gate`); and, in a model
+trained with a veto threshold (off by default: :attr:`TrainSettings.veto_threshold`), a rule's flag on a question
+it rates near-certainly no emergency. Both are withheld and kept in the report.
 
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
