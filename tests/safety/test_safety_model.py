@@ -600,7 +600,7 @@ def test_the_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
 
 
 def test_the_certainty_gate_withholds_the_rules_verdict_only_where_the_model_reads_none(
-    rules_only: SafetyEngine,
+    rules_only: SafetyEngine, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # Toy: the certainty rule reads both "你这就是X，错不了" (a verdict) and "X就是皮肤的炎症" (what X is).
     conditions = ("湿疹", "胃炎", "鼻炎", "咽炎", "荨麻疹", "结膜炎")
@@ -636,6 +636,24 @@ def test_the_certainty_gate_withholds_the_rules_verdict_only_where_the_model_rea
         {"clean": 1},
         1,
     )
+    # the check command counts and keeps what it withheld, and --keep-rule-flags keeps the finding instead
+    gated = model.save(tmp_path / "gated.json.gz")
+    data, report = tmp_path / "a.jsonl", tmp_path / "r.json"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in labelled) + "\n", "utf-8")
+    assert check_main([str(data), "--model", str(gated), "--json", str(report)]) == 0
+    assert (
+        "certainty finding the learned model withheld (near-certainly no verdict): 1"
+        in capsys.readouterr().out
+    )
+    records = json.loads(report.read_text("utf-8"))["records"]
+    assert (
+        records[0]["findings"] == [] and records[0]["withheld_findings"][0]["rule_id"] == "certain_diagnosis"
+    )
+    assert records[1]["withheld_findings"] == []
+    assert check_main([str(data), "--model", str(gated), "--keep-rule-flags", "--json", str(report)]) == 0
+    records = json.loads(report.read_text("utf-8"))["records"]
+    assert [f["rule_id"] for f in records[0]["findings"]] == ["certain_diagnosis"]
+    assert records[0]["withheld_findings"] == []
     # kept when asked to keep every rule's finding, and never without a gate
     assert [
         f.rule_id for f in SafetyEngine(rules_only.rules, model, veto=False).check_answer(textbook, "皮肤痒")
@@ -718,6 +736,7 @@ def test_answer_thresholds_out_of_fold_pick_the_lowest_that_is_right_often_enoug
     assert train_main([*files, "--out", str(tmp_path / "m.json.gz"), "--answer-out-of-fold"]) == 0
     printed = capsys.readouterr().out
     assert "certain_diagnosis" in printed and "<- the lowest" in printed and "thresholds:" in printed
+    assert "certainty gate, out of fold" in printed and "certainty gate: " in printed
     # --no-answer-model: the question model only (no record here carries red_flag, so none at all)
     out = tmp_path / "q.json.gz"
     assert train_main([*files, "--out", str(out), "--no-answer-model"]) == 0
