@@ -21,6 +21,7 @@ from medtune.safety.model import (
     ModelError,
     SafetyModel,
     TrainSettings,
+    answer_scores_out_of_fold,
     answer_thresholds_out_of_fold,
     certainty_gate_out_of_fold,
     choose_certainty_gate,
@@ -720,7 +721,8 @@ def test_answer_thresholds_out_of_fold_pick_the_lowest_that_is_right_often_enoug
 
     groups = [part(("湿疹", "胃炎", "鼻炎", "咽炎")), part(("荨麻疹", "结膜炎", "皮炎", "肠炎"))]
     settings = TrainSettings(min_df=1)
-    table, chosen = answer_thresholds_out_of_fold(groups, rules_only, settings, grid=(0.3, 0.5, 0.7))
+    scored = answer_scores_out_of_fold(groups, rules_only, settings)
+    table, chosen = answer_thresholds_out_of_fold(scored, grid=(0.3, 0.5, 0.7))
     rows = {(r.kind, r.threshold): r for r in table}
     certain = [rows["certain_diagnosis", t] for t in (0.3, 0.5, 0.7)]
     assert all(r.missed_by_rules == 8 and r.clean == 8 for r in certain)

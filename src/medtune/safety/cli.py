@@ -525,7 +525,7 @@ def train_main(argv: list[str] | None = None) -> int:
         fields = {"question_field": args.question_field, "answer_field": args.answer_field}
         if args.answer_out_of_fold:
             scored = answer_scores_out_of_fold(groups, rules_only, **fields)
-            table, chosen = answer_thresholds_out_of_fold(groups, rules_only, scored=scored, **fields)
+            table, chosen = answer_thresholds_out_of_fold(scored)
             print(
                 "answer model, out of fold: kind  threshold  caught/missed by the rules  clean answers flagged"
                 "  precision"

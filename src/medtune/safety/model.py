@@ -662,24 +662,17 @@ def answer_scores_out_of_fold(
 
 
 def answer_thresholds_out_of_fold(
-    groups: Sequence[Sequence[dict[str, Any]]],
-    engine: SafetyEngine,
-    settings: TrainSettings | None = None,
-    question_field: str = "question",
-    answer_field: str = "answer",
+    scored: Sequence[AnswerScore],
     grid: Sequence[float] = ANSWER_GRID,
     min_precision: float = ANSWER_MIN_PRECISION,
-    scored: Sequence[AnswerScore] | None = None,
 ) -> tuple[list[AnswerRow], dict[str, float]]:
-    """Each group (a dev file) scored by an answer model trained on all the other groups
-    (:func:`answer_scores_out_of_fold`, or ``scored`` already computed).
+    """How the answer model would have done at each threshold on answers it never saw (``scored`` from
+    :func:`answer_scores_out_of_fold`).
 
     Only the answers the engine lets the model speak on count, and a clean answer counts as newly flagged only
     if no rule flagged it. Returns the table (kind x threshold) and, per kind, the lowest threshold of ``grid``
     whose findings are at least ``min_precision`` right (a kind with none is missing: never).
     """
-    if scored is None:
-        scored = answer_scores_out_of_fold(groups, engine, settings, question_field, answer_field)
     table: list[AnswerRow] = []
     chosen: dict[str, float] = {}
     clean = sum(not labels for labels, _, _, _ in scored)
