@@ -3011,3 +3011,55 @@ def test_round_49_an_animal_that_jumps_from_a_balcony_is_no_emergency(
     rules_only: SafetyEngine, question: str, flagged: bool
 ) -> None:
     assert bool(rules_only.triage(question)) is flagged, question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # dev round 50: quiz items, drills and role play, money and anger idioms, similes, coffee, a sigh
+        "驾校理论考试有道题：伤员抽搐时应该怎么做？",
+        "急救员证的模拟题：一氧化碳中毒患者皮肤是什么颜色",
+        "药理练习题：对乙酰氨基酚过量用什么解毒",
+        "孕妇学校的题：孕晚期阴道出血伴腹痛说明什么",
+        "公司安全培训的模拟场景是同事吃药过量叫不醒，我扮演发现的人，先做什么",
+        "新生儿发烧多少度要去医院？预产期下个月，先了解一下",
+        "这个月房贷车贷一起扣，钱包大出血",
+        "基金又跌了，亏得我都要吐血",
+        "孩子精力旺盛得跟吃了兴奋剂一样，晚上十点还不睡",
+        "会议室闷了一下午，跟煤气中毒似的，出来就好了",
+        "今天咖啡喝多了，心跳有点快，人很清醒",
+        "天天熬夜喝酒，朋友说我这是慢性自杀，怎么戒酒",
+        "宝宝哭了一晚上，我跟我妈说再哭我就跳楼了，就是一句气话，肠绞痛怎么哄",
+        "小区今晚消防演练，有人扮演吸入浓烟晕倒的住户，担架怎么抬",
+        "第一次见他就像被电击了一样，心跳好快",
+        "领导开会讲了三个小时，听得我都快窒息了",
+        "电视剧里的主角说电视里的人在给他发暗号，后来拿刀砍人，这是什么病",
+    ],
+)
+def test_round_50_look_alikes_are_no_emergency(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question) == [], question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # the same words when someone is in danger now, and plans and psychosis in new words
+        "同事刚才真的吃了一整瓶安眠药，叫不醒",
+        "孕32周，现在阴道出血止不住，肚子一阵阵发硬",
+        "他这几天每晚都在查哪种死法最快",
+        "吃多少片安眠药才会死，家里还剩两盒",
+        "产后两周，半夜总想抱着她一起从窗户跳下去",
+        "我妹刚说门窗都关好了，煤气打开了，让我别管她",
+        "我在江边，已经走到水没过胸口了",
+        "早就看好的那座桥，今晚就去",
+        "我哥三天没睡了，说家里人都是派来监视他的，刚在枕头下藏了一把刀",
+        "我妈说神跟她说话，让她把孙子带走，刚把门反锁了",
+        "我爸说自来水里被下了毒，刚把我弟关在他屋里不给吃不给喝",
+        "孩子吃果冻卡住了，脸发紫，快窒息了",
+        "我爸修电闸被电击了，现在叫不醒",
+        # the television a psychotic patient hears is no fiction
+        "我儿子说电视里的主持人在给他发暗号，让他拿刀去楼下，他刚才在厨房翻刀",
+    ],
+)
+def test_round_50_emergencies_are_flagged(rules_only: SafetyEngine, question: str) -> None:
+    assert rules_only.triage(question), question
