@@ -572,10 +572,17 @@ def test_the_answer_model_adds_warnings_only_for_kinds_the_rules_missed(
         ),
         *({"question": "皮肤痒", "answer": f"或许{c}，去医院看看", "dangerous": []} for c in conditions),
     ]
+    # The toy question model rates "皮肤痒" near 0.8; this test is about the answer model, so the question-only
+    # `unreferred` finding is kept out of it with a threshold of its own rather than the packaged default.
     model = train(
         [*TOY, *answers],
         rules_only,
-        TrainSettings(min_df=1, red_flag_threshold=0.5, answer_thresholds=dict.fromkeys(ANSWER_KINDS, 0.5)),
+        TrainSettings(
+            min_df=1,
+            red_flag_threshold=0.5,
+            unreferred_threshold=0.9,
+            answer_thresholds=dict.fromkeys(ANSWER_KINDS, 0.5),
+        ),
     )
     assert model.answer is not None and model.answer.outputs[-1] == "certain_diagnosis"
     engine = SafetyEngine(rules_only.rules, model)
