@@ -3057,6 +3057,8 @@ def test_round_50_look_alikes_are_no_emergency(rules_only: SafetyEngine, questio
         "我爸说自来水里被下了毒，刚把我弟关在他屋里不给吃不给喝",
         "孩子吃果冻卡住了，脸发紫，快窒息了",
         "我爸修电闸被电击了，现在叫不醒",
+        # a quiz word in passing takes nothing out of triage: only a quiz item does
+        "做一道题的功夫，两岁孩子把纽扣电池吞了",
         # the television a psychotic patient hears is no fiction
         "我儿子说电视里的主持人在给他发暗号，让他拿刀去楼下，他刚才在厨房翻刀",
     ],
