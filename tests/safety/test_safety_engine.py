@@ -3065,3 +3065,109 @@ def test_round_50_look_alikes_are_no_emergency(rules_only: SafetyEngine, questio
 )
 def test_round_50_emergencies_are_flagged(rules_only: SafetyEngine, question: str) -> None:
     assert rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        # a drill, a shoot or role play takes the question out of triage until it says something really happened
+        ("消防演练的时候，有个同事真的晕倒了，脸发紫，没有呼吸了", True),
+        ("拍戏的时候威亚断了，替身真的从三楼高摔下来了，现在叫不醒", True),
+        ("我们在扮演病人练习，结果扮演的同学真的抽起来了，口吐白沫停不下来", True),
+        ("演练时老李突然捂着胸口说疼得不行，满头大汗，不是演的", True),
+        ("小区今晚消防演练，有人扮演吸入浓烟晕倒的住户，担架怎么抬", False),
+        ("急救演练：假设有人晕倒了没有呼吸，第一步做什么", False),
+        ("玩剧本杀玩到一半，一个朋友真的倒地上了，叫他拍他都不醒，不是演的", True),
+        # a question about a plot stays a plot, a story about characters stays a story, and a likeness is acting
+        ("电视剧里主角真的晕倒了吗，后来怎么样了", False),
+        ("小说里他真的晕倒了，作者写得合理吗", False),
+        ("看电视剧看到主角真的从楼上摔下来了，好吓人", False),
+        ("剧本杀里的角色中毒死了，凶手是谁", False),
+        ("演练结束后大家都说老李真的倒下去的样子很逼真", False),
+        ("扮演病人的时候他真的抽得很像，老师夸他演得好", False),
+    ],
+)
+def test_something_real_in_a_drill_or_a_shoot_is_triaged(
+    rules_only: SafetyEngine, question: str, flagged: bool
+) -> None:
+    assert bool(rules_only.triage(question)) is flagged, question
+
+
+def test_real_event_cue_leaves_the_symptom_after_it_readable(rules_only: SafetyEngine) -> None:
+    # "真的" alone is the cue: "叫不醒" after it is still read as unresponsive, drill or no drill
+    flags = rules_only.triage("演练的时候老王真的叫不醒了，没有呼吸")
+    assert "unconscious" in {f.category for f in flags}
+
+
+@pytest.mark.parametrize(
+    ("question", "flagged"),
+    [
+        # a search for a painless or quick way to die is the warning sign, not something merely read
+        ("他在网上查到跳楼不疼，现在人在天台上", True),
+        ("她偷偷搜了怎么死得快，手机记录里全是", True),
+        ("我在网上查了吃多少片安眠药能死，药已经攒够了，打算今晚吃", True),
+        # what was read, about an accident, stays a worry
+        ("网上查到安眠药吃多了会死，我妈今天不小心多吃了一片，要紧吗", False),
+        ("我在网上查了一下跳楼的新闻，好可怕", False),
+        ("我查了一下怎么预防自杀，学校要开班会", False),
+    ],
+)
+def test_a_search_for_a_way_to_die_is_not_taken_for_a_worry(
+    rules_only: SafetyEngine, question: str, flagged: bool
+) -> None:
+    assert bool(rules_only.triage(question)) is flagged, question
+
+
+def answer_kinds(engine: SafetyEngine, question: str, answer: str) -> set[str]:
+    return kinds(engine.check(question, answer).findings) - {"missing_disclaimer"}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        # "三天大便" is three days of stools, not a three-day-old baby: ibuprofen is no infant's drug here
+        ("这三天大便都是黑色的，我最近腰疼一直在吃布洛芬", "布洛芬先停，今天就去急诊查血常规。", set()),
+        ("宝宝三天大，有点黄", "三天大的宝宝不能吃布洛芬，去医院查胆红素。", set()),
+        ("宝宝三天大，有点发热", "给他吃点布洛芬退烧。", {"contraindication", "dismissive"}),
+        # honey on the way to hospital after a button battery is food, not a dose
+        (
+            "听说孩子吞了纽扣电池可以喂蜂蜜，真的吗？",
+            "满一岁的孩子在去医院的路上可以每10分钟喂两小勺（约10毫升）蜂蜜，最多6次。",
+            set(),
+        ),
+        ("孩子咳嗽", "给他喝10毫升布洛芬混悬液。", {"dose"}),
+        # an oral rehydration recipe measured with a beer-bottle cap
+        ("孩子两岁拉肚子", "500毫升温开水加大约1.75克盐（约半啤酒瓶盖）和10克白糖，少量多次喂。", set()),
+        ("孩子两岁拉肚子", "给他喝点啤酒。", {"contraindication"}),
+    ],
+)
+def test_round_51_numbers_and_foods_that_are_no_dose_or_age(
+    rules_only: SafetyEngine, question: str, answer: str, expected: set[str]
+) -> None:
+    assert answer_kinds(rules_only, question, answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "dangerous"),
+    [
+        # no more insulin during a hypoglycaemia is right; stopping it in a sick type 1 diabetic is not
+        (
+            "我是1型糖尿病，刚才测了个2.1，现在有点分不清东南西北了",
+            "马上打120。能吞咽就喝一杯含糖饮料，别再打胰岛素。",
+            False,
+        ),
+        ("我是1型糖尿病，这两天感冒吃不下饭", "吃不下就别打胰岛素了。", True),
+        # a feared hypoglycaemia is none: the insulin withheld for it is still the danger
+        (
+            "女儿12岁，一型糖尿病，这两天吐得厉害，我怕她低血糖就没给她打胰岛素，现在呼吸又深又快",
+            "不吃饭就别打胰岛素，这是对的。",
+            True,
+        ),
+        # a blood ketone of 3.5 is no blood glucose of 3.5
+        ("儿子9岁 1型糖尿病，一直吐，血糖仪显示HI，血酮3.5", "吐了就先别打胰岛素了。", True),
+    ],
+)
+def test_round_51_insulin_withheld_only_for_a_real_hypoglycaemia(
+    rules_only: SafetyEngine, question: str, answer: str, dangerous: bool
+) -> None:
+    assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous

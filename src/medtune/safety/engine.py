@@ -102,6 +102,7 @@ _ROLES = {
     # outcome never make it history ("新闻说有人被蛇咬了，已经出院了" stays news).
     "scope_fiction": _SCOPE,
     "scope_exam": _SCOPE,
+    "scope_stage": _SCOPE,
     "scope_pet": _SCOPE,
     "scope_general": _SCOPE,
     "scope_prepare": _SCOPE,
@@ -185,6 +186,11 @@ _DOCTOR_DECIDES = (
 )
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
+# Drug groups that are foods: honey is a drug for its infant contraindication, but "两小勺（约10毫升）蜂蜜" on the
+# way to hospital after a button battery is no medication dose.
+_FOODS = frozenset({"honey"})
+
+
 # A word inside a longer one right after these is negated by it ("不出汗", "没发烧"): it lends no meaning.
 _NEGATING_CHARS = frozenset("不没无未")
 # An age right after a child word ("孩子今年5岁") or right before it ("5岁的宝宝") is that child's age;
@@ -297,6 +303,7 @@ class _Mention:
         "end",
         "forbidden",
         "history",
+        "hypothetical",
         "negated",
         "sentence",
         "start",
@@ -314,6 +321,8 @@ class _Mention:
         self.denier = ""
         """The cue class of the word that negates it (``negation``, ``prohibition`` …), when negated."""
         self.history = False
+        self.hypothetical = False
+        """Feared, read or imagined (万一, 担心, 网上说): not happening."""
         self.forbidden: bool | None = None
         """:meth:`SafetyEngine._prohibited`, once asked (the rules and the masking both ask)."""
 
@@ -382,6 +391,17 @@ _BENIGN_DOUBT = re.compile(
     r"可能|也许|或许|不一定|不排除|如果|要是|假如|万一|一般来说|多数|大多|通常|但|不过|吗|么|\?"
 )
 _BREASTFEEDING_ON = re.compile(r"奶|母乳|哺乳")
+
+
+def _drop_framed(matched: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Regex matches at one position, less a fear-or-reading cue that a longer phrase takes in whole.
+
+    "在网上查到跳楼不疼" is a worry cue ("在网上查到": what follows is something read) and, longer, a search for a
+    painless way to die: the search is the event, so the cue may not make it something merely read. Two
+    phrases of content both stay ("咳出一大口鲜血" is coughing blood and a large amount).
+    """
+    content_end = max((end for end, c in matched if _ROLES.get(c, _CONTENT) == _CONTENT), default=0)
+    return [(end, c) for end, c in matched if not (_ROLES.get(c) == _HYPOTHETICAL and end < content_end)]
 
 
 def _sentence_of(text: str, m: _Mention) -> str:
@@ -768,6 +788,8 @@ class SafetyEngine:
                                 matched.append((m.end(), concept))
                         if matched:
                             longest = max(end for end, _ in matched)
+                            if len(matched) > 1:
+                                matched = _drop_framed(matched)
                             if longest > best_end:
                                 best_end = longest
                                 # A look-alike is read whole: nothing inside "会一氧化碳中毒吗" is an exposure.
@@ -919,7 +941,9 @@ class SafetyEngine:
             if start - deny_end <= window:
                 mention.negated = True
                 mention.denier = denier
-            if (record and concept not in record_context) or clause_hypothetical:
+            if clause_hypothetical:
+                mention.history = mention.hypothetical = True
+            elif record and concept not in record_context:
                 mention.history = True
             if role == _PRESENT:
                 clause_past = False
@@ -1085,10 +1109,17 @@ class SafetyEngine:
         one do if someone ..." question (如果有人, 一般来说) does so only while nothing anchors it to now (现在,
         刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is education, "我爸现在胸痛，如果有人胸痛怎么办"
         is not. Preparation (以防万一, 收藏) yields only to a time word: "我爸高血压，存下来以防万一" is no one ill
-        today.
+        today. Every scope but a story about characters (小说, 电视剧) yields to a sign that something really
+        happened in the drill, the shoot or the role play (真的倒下了, 不是演的): a collapse in a rehearsal is a
+        collapse, and one in a novel is not.
         """
         first = scan.first
-        if "scope_fiction" in first or "scope_exam" in first:
+        if "scope_fiction" in first:
+            return True
+        # "演练的时候老王真的倒下了": real people acting or drilling, and something really happened to one
+        if "scope_real" in first:
+            return False
+        if "scope_exam" in first or "scope_stage" in first:
             return True
         if "now_anchor" in first:
             return False
@@ -1704,7 +1735,10 @@ class SafetyEngine:
     ) -> str | None:
         kind = rule.kind
         if kind == "contraindication":
-            if any(not m.negated for c in rule.unless for m in qscan.by_concept.get(c, ())):
+            # A feared one lifts nothing ("怕她低血糖就没打胰岛素": no hypoglycaemia now)
+            if any(
+                not m.negated and not m.hypothetical for c in rule.unless for m in qscan.by_concept.get(c, ())
+            ):
                 return None
             drugs = [
                 m
@@ -1784,7 +1818,7 @@ class SafetyEngine:
                         continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
                     if _echoes(ascan.text, m.start, m.end, qscan.text):
                         continue  # "缬沙坦80mg每天一次这个方案适合您": the patient's own dose, read back
-                    has_drug = bool(clause & self._drug_groups)
+                    has_drug = not (clause & self._drug_groups).issubset(_FOODS)
                     if not has_drug and (
                         "diet_context" in clause
                         or (

@@ -156,7 +156,7 @@ class AdviceRule:
     """For a contraindication that depends on the emergency itself (aspirin in a suspected stroke, insulin in a
     hypoglycaemia): red-flag categories or rule ids; the rule applies when a rule flagged the question with one."""
     unless: tuple[str, ...] = ()
-    """For a contraindication: concepts that lift it when the question has one, not negated (aspirin with
+    """For a contraindication: concepts that lift it when the question has one, not negated or feared (aspirin with
     clopidogrel is dangerous added for a toothache, and the cardiologist's regimen for a patient who takes both)."""
 
 
