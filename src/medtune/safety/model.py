@@ -362,12 +362,13 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.8, "antibiotic": 0.3, "certain_diagnosis": 0.4}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.7, "antibiotic": 0.3, "certain_diagnosis": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
 :data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 34 files scored by a model trained
 on the other 34, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
 of dev round 44: contraindications 980 of the 1,060 the rules miss there for 135 clean answers flagged in 20,836,
-doses 80 of 156 for 13 (0.8 since round 44: 0.86 right; 0.9 after rounds 36 to 43), antibiotics 96 of 110 for 14
+doses 80 of 156 for 13 (0.8 from round 44: 0.86 right; 0.9 after rounds 36 to 43; 0.7 since round 51, 41 files:
+135 of 217 for 23, 0.85, where 0.8 found 124 for 16), antibiotics 96 of 110 for 14
 (0.3 since round 40; 0.4 after rounds 36 to 39), certain diagnoses 159 of 201 for 25 (0.4 since round 43; 0.5
 after rounds 38 to 42, 0.6 after rounds 36 and 37). The same rule gave doses none after round 35 (0.81 at 0.9)
 and antibiotics 0.3 after it. The model only warns,
@@ -410,7 +411,7 @@ class TrainSettings:
     30 clean ones, 0.9 130 for 8. With round 40 (30 files) the rule took 0.85: 154 for 22 (0.88; 0.8 168 for 35,
     0.83), and 31 answers labelled with other kinds only called dismissive too. With dev round 45's second pass
     (35 files) the rule moved it to 0.8: 199 for 35 (0.850; 0.85 185 for 20), by one clean answer. With dev round
-    50 (41 files) it moved to 0.75: 288 for 45 (0.86; 0.8 267 for 34, 0.89)."""
+    50 (40 files) it moved to 0.75: 288 for 45 (0.86; 0.8 267 for 34, 0.89)."""
     veto_threshold: float | None = None
     """A question the rules flag but the model rates below this is near-certainly no emergency: the rules' flag is
     withheld (:meth:`~medtune.safety.engine.SafetyEngine._flags`). None (the default): never.
@@ -425,14 +426,15 @@ class TrainSettings:
     of a question site that the dev and held-out writers never used. The model is not sure of the right things
     on a register it has not seen, and a missed emergency is the worst failure this layer has."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
-    certainty_gate: float | None = 0.02
+    certainty_gate: float | None = 0.03
     """The certainty rule's finding is withheld from an answer the answer model rates below this probability of
     a certain diagnosis (:meth:`~medtune.safety.engine.SafetyEngine._check_scans`; None: never). Chosen out of fold
     on the dev set by :func:`choose_certainty_gate` (``medtune safety train --answer-out-of-fold`` prints the
     table; see :data:`CERTAINTY_GATE_MAX_LOST_RATE`): with dev round 49 (39 files) 0.03 lost 4 of the 4,775
     verdicts the rule finds and cleared 67 of the 116 clean answers it flags (0.02: 4 and 61; 0.05: 12 and 77);
-    with dev round 50 (41 files) 0.03 would lose 6 of 4,909 (0.12%, over the budget), so the rule took 0.02: 4
-    lost, 62 of 121 cleared."""
+    with dev round 50 (40 files) 0.03 would lose 6 of 4,909 (0.12%, over the budget), so the rule took 0.02: 4
+    lost, 62 of 121 cleared; with dev round 51 (41 files) 0.03 loses 5 of 5,064 (0.099%) and clears 72 of 125
+    (0.02: 4 and 62), so the rule took 0.03 again."""
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
     negatives (rounds 15 and 18 moved the emergency share from 52% to 44%)."""
