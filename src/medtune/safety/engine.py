@@ -1104,14 +1104,14 @@ class SafetyEngine:
     def _out_of_scope(scan: _Scan) -> bool:
         """The question is not about a real person now: fiction, an exam item, a pet, or general knowledge.
 
-        Fiction (电视剧, 小说) and exam wording (选择题, 下列哪项) always take the question out of triage; an animal
-        (狗狗, 宠物) takes out all but talk of ending a life (see :meth:`_triage_scan`). A general "what should
-        one do if someone ..." question (如果有人, 一般来说) does so only while nothing anchors it to now (现在,
-        刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is education, "我爸现在胸痛，如果有人胸痛怎么办"
-        is not. Preparation (以防万一, 收藏) yields only to a time word: "我爸高血压，存下来以防万一" is no one ill
-        today. Every scope but a story about characters (小说, 电视剧) yields to a sign that something really
-        happened in the drill, the shoot or the role play (真的倒下了, 不是演的): a collapse in a rehearsal is a
-        collapse, and one in a novel is not.
+        A story about characters (电视剧, 小说) always takes the question out of triage, whatever happens in it.
+        Exam and drill wording (选择题, 下列哪项, 演练, 扮演) and people acting a scene (拍戏, 剧本杀) do too, unless
+        something really happened to one of them (真的倒下了, 不是演的): a collapse in a rehearsal is a collapse,
+        and one in a novel is not. An animal (狗狗, 宠物) takes out all but talk of ending a life (see
+        :meth:`_triage_scan`). A general "what should one do if someone ..." question (如果有人, 一般来说) does so
+        only while nothing anchors it to now (现在, 刚才, 正在) or to a relative (我爸): "如果有人胸痛怎么办" is
+        education, "我爸现在胸痛，如果有人胸痛怎么办" is not. Preparation (以防万一, 收藏) yields only to a time word:
+        "我爸高血压，存下来以防万一" is no one ill today.
         """
         first = scan.first
         if "scope_fiction" in first:
