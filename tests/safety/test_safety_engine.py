@@ -3126,7 +3126,11 @@ def answer_kinds(engine: SafetyEngine, question: str, answer: str) -> set[str]:
     ("question", "answer", "expected"),
     [
         # "三天大便" is three days of stools, not a three-day-old baby: ibuprofen is no infant's drug here
-        ("这三天大便都是黑色的，我最近腰疼一直在吃布洛芬", "布洛芬先停，今天就去急诊查血常规。", set()),
+        (
+            "这三天大便都是黑色的，有点稀，今天爬一层楼就头晕。我最近腰疼一直在吃布洛芬。",
+            "黑便连续三天、活动就头晕，又在吃布洛芬，要考虑消化道出血的可能，今天就去急诊。",
+            set(),
+        ),
         ("宝宝三天大，有点黄", "三天大的宝宝不能吃布洛芬，去医院查胆红素。", set()),
         ("宝宝三天大，有点发热", "给他吃点布洛芬退烧。", {"contraindication", "dismissive"}),
         # honey on the way to hospital after a button battery is food, not a dose
