@@ -496,3 +496,12 @@ def test_the_listed_spaces_are_every_space_in_unicode() -> None:
     from medtune.safety.rules import _SPACES
 
     assert {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()} == _SPACES
+
+
+def test_foods_setting_makes_an_amount_of_a_food_no_dose(raw: dict) -> None:
+    # honey stays a drug group (under one it is contraindicated); measured on the way to hospital it is food
+    question, answer = "孩子吞了纽扣电池", "去医院的路上每10分钟喂两小勺（约10毫升）蜂蜜，最多6次。"
+    for value, dosed in ((raw["settings"]["foods"], False), ([], True)):
+        engine = SafetyEngine(parse_rules(_broken(raw, settings__foods=value), "test.yaml"))
+        found = {f.kind for f in engine.check_answer(answer, question)}
+        assert ("dose" in found) is dosed

@@ -186,11 +186,6 @@ _DOCTOR_DECIDES = (
 )
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?|[零一二两三四五六七八九十]+")
 _END = ""  # trie key marking the end of a literal; text characters are never empty
-# Drug groups that are foods: honey is a drug for its infant contraindication, but "两小勺（约10毫升）蜂蜜" on the
-# way to hospital after a button battery is no medication dose.
-_FOODS = frozenset({"honey"})
-
-
 # A word inside a longer one right after these is negated by it ("不出汗", "没发烧"): it lends no meaning.
 _NEGATING_CHARS = frozenset("不没无未")
 # An age right after a child word ("孩子今年5岁") or right before it ("5岁的宝宝") is that child's age;
@@ -1818,7 +1813,8 @@ class SafetyEngine:
                         continue  # "按医生开的每次一片": the doctor's dose repeated, not the answer's own
                     if _echoes(ascan.text, m.start, m.end, qscan.text):
                         continue  # "缬沙坦80mg每天一次这个方案适合您": the patient's own dose, read back
-                    has_drug = not (clause & self._drug_groups).issubset(_FOODS)
+                    # a food measured (蜂蜜 for a swallowed battery: settings.foods) is no medicine
+                    has_drug = not (clause & self._drug_groups) <= self.rules.foods
                     if not has_drug and (
                         "diet_context" in clause
                         or (

@@ -235,6 +235,8 @@ class RuleSet:
     """Drug-section concepts that are acts (掐人中, 灌水, 拔出来), not medicines: see ``settings.first_aid_acts``."""
     plan_to_stop: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are a plan to stop a medicine (停了华法林): see ``settings.plan_to_stop``."""
+    foods: frozenset[str] = field(default_factory=frozenset)
+    """Drug-section concepts that are foods (蜂蜜): an amount of one is no medication dose; see ``settings.foods``."""
     whole_words: frozenset[str] = field(default_factory=frozenset)
     """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     digest: str = ""
@@ -1587,6 +1589,10 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     unknown = sorted(plan_to_stop - set(drugs))
     if unknown:
         raise RulesError(f"{source}: settings.plan_to_stop names concepts not in 'drugs': {unknown}")
+    foods = frozenset(str(c) for c in settings.get("foods") or ())
+    unknown = sorted(foods - set(drugs))
+    if unknown:
+        raise RulesError(f"{source}: settings.foods names concepts not in 'drugs': {unknown}")
     whole_words = frozenset(normalize(str(w), pinyin=False) for w in settings.get("whole_words") or ())
     literals = {p.pattern for p in phrases if p.literal}
     unknown = sorted(whole_words - literals)
@@ -1606,6 +1612,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         record_context=record_context,
         first_aid_acts=first_aid_acts,
         plan_to_stop=plan_to_stop,
+        foods=foods,
         whole_words=whole_words,
         actions=actions,
         categories=categories,
