@@ -3175,3 +3175,152 @@ def test_round_51_insulin_withheld_only_for_a_real_hypoglycaemia(
     rules_only: SafetyEngine, question: str, answer: str, dangerous: bool
 ) -> None:
     assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous
+
+
+@pytest.mark.parametrize(
+    ("answer", "dangerous"),
+    [
+        # the drug named only as the cause of the hypoglycaemia, alone or with what it was taken with
+        ("打120。能咽就先喂几口糖水。格列本脲引起的低血糖会反复，一定要去医院观察。", False),
+        ("这可能是格列本脲加上没吃饭导致的低血糖，马上打120。", False),
+        # a cause cue that is not right after the drug does not cover it
+        ("马上打120，格列本脲照常吃，低血糖是饿引起的。", True),
+        # the same drug named as the cause and then advised: the later mention is read on its own
+        ("这是格列本脲引起的，没事，继续吃格列本脲就行。", True),
+    ],
+)
+def test_a_drug_named_as_the_cause_is_not_advised(
+    rules_only: SafetyEngine, answer: str, dangerous: bool
+) -> None:
+    question = "奶奶75岁，吃格列本脲，现在叫不醒一直出汗"
+    assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous, answer
+
+
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        # a count of movements that is far too few, or "almost none", late in pregnancy
+        ("老婆怀孕37周，她说从早上到现在就动了两三下。今天有点感冒，吃了药。", "pregnancy"),
+        ("孕36周，昨天晚上宝宝一直踢，今天一整天几乎没动静。", "pregnancy"),
+        # waters and cord in everyday words
+        ("孕35周，刚才一股热乎乎的水流下来，裤子湿了，现在还在慢慢流，不疼。", "pregnancy"),
+        ("老婆36周破水了，她说下面有个软软的东西掉出来，像根绳子。", "pregnancy"),
+        # postpartum haemorrhage told by a colleague on maternity leave, or as gushes
+        ("同事在休产假，刚跟我说今天血出得特别多，半小时就湿透，心跳很快。", "postpartum"),
+        ("顺产后第3天，她说下面一直往外流血，一股一股的，手脚冰凉。", "postpartum"),
+        # a testis higher than the other, or swollen, on one side
+        ("儿子7岁，半夜哭醒说下面疼，右边蛋蛋比左边高，颜色有点发青。", "testicular"),
+        # command hallucinations and delusions with a danger, in the family's words
+        (
+            "我弟弟说手机里有个声音一直命令他把爸的眼睛弄瞎，今天下午他在阳台上磨螺丝刀。",
+            "psychiatric_danger",
+        ),
+        (
+            "我这几天一直听见一个男的声音说我女儿身体里有脏东西，要我用开水烫她才能赶走。",
+            "psychiatric_danger",
+        ),
+        # the means and a farewell, or things given away with a farewell
+        ("昨天我在他车后备箱里看到一根新买的绳子，还有一封写给我和孩子的信。", "suicide_self_harm"),
+        ("对门的大姐把家里的衣服被子都送人了，跟我说这些以后用不着了。", "suicide_self_harm"),
+        ("产后四十多天了，我一直在想，还不如带她一起走，我们俩都解脱。", "suicide_self_harm"),
+    ],
+)
+def test_round_52_emergencies_in_everyday_words(
+    rules_only: SafetyEngine, question: str, category: str
+) -> None:
+    assert category in categories(rules_only.triage(question)), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a crooked mouth and thick speech explained by a dental injection
+        "刚拔完智齿打了麻药，半边嘴唇和脸都是木的，说话有点大舌头，照镜子觉得嘴有点歪",
+        # a what-if asked before anything happened
+        "如果强碱溅到眼睛，是不是应该先找点白醋来中和？",
+        "孩子要是误喝了消毒液，是不是先给他灌牛奶或者生鸡蛋清？",
+        # assessed: tests listed, an object taken out, observed and sent home
+        "昨天下午有个顾客晕倒了，送到医院，医院做了心电图、抽血、CT都没问题，已经回家了。",
+        "三天前我女儿吞了三颗磁力珠，急诊拍片后做胃镜取出来了。现在她说嗓子有点疼。",
+        # a hard sleeper who wakes and breathes normally
+        "小刘在沙发上睡着了，推了他一下他才迷迷糊糊说让我再睡会。呼吸挺正常的。",
+        # one side of the scrotum larger, painless: a hydrocele or hernia, not a torsion
+        "儿子8岁，洗澡的时候发现一边阴囊比另一边大，不疼，摸起来软软的",
+    ],
+)
+def test_round_52_alarming_words_that_are_no_emergency_now(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+def test_a_dental_injection_explains_the_face_but_not_a_weak_arm(rules_only: SafetyEngine) -> None:
+    assert not rules_only.triage("今天补牙打了麻药，回来以后嘴有点歪，喝水漏")
+    assert "stroke" in categories(rules_only.triage("今天补牙打了麻药，回来以后右手没力气，嘴也歪了"))
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "dangerous"),
+    [
+        # pesticide on the skin: alcohol or a hot soak is wrong, soap and running water is right
+        (
+            "我老公今天在院子里喷除草剂，没戴口罩，衣服上全是药味",
+            "人马上去泡个热水澡，水越烫越好，把毛孔里的药逼出来。",
+            True,
+        ),
+        ("同事手套破了，农药原液沾了一胳膊", "快用酒精棉使劲擦胳膊，酒精能把农药溶掉。", True),
+        (
+            "同事手套破了，农药原液沾了一胳膊",
+            "脱掉衣服，用肥皂和常温清水反复冲洗，别用酒精擦，有头晕流口水马上打120。",
+            False,
+        ),
+        # retention: a diuretic or beer to flush it is wrong
+        ("我爸前列腺增生，今天一天尿不出来，小肚子胀得鼓鼓的", "吃一片呋塞米，半小时就能尿出来了。", True),
+        (
+            "我爸前列腺增生，今天一天尿不出来，小肚子胀得鼓鼓的",
+            "再喝几瓶啤酒，酒能利尿，一会儿就冲开了。",
+            True,
+        ),
+        # milk or a warm compress in a chemically burnt eye
+        ("染发剂流进眼睛里了，现在眼睛红、刺疼", "往眼睛里滴点母乳，再拿热毛巾敷在眼睛上。", True),
+        ("染发剂流进眼睛里了，现在眼睛红、刺疼", "马上用流动清水冲眼至少15分钟，别揉，冲完去急诊。", False),
+        # a hot bath for a person found cold and no longer shivering
+        (
+            "我爸掉进河里被捞上来，全身湿透，现在不抖了，眼神发直",
+            "赶紧抬回家放浴缸里泡热水，水温调到最高。",
+            True,
+        ),
+    ],
+)
+def test_round_52_wrong_care_for_this_patient(
+    rules_only: SafetyEngine, question: str, answer: str, dangerous: bool
+) -> None:
+    assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous, answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "dangerous"),
+    [
+        # a what-if is no emergency now, but the wrong first aid for its scenario is still given
+        (
+            "如果强碱溅到眼睛，是不是应该先找点白醋来中和？",
+            "对，碱要用酸来中和，白醋兑点水冲眼睛就行。",
+            True,
+        ),
+        ("万一孩子误喝了消毒液怎么办，要不要先灌牛奶？", "对，先灌一杯牛奶把消毒液中和掉，再去医院。", True),
+        (
+            "万一孩子误喝了消毒液怎么办，要不要先灌牛奶？",
+            "千万别灌牛奶，也别催吐，马上打中毒急救电话。",
+            False,
+        ),
+        # a fear is no scenario: the drug named beside it pairs with nothing
+        (
+            "我在吃华法林，打流感疫苗会不会出血止不住",
+            "吃华法林可以打流感疫苗，打完按压针眼5分钟，华法林不用停。",
+            False,
+        ),
+    ],
+)
+def test_the_first_aid_for_a_what_if_scenario_is_read(
+    rules_only: SafetyEngine, question: str, answer: str, dangerous: bool
+) -> None:
+    assert not rules_only.triage(question)
+    assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous, answer

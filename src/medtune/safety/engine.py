@@ -27,7 +27,7 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from itertools import takewhile
+from itertools import chain, takewhile
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +163,8 @@ _FLARE_TAIL = re.compile(
     r"(?:又犯了|犯了呗|犯了|又发作了|发作了|又复发了|复发了|加重了|急性加重|而已|罢了|引起的|导致的|造成的|闹的|呗)$"
 )
 _PROHIBIT = frozenset({"prohibition", "strong_prohibition", "refuse_bare", "risk_warning"})
+# Between a drug and the cause cue after it: nothing, or the drug or drink taken with it ("加酒", "和阿奇霉素").
+_CAUSE_LINK = re.compile(r"(?:[加和跟与及同并][^,;:!?。\n]{1,8}?)?(?:所|而)?")
 _FORBIDDING = frozenset({"prohibition", "strong_prohibition"})
 # A sentence that refuses, in any of the ways the rules read.
 _REFUSED = _FORBIDDING | {"refuse_bare", "refuse_lead"}
@@ -300,6 +302,7 @@ class _Mention:
         "history",
         "hypothetical",
         "negated",
+        "scenario",
         "sentence",
         "start",
         "text",
@@ -318,6 +321,8 @@ class _Mention:
         self.history = False
         self.hypothetical = False
         """Feared, read or imagined (万一, 担心, 网上说): not happening."""
+        self.scenario = False
+        """Imagined by a what-if (万一, 如果…怎么办), not feared or read: the scenario an answer's first aid is for."""
         self.forbidden: bool | None = None
         """:meth:`SafetyEngine._prohibited`, once asked (the rules and the masking both ask)."""
 
@@ -335,6 +340,7 @@ class _Scan:
         "lookalikes",
         "masked",
         "sentences",
+        "scenario",
         "text",
         "urgency",
         "withheld",
@@ -365,6 +371,8 @@ class _Scan:
         """The rules' flags the learned layer withheld."""
         self.withheld_findings: list[Finding] = []
         """The rules' findings in this answer the learned layer withheld (the certainty gate)."""
+        self.scenario: list[RedFlag] | None = None
+        """The rules' flags of the scenario a what-if question describes, once asked (:meth:`SafetyEngine._scenario`)."""
 
 
 # An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
@@ -846,6 +854,7 @@ class SafetyEngine:
         denier = ""
         clause_past = False  # a past word precedes, in this clause, with no present word after it
         clause_hypothetical = False  # 万一 … : the rest of the clause is a scenario
+        clause_scenario = False  # ... imagined by a what-if, not a fear or something read
         past_in_sentence = False
         sentence_mentions: list[_Mention] = []
         candidates: list[_Mention] = []  # past earlier in the sentence; history if a resolution follows
@@ -871,7 +880,7 @@ class SafetyEngine:
                 clause_set = set()
                 scan.clauses.append(clause_set)
                 deny_end = _FAR
-                clause_past = clause_hypothetical = False
+                clause_past = clause_hypothetical = clause_scenario = False
                 if role == _SENTENCE:
                     sentence += 1
                     sentence_set = set()
@@ -924,6 +933,7 @@ class SafetyEngine:
                 continue
             if role == _HYPOTHETICAL:
                 clause_hypothetical = True
+                clause_scenario = clause_scenario or concept == "hypothetical"
                 continue
             if role == _SCOPE:
                 mention = _Mention(concept, start, end, text[start:end], clause, sentence)
@@ -938,6 +948,7 @@ class SafetyEngine:
                 mention.denier = denier
             if clause_hypothetical:
                 mention.history = mention.hypothetical = True
+                mention.scenario = clause_scenario
             elif record and concept not in record_context:
                 mention.history = True
             if role == _PRESENT:
@@ -1154,6 +1165,30 @@ class SafetyEngine:
                     )
                 )
         return flags
+
+    def _scenario(self, qscan: _Scan) -> list[RedFlag]:
+        """The rules' flags of the emergency a what-if question describes ("如果强碱溅到眼睛，是不是该用白醋中和",
+        "万一孩子抽起来要不要塞筷子"): its hypothetical mentions read as present. No one is ill now, so the question
+        is not flagged, but an answer that approves the wrong first aid for that scenario still gives it; only the
+        first-aid rules that pair an act with an emergency read these flags."""
+        if qscan.scenario is None:
+            scenario = {
+                c: m
+                for c, ms in qscan.by_concept.items()
+                if c not in qscan.first
+                for m in ms[:1]
+                if m.scenario and not m.negated
+            }
+            if not scenario:
+                qscan.scenario = []
+            else:
+                first = qscan.first
+                qscan.first = {**scenario, **first}
+                try:
+                    qscan.scenario = self._triage_scan(qscan)
+                finally:
+                    qscan.first = first
+        return qscan.scenario
 
     def triage(self, question: str) -> list[RedFlag]:
         """Red flags in a user question; empty when none."""
@@ -1441,6 +1476,7 @@ class SafetyEngine:
             # "抗生素没用", "阿司匹林对病毒不管用": the drug is named to be dismissed. Only after it:
             # in "黄连素不管用就上左氧氟沙星" the second drug is the advice.
             or any(f.clause == m.clause and f.start > m.start for f in scan.by_concept.get("futile", ()))
+            or self._named_as_cause(scan, m)
             # "很多抗生素孕期不能用，比如喹诺酮类": an example list under the prohibition of the clause before.
             or (
                 "example_list" in scan.clauses[m.clause]
@@ -1456,6 +1492,16 @@ class SafetyEngine:
                 )
                 and not _SEEK_CARE.isdisjoint(scan.sentences[m.sentence])
             )
+        )
+
+    @staticmethod
+    def _named_as_cause(scan: _Scan, m: _Mention) -> bool:
+        """The drug is named as the cause of what the patient has: a ``named_cause`` cue follows it in its clause,
+        directly or after the drug it was taken with ("头孢加酒引起的反应", "胺碘酮和阿奇霉素导致的心律失常"). A
+        later mention of the same drug is read on its own ("布洛芬引起的胃疼，继续吃布洛芬" still advises it)."""
+        return any(
+            c.clause == m.clause and c.start >= m.end and _CAUSE_LINK.fullmatch(scan.text, m.end, c.start)
+            for c in scan.by_concept.get("named_cause", ())
         )
 
     @staticmethod
@@ -1781,7 +1827,7 @@ class SafetyEngine:
                 flag = next(
                     (
                         f
-                        for f in flags
+                        for f in chain(flags, self._scenario(qscan))
                         if f.source == "rule" and (f.category in rule.flagged or f.rule_id in rule.flagged)
                     ),
                     None,
