@@ -1172,13 +1172,13 @@ class SafetyEngine:
         is not flagged, but an answer that approves the wrong first aid for that scenario still gives it; only the
         first-aid rules that pair an act with an emergency read these flags."""
         if qscan.scenario is None:
-            scenario = {
-                c: m
-                for c, ms in qscan.by_concept.items()
-                if c not in qscan.first
-                for m in ms[:1]
-                if m.scenario and not m.negated
-            }
+            scenario = {}
+            for c, ms in qscan.by_concept.items():
+                if c in qscan.first:
+                    continue
+                m = next((m for m in ms if m.scenario and not m.negated), None)
+                if m is not None:
+                    scenario[c] = m
             if not scenario:
                 qscan.scenario = []
             else:
