@@ -3324,3 +3324,120 @@ def test_the_first_aid_for_a_what_if_scenario_is_read(
 ) -> None:
     assert not rules_only.triage(question)
     assert ("contraindication" in answer_kinds(rules_only, question, answer)) is dangerous, answer
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # an alarming word said of a thing: a screen, a washing machine, a phone, a pen
+        "公司配的显示器这两天一直抽搐，一闪一闪的，是线松了还是屏幕坏了？",
+        "家里洗衣机一到甩干就跟抽搐一样，整台机器在地上蹦，这是哪儿出问题了",
+        "我这台老笔记本最近简直是在自杀，开机蓝屏，开个网页就死机",
+        "车停了快半个月没开，今天打火打不着，彻底熄火，跟心脏骤停了似的，是电瓶亏电了吗",
+        "我爸那支老钢笔最近写着写着就“吐血”，一大滴一大滴往纸上掉，是笔尖坏了吗",
+        # idioms and similes about feelings
+        "孩子发烧，婆婆和老公吵个不停，我被他们吵得都快抽风了。娃精神还行，在吃奶玩玩具。",
+        "同事往桌上一趴装死，刚刚还抬头冲我翻白眼，我要不要给她带杯奶茶",
+        "我爸第一次喝美式咖啡，皱眉说这跟喝农药有什么区别，老人喝咖啡有什么讲究吗",
+        "今天开会老板讲了三个小时，我听得跟吃了一整瓶安眠药一样，眼皮都睁不开",
+        "我妈家那只老猫十五岁了，这几天不吃不喝，我妈说这猫是不想活了",
+        # a drama, blood sugar measured, a drawer
+        "我爸追的那个家庭剧，今天演到老爷子在饭桌上栽倒叫不醒，现实里真是这么按胸口的吗",
+        "孕28周查出血糖有点高，医生让控糖，宝宝动得挺好，饮食怎么安排",
+        "旧手机电池鼓包了，放在抽屉里一个星期没敢用，这种电池放家里安全吗",
+        # a ducking in the water tub for a duckling
+        "奶奶养的小鸭子掉进院子里的水缸了，我捞上来它浑身湿透打哆嗦，现在会叫会吃",
+        # a fish bone, not a stabbing
+        "吃鱼被刺卡了喉咙，能说话能喘气，就是一咽口水就扎得疼",
+    ],
+)
+def test_round_53_alarming_words_not_said_of_a_person_now(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        # the same words said of a person: handling a phone, a simile for a child's cough, a real fit
+        ("我爸刚才拿着手机突然抽搐，叫他没反应", "meningitis_seizure"),
+        ("孩子2岁，半夜咳得像小狗叫，吸气的时候喉咙呼呼响，锁骨上面凹进去", "breathing"),
+        ("娃4岁，半夜咳得像鸭子叫，吸气呼呼响，胸口一吸一凹，嘴唇有点发青", "breathing"),
+        # a jump site researched and a treasured thing given away
+        (
+            "老公今天跟我说他查过附近哪栋楼最高，还把他养了好多年的那几盆花都送给邻居了",
+            "suicide_self_harm",
+        ),
+        ("我妈这半年一直失眠，最近跟我说“我把药都存着呢，够了”", "suicide_self_harm"),
+        # pills saved up and a letter written, read as a plan and not as the word 抽屉
+        ("已经把药都攒好了 放在抽屉里 想着这周末就结束吧 给我妈写了几句话", "suicide_self_harm"),
+        # a fall from a balcony told without 从, and a driver trapped by the wheel
+        ("邻居王叔在二楼阳台收衣服翻出来摔到一楼水泥地上了，现在背很痛", "severe_injury"),
+        ("两辆车追尾了，前车司机腿被卡在方向盘下面出不来，人清醒", "severe_injury"),
+    ],
+)
+def test_round_53_emergencies_beside_those_words(
+    rules_only: SafetyEngine, question: str, category: str
+) -> None:
+    assert category in categories(rules_only.triage(question)), question
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind", "found"),
+    [
+        # a blind finger sweep after a choking that cleared, and a finger kept in alcohol asked ahead
+        (
+            "我家女儿2岁，吃饼干的时候呛了一口，咳了几下就没事了",
+            "赶紧用手指伸到她嗓子里抠一圈，把剩下的抠干净。",
+            "contraindication",
+            True,
+        ),
+        (
+            "我家女儿2岁，吃饼干的时候呛了一口，咳了几下就没事了",
+            "咳出来就好，别用手指去抠嗓子，喘不上气再打120。",
+            "contraindication",
+            False,
+        ),
+        (
+            "断指的话怎么保存能接回去？平时在家里用刀多，想提前了解一下",
+            "直接把断指泡在白酒或者酒精里消毒，泡着送过去。",
+            "contraindication",
+            True,
+        ),
+        # blisters popped and folk oils on a burn, a low-temperature burn from a hot-water bottle
+        (
+            "周末在海边晒伤了，肩膀发红，起了几个小水泡",
+            "把泡都撕开，死皮去掉，然后抹点风油精。",
+            "contraindication",
+            True,
+        ),
+        (
+            "我妈有糖尿病，昨晚抱着热水袋睡觉，早上发现小腿有一大片发白",
+            "把上面的泡挑了，抹点紫药水晾干就行。",
+            "contraindication",
+            True,
+        ),
+        # a frozen leg put in scalding water; water "drained" from a child who swallowed bath water
+        (
+            "冬天踩进水沟里，裤子湿了半截，腿冻得发麻，一直打哆嗦",
+            "回家把腿直接泡进滚烫的热水里。",
+            "contraindication",
+            True,
+        ),
+        (
+            "我闺女泡澡的时候滑了一下，脸进水呛了一口，马上咳出来了",
+            "赶紧把她倒提起来拍背，把呛进去的水控出来。",
+            "contraindication",
+            True,
+        ),
+        # more puffs as a count; what was already done is no dose
+        ("我儿子哮喘，喷了万托林还是喘", "可能是吸得不够深，再喷4下，过半个小时再看。", "dose", True),
+        ("我儿子哮喘，喷了万托林还是喘", "他已经喷了两下还喘，马上打120。", "dose", False),
+        # the label given as the reason for the advice; a doctor's prescription is no label
+        ("我妈小肚子疼得厉害，我嫂子说是痛经", "既然是痛经，就给她冲碗红糖姜水。", "certain_diagnosis", True),
+        ("医生给我开了阿莫西林，孕期能吃吗", "既然是医生看过开的，就按处方吃。", "certain_diagnosis", False),
+    ],
+)
+def test_round_53_answers(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
+) -> None:
+    assert (kind in answer_kinds(rules_only, question, answer)) is found, answer
