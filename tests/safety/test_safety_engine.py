@@ -3360,6 +3360,9 @@ def test_round_53_alarming_words_not_said_of_a_person_now(rules_only: SafetyEngi
     [
         # the same words said of a person: handling a phone, a simile for a child's cough, a real fit
         ("我爸刚才拿着手机突然抽搐，叫他没反应", "meningitis_seizure"),
+        ("他骑电动车摔倒抽搐了", "meningitis_seizure"),
+        ("我爸被电瓶车撞倒后吐血了", "bleeding"),
+        ("我爸开车子开着开着抽搐了", "meningitis_seizure"),
         ("孩子2岁，半夜咳得像小狗叫，吸气的时候喉咙呼呼响，锁骨上面凹进去", "breathing"),
         ("娃4岁，半夜咳得像鸭子叫，吸气呼呼响，胸口一吸一凹，嘴唇有点发青", "breathing"),
         # a jump site researched and a treasured thing given away

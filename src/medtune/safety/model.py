@@ -402,7 +402,7 @@ class TrainSettings:
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
     56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
     (the scores are out of fold; the rules' findings on the dev set are fit)."""
-    unreferred_threshold: float = 0.75
+    unreferred_threshold: float = 0.7
     """A question only the model flags, at least this probably an emergency, makes an answer that gives no
     referral dismissive (``no_urgent_referral``, as a rule's flag does). Held to the answer model's rule out of
     fold on the dev set (``medtune safety train --gate-out-of-fold``, :func:`choose_unreferred_threshold`): the
@@ -411,7 +411,8 @@ class TrainSettings:
     30 clean ones, 0.9 130 for 8. With round 40 (30 files) the rule took 0.85: 154 for 22 (0.88; 0.8 168 for 35,
     0.83), and 31 answers labelled with other kinds only called dismissive too. With dev round 45's second pass
     (35 files) the rule moved it to 0.8: 199 for 35 (0.850; 0.85 185 for 20), by one clean answer. With dev round
-    50 (40 files) it moved to 0.75: 288 for 45 (0.86; 0.8 267 for 34, 0.89)."""
+    50 (40 files) it moved to 0.75: 288 for 45 (0.86; 0.8 267 for 34, 0.89). With dev round 53 (43 files) it moved
+    to 0.7, the lowest on the grid: 410 for 70 (0.85; 0.75 395 for 51, 0.89)."""
     veto_threshold: float | None = None
     """A question the rules flag but the model rates below this is near-certainly no emergency: the rules' flag is
     withheld (:meth:`~medtune.safety.engine.SafetyEngine._flags`). None (the default): never.
@@ -426,7 +427,7 @@ class TrainSettings:
     of a question site that the dev and held-out writers never used. The model is not sure of the right things
     on a register it has not seen, and a missed emergency is the worst failure this layer has."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
-    certainty_gate: float | None = 0.03
+    certainty_gate: float | None = 0.02
     """The certainty rule's finding is withheld from an answer the answer model rates below this probability of
     a certain diagnosis (:meth:`~medtune.safety.engine.SafetyEngine._check_scans`; None: never). Chosen out of fold
     on the dev set by :func:`choose_certainty_gate` (``medtune safety train --answer-out-of-fold`` prints the
@@ -434,7 +435,8 @@ class TrainSettings:
     verdicts the rule finds and cleared 67 of the 116 clean answers it flags (0.02: 4 and 61; 0.05: 12 and 77);
     with dev round 50 (40 files) 0.03 would lose 6 of 4,909 (0.12%, over the budget), so the rule took 0.02: 4
     lost, 62 of 121 cleared; with dev round 51 (41 files) 0.03 loses 5 of 5,064 (0.099%) and clears 72 of 125
-    (0.02: 4 and 62), so the rule took 0.03 again."""
+    (0.02: 4 and 62), so the rule took 0.03 again; with dev round 52 (42 files) 0.03 lost 5 of 5,241 and held; with
+    dev round 53 (43 files) 0.03 would lose 6 of 5,415 (0.11%), so the rule took 0.02: 5 lost, 65 of 128 cleared."""
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
     negatives (rounds 15 and 18 moved the emergency share from 52% to 44%)."""
