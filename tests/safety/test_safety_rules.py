@@ -505,3 +505,18 @@ def test_foods_setting_makes_an_amount_of_a_food_no_dose(raw: dict) -> None:
         engine = SafetyEngine(parse_rules(_broken(raw, settings__foods=value), "test.yaml"))
         found = {f.kind for f in engine.check_answer(answer, question)}
         assert ("dose" in found) is dosed
+
+
+def test_animal_and_person_words_must_be_plain_regexes(raw: dict) -> None:
+    with pytest.raises(RulesError, match="animal_words.*no regular expression"):
+        parse_rules(_broken(raw, settings__animal_words=["兔(子"]), "test.yaml")
+    with pytest.raises(RulesError, match="person_words.*may not name a group"):
+        parse_rules(_broken(raw, settings__person_words=["(?P<animal>我)"]), "test.yaml")
+
+
+def test_without_animal_words_a_red_flag_is_read_as_a_persons(raw: dict) -> None:
+    """Rules with no animal words (a clinician's own file) triage a lamb's fever like anyone's."""
+    question = "奶奶家的羊羔子生下来十天了，今天不吃奶，趴着不动，身上发烫"
+    assert not SafetyEngine(parse_rules(raw, "test.yaml")).triage(question)
+    engine = SafetyEngine(parse_rules(_broken(raw, settings__animal_words=[]), "test.yaml"))
+    assert engine.triage(question)

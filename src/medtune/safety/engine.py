@@ -533,6 +533,10 @@ class SafetyEngine:
             r.population for r in rules.advice if r.kind == "contraindication" and r.population
         ) - {"child", "older_adult"}
         self._inner = rules.inner_concepts
+        animals, persons = "|".join(rules.animal_words), "|".join(rules.person_words)
+        # No animal words: every red flag is a person's (the subject regex is then never asked).
+        self._animal = re.compile(animals) if animals else None
+        self._subject = re.compile(f"(?P<animal>{animals or '(?!)'})|(?P<person>{persons or '(?!)'})")
         # What pasted paperwork leaves current: the settings' list and every drug group.
         self._record_context = rules.record_context | rules.drug_groups
         # Each rule's drug concepts (groups expanded) in a fixed order: a finding names the same drug whatever
@@ -1133,6 +1137,30 @@ class SafetyEngine:
             return True
         return "scope_general" in first and "person_anchor" not in first
 
+    def _animal_patient(self, text: str, hits: set[int]) -> bool:
+        """The red flag is said of an animal: the first animal or person named in the sentence before each of its
+        words (or, in a sentence naming neither, in the nearest sentence before that names one) is an animal.
+
+        "我家羊羔子十天了，不吃奶，趴着不动" is the lamb's; "我7岁女儿刚在阳台喂兔子，突然倒在地上全身抽" and
+        "外婆去鸡窝掏鸡蛋，被蛇咬了" are the girl's and the grandmother's, whatever animal comes after them.
+        """
+        subject = self._subject
+        for start in hits:
+            stop = start
+            kind = None
+            while kind is None:
+                begin = max((m.end() for m in _SENTENCE_END.finditer(text, 0, stop)), default=0)
+                m = subject.search(text, begin, stop)
+                if m is not None:
+                    kind = m.lastgroup
+                elif begin == 0:
+                    return False  # nobody named: the asker or an unnamed person
+                else:
+                    stop = begin - 1
+            if kind != "animal":
+                return False
+        return True
+
     def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
         if not scan.first or self._out_of_scope(scan):
             return []
@@ -1140,6 +1168,8 @@ class SafetyEngine:
         # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") or a pet ("狗狗抽搐了") is no emergency, except talk of
         # ending one's life or harming others, which neither makes safe ("谢谢你这些年，我的猫以后拜托你了").
         jocular = "scope_jocular" in present or "scope_pet" in present
+        # An animal other than the pets above is the patient only where it is named before any person.
+        animal = self._animal is not None and self._animal.search(scan.text) is not None
         flags = []
         by_trigger = self._rules_by_trigger
         woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
@@ -1151,13 +1181,21 @@ class SafetyEngine:
             if jocular and rule.category not in self.rules.joke_proof:
                 continue
             matched: list[str] = []
+            starts = set()
             for group in rule.when:
                 hit = next((present[c] for c in group if c in present), None)
                 if hit is None:
                     break
+                starts.add(hit.start)
                 if hit.text not in matched:
                     matched.append(hit.text)
             else:
+                if (
+                    animal
+                    and rule.category not in self.rules.joke_proof
+                    and self._animal_patient(scan.text, starts)
+                ):
+                    continue
                 action = self.rules.actions[rule.action]
                 flags.append(
                     RedFlag(
@@ -1219,6 +1257,12 @@ class SafetyEngine:
                 return flags
             qscan.withheld = [replace(f, probability=p) for f in flags]
             return []
+        # A message that opens on an animal, before any person ("家里那只鸡…抽两下。我爷爷说是中邪了"), is about
+        # the animal: no 120 call either (the rules read each flag's own sentence, see _animal_patient).
+        if self._animal is not None and self._animal.search(qscan.text):
+            first = self._subject.search(qscan.text)
+            if first is not None and first.lastgroup == "animal":
+                return flags
         feats = self._question_features(q, qscan)
         p = qscan.urgency = q.scores(feats)["red_flag"]
         threshold = q.thresholds["red_flag"]

@@ -238,6 +238,10 @@ class RuleSet:
     foods: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are foods (蜂蜜): an amount of one is no medication dose; see ``settings.foods``."""
     whole_words: frozenset[str] = field(default_factory=frozenset)
+    animal_words: tuple[str, ...] = ()
+    """Regexes naming an animal other than a pet of ``scope_pet`` (兔子, 羊羔, 鸽子): a red flag said of one is none."""
+    person_words: tuple[str, ...] = ()
+    """Regexes naming a person as the subject of a sentence (女儿, 我爸, 外婆): who a red flag is said of."""
     """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
@@ -1600,6 +1604,17 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         raise RulesError(
             f"{source}: settings.whole_words names words that are no phrase of the rules: {unknown}"
         )
+    subject_words = {}
+    for key in ("animal_words", "person_words"):
+        words = tuple(str(w) for w in settings.get(key) or ())
+        for w in words:
+            try:
+                named = re.compile(w).groupindex
+            except re.error as exc:
+                raise RulesError(f"{source}: settings.{key}: {w!r} is no regular expression: {exc}") from exc
+            if named:  # the engine tells an animal from a person by its own group names
+                raise RulesError(f"{source}: settings.{key}: {w!r} may not name a group")
+        subject_words[key] = words
     return RuleSet(
         source=source,
         version=int(data.get("version", 1)),
@@ -1614,6 +1629,8 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
         plan_to_stop=plan_to_stop,
         foods=foods,
         whole_words=whole_words,
+        animal_words=subject_words["animal_words"],
+        person_words=subject_words["person_words"],
         actions=actions,
         categories=categories,
         phrases=tuple(phrases),
