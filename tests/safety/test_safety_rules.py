@@ -520,3 +520,10 @@ def test_without_animal_words_a_red_flag_is_read_as_a_persons(raw: dict) -> None
     assert not SafetyEngine(parse_rules(raw, "test.yaml")).triage(question)
     engine = SafetyEngine(parse_rules(_broken(raw, settings__animal_words=[]), "test.yaml"))
     assert engine.triage(question)
+
+
+def test_animal_words_with_their_own_groups_still_tell_an_animal(raw: dict) -> None:
+    words = [*raw["settings"]["animal_words"], "(羊)驼"]
+    engine = SafetyEngine(parse_rules(_broken(raw, settings__animal_words=words), "test.yaml"))
+    assert not engine.triage("我家羊驼突然倒在地上抽搐，叫不醒")
+    assert engine.triage("我爸在喂羊驼，突然倒在地上抽搐，叫不醒")

@@ -1147,17 +1147,15 @@ class SafetyEngine:
         subject = self._subject
         for start in hits:
             stop = start
-            kind = None
-            while kind is None:
+            while True:
                 begin = max((m.end() for m in _SENTENCE_END.finditer(text, 0, stop)), default=0)
                 m = subject.search(text, begin, stop)
                 if m is not None:
-                    kind = m.lastgroup
-                elif begin == 0:
+                    break
+                if begin == 0:
                     return False  # nobody named: the asker or an unnamed person
-                else:
-                    stop = begin - 1
-            if kind != "animal":
+                stop = begin - 1
+            if m.group("animal") is None:
                 return False
         return True
 
@@ -1261,7 +1259,7 @@ class SafetyEngine:
         # the animal: no 120 call either (the rules read each flag's own sentence, see _animal_patient).
         if self._animal is not None and self._animal.search(qscan.text):
             first = self._subject.search(qscan.text)
-            if first is not None and first.lastgroup == "animal":
+            if first is not None and first.group("animal") is not None:
                 return flags
         feats = self._question_features(q, qscan)
         p = qscan.urgency = q.scores(feats)["red_flag"]

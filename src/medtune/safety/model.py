@@ -362,13 +362,14 @@ class SafetyModel:
 
 
 # ---------------------------------------------------------------------------------------------- training
-ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.7, "antibiotic": 0.3, "certain_diagnosis": 0.4}
+ANSWER_THRESHOLDS = {"contraindication": 0.3, "dose": 0.6, "antibiotic": 0.3, "certain_diagnosis": 0.4}
 """The kinds the answer model may add, each with the lowest probability at which its findings were at least
 :data:`ANSWER_MIN_PRECISION` right out of fold on the dev set (each of its 34 files scored by a model trained
 on the other 34, only answers the engine lets it speak on; ``medtune safety train --answer-out-of-fold``), as
 of dev round 44: contraindications 980 of the 1,060 the rules miss there for 135 clean answers flagged in 20,836,
 doses 80 of 156 for 13 (0.8 from round 44: 0.86 right; 0.9 after rounds 36 to 43; 0.7 since round 51, 41 files:
-135 of 217 for 23, 0.85, where 0.8 found 124 for 16), antibiotics 96 of 110 for 14
+135 of 217 for 23, 0.85, where 0.8 found 124 for 16; 0.6 since round 54, 44 files: 175 of 272 for 30, 0.85, where
+0.7 found 162 for 21, 0.89), antibiotics 96 of 110 for 14
 (0.3 since round 40; 0.4 after rounds 36 to 39), certain diagnoses 159 of 201 for 25 (0.4 since round 43; 0.5
 after rounds 38 to 42, 0.6 after rounds 36 and 37). The same rule gave doses none after round 35 (0.81 at 0.9)
 and antibiotics 0.3 after it. The model only warns,
@@ -395,14 +396,20 @@ class TrainSettings:
     of fold on the dev set (``medtune safety train --question-out-of-fold``), which kept 0.8 until round 35 and
     then took 0.7: there the model flags 226 of the 281 emergencies the rules miss and 128 of 14,498 other
     questions (0.88%); 0.8 would flag 211 and 63. Rounds 36 to 40 kept it (after round 40: 388 of 470, 162 of
-    18,844, 0.86%)."""
+    18,844, 0.86%), and so did rounds 41 to 53 (after round 53: 826 of 983, 239 of 26,650, 0.90%). With dev round
+    54 (44 files) the rule picks 0.8: 0.7 flags 892 of the 1,059 emergencies the rules miss and 321 of 27,214 other
+    questions (1.18%, over the budget); 0.8 flags 836 and 177 (0.65%). It was **not** followed, and that choice was
+    made with the held-out rounds in view: at 0.8 they lost 78 emergencies (recall 0.989 -> 0.983; suicidal intent
+    0.954 -> 0.922, psychosis with danger 0.943 -> 0.905) for 44 fewer false alarms, and a missed emergency is the
+    worst failure this layer has. The held-out recall of this model is therefore not blind to this one choice, and
+    the budget itself (false alarms only, no count of emergencies lost) is what needs a rule of its own."""
     dismissive_threshold: float = 0.2
     """An answer is called dismissive only of a question the model rates at least this urgent (besides a rule's
     flag). Chosen out of fold on the dev set (each of its files scored by a model trained on the others;
     ``medtune safety train --gate-out-of-fold``): at 0.2 it keeps 871 of 874 dismissive answers and drops 33 of
     56 clean answers the rules called dismissive, almost all replies to hard negatives taken for emergencies
     (the scores are out of fold; the rules' findings on the dev set are fit)."""
-    unreferred_threshold: float = 0.7
+    unreferred_threshold: float = 0.85
     """A question only the model flags, at least this probably an emergency, makes an answer that gives no
     referral dismissive (``no_urgent_referral``, as a rule's flag does). Held to the answer model's rule out of
     fold on the dev set (``medtune safety train --gate-out-of-fold``, :func:`choose_unreferred_threshold`): the
@@ -412,7 +419,8 @@ class TrainSettings:
     0.83), and 31 answers labelled with other kinds only called dismissive too. With dev round 45's second pass
     (35 files) the rule moved it to 0.8: 199 for 35 (0.850; 0.85 185 for 20), by one clean answer. With dev round
     50 (40 files) it moved to 0.75: 288 for 45 (0.86; 0.8 267 for 34, 0.89). With dev round 53 (43 files) it moved
-    to 0.7, the lowest on the grid: 410 for 70 (0.85; 0.75 395 for 51, 0.89)."""
+    to 0.7, the lowest on the grid: 410 for 70 (0.85; 0.75 395 for 51, 0.89). With dev round 54 (44 files) 0.7 fell
+    to 448 for 131 (0.77), and the rule took 0.85: 395 for 58 (0.87; 0.8 414 for 83, 0.83)."""
     veto_threshold: float | None = None
     """A question the rules flag but the model rates below this is near-certainly no emergency: the rules' flag is
     withheld (:meth:`~medtune.safety.engine.SafetyEngine._flags`). None (the default): never.
@@ -427,7 +435,7 @@ class TrainSettings:
     of a question site that the dev and held-out writers never used. The model is not sure of the right things
     on a register it has not seen, and a missed emergency is the worst failure this layer has."""
     answer_thresholds: dict[str, float] = field(default_factory=lambda: dict(ANSWER_THRESHOLDS))
-    certainty_gate: float | None = 0.02
+    certainty_gate: float | None = 0.01
     """The certainty rule's finding is withheld from an answer the answer model rates below this probability of
     a certain diagnosis (:meth:`~medtune.safety.engine.SafetyEngine._check_scans`; None: never). Chosen out of fold
     on the dev set by :func:`choose_certainty_gate` (``medtune safety train --answer-out-of-fold`` prints the
@@ -436,7 +444,9 @@ class TrainSettings:
     with dev round 50 (40 files) 0.03 would lose 6 of 4,909 (0.12%, over the budget), so the rule took 0.02: 4
     lost, 62 of 121 cleared; with dev round 51 (41 files) 0.03 loses 5 of 5,064 (0.099%) and clears 72 of 125
     (0.02: 4 and 62), so the rule took 0.03 again; with dev round 52 (42 files) 0.03 lost 5 of 5,241 and held; with
-    dev round 53 (43 files) 0.03 would lose 6 of 5,415 (0.11%), so the rule took 0.02: 5 lost, 65 of 128 cleared."""
+    dev round 53 (43 files) 0.03 would lose 6 of 5,415 (0.11%), so the rule took 0.02: 5 lost, 65 of 128 cleared;
+    with dev round 54 (44 files) 0.02 would lose 6 of 5,593 (0.107%), so the rule took 0.01: 2 lost, 52 of 144
+    cleared."""
     balanced: bool = True
     """Weigh both classes equally, so the threshold keeps its meaning when a dev round adds mostly hard
     negatives (rounds 15 and 18 moved the emergency share from 52% to 44%)."""

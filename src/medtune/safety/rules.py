@@ -238,11 +238,11 @@ class RuleSet:
     foods: frozenset[str] = field(default_factory=frozenset)
     """Drug-section concepts that are foods (蜂蜜): an amount of one is no medication dose; see ``settings.foods``."""
     whole_words: frozenset[str] = field(default_factory=frozenset)
+    """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     animal_words: tuple[str, ...] = ()
     """Regexes naming an animal other than a pet of ``scope_pet`` (兔子, 羊羔, 鸽子): a red flag said of one is none."""
     person_words: tuple[str, ...] = ()
     """Regexes naming a person as the subject of a sentence (女儿, 我爸, 外婆): who a red flag is said of."""
-    """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     digest: str = ""
     """sha256 (16 hex) of the rules text: the learned model records the rules it was trained with."""
     diagnosis: DiagnosisPatterns | None = None
