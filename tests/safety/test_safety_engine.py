@@ -3488,6 +3488,11 @@ def test_round_54_no_emergency_now(rules_only: SafetyEngine, question: str) -> N
         ("骑电驴被车撞了，小腿骨头戳出来了，流了好多血", "severe_injury"),
         ("喝了三罐红牛，现在心跳快得数不过来，眼前发黑差点晕过去", "cardiac_arrhythmia"),
         ("我家小宝2岁，喉咙里呼噜呼噜响，像猪叫一样，吸不进气，脸发紫", "breathing"),
+        # mushrooms, thrush, a swollen face and cracked heels named after animals
+        ("鹅膏菌中毒了。现在一直呕吐，肚子疼", "poisoning"),
+        ("我们一家吃了牛肝菌。现在看见满屋子小人，一直吐", "poisoning"),
+        ("脸肿成猪头，喘不上气，嗓子发紧", "anaphylaxis"),
+        ("脚后跟龟裂好几年了。今天突然说话不清，右手没劲", "stroke"),
         # a leaflet quoted for what is in a product, not its side effects
         ("除垢剂（说明书写含氨基磺酸）溅进他左眼里了，眼睛通红睁不开", "eye"),
         # eyes full of quicklime, an acid thrown at a face, heavy bleeding told in everyday words
