@@ -478,7 +478,9 @@ def train_main(argv: list[str] | None = None) -> int:
     from medtune.safety.model import (
         ANSWER_MIN_PRECISION,
         CERTAINTY_GATE_MAX_LOST_RATE,
+        QUESTION_ALARMS_PER_EMERGENCY,
         QUESTION_MAX_FALSE_RATE,
+        QUESTION_MAX_FALSE_RATE_CAP,
         VETO_MAX_LOST_RATE,
         TrainSettings,
         answer_scores_out_of_fold,
@@ -565,7 +567,9 @@ def train_main(argv: list[str] | None = None) -> int:
             for t, caught, missed, false, spare in question_table:
                 precision = caught / (caught + false) if caught + false else 0.0
                 mark = (
-                    f"  <- the lowest flagging <= {QUESTION_MAX_FALSE_RATE:.0%} of the others"
+                    f"  <- the rule's: the lowest flagging <= {QUESTION_MAX_FALSE_RATE:.0%} of the others, then"
+                    f" lower while each step catches 1 emergency per <= {QUESTION_ALARMS_PER_EMERGENCY} false"
+                    f" alarms within {QUESTION_MAX_FALSE_RATE_CAP:.0%}"
                     if t == question_choice
                     else ""
                 )

@@ -327,11 +327,17 @@ class _Mention:
         """:meth:`SafetyEngine._prohibited`, once asked (the rules and the masking both ask)."""
 
 
+# What :meth:`SafetyEngine._animals` finds in a text: no animal named, an animal named after a person, or an
+# animal named before any person.
+_NO_ANIMAL, _ANIMAL_NAMED, _OPENS_ON_ANIMAL = 0, 1, 2
+
+
 class _Scan:
     """One analysed text: its mentions and, per clause and sentence, which concepts occur there."""
 
     __slots__ = (
         "ages",
+        "animals",
         "by_concept",
         "clause_sentence",
         "clauses",
@@ -373,6 +379,8 @@ class _Scan:
         """The rules' findings in this answer the learned layer withheld (the certainty gate)."""
         self.scenario: list[RedFlag] | None = None
         """The rules' flags of the scenario a what-if question describes, once asked (:meth:`SafetyEngine._scenario`)."""
+        self.animals: int | None = None
+        """:meth:`SafetyEngine._animals`, once asked (the rules and the question model both ask)."""
 
 
 # An answer that agrees to the asker's proposal ("对，250mg早晚各一次") or changes the dose ("改成隔天一次10mg")
@@ -1137,6 +1145,18 @@ class SafetyEngine:
             return True
         return "scope_general" in first and "person_anchor" not in first
 
+    def _animals(self, scan: _Scan) -> int:
+        """Whether the text names an animal of ``settings.animal_words`` (:data:`_NO_ANIMAL`, :data:`_ANIMAL_NAMED`)
+        and whether it is the first animal or person named (:data:`_OPENS_ON_ANIMAL`); searched once per scan."""
+        if scan.animals is None:
+            if self._animal is None or self._animal.search(scan.text) is None:
+                scan.animals = _NO_ANIMAL
+            else:
+                first = self._subject.search(scan.text)
+                opens = first is not None and first.group("animal") is not None
+                scan.animals = _OPENS_ON_ANIMAL if opens else _ANIMAL_NAMED
+        return scan.animals
+
     def _animal_patient(self, text: str, hits: set[int]) -> bool:
         """The red flag is said of an animal: the first animal or person named in the sentence before each of its
         words (or, in a sentence naming neither, in the nearest sentence before that names one) is an animal.
@@ -1167,7 +1187,7 @@ class SafetyEngine:
         # ending one's life or harming others, which neither makes safe ("谢谢你这些年，我的猫以后拜托你了").
         jocular = "scope_jocular" in present or "scope_pet" in present
         # An animal other than the pets above is the patient only where it is named before any person.
-        animal = self._animal is not None and self._animal.search(scan.text) is not None
+        animal = self._animals(scan) > _NO_ANIMAL
         flags = []
         by_trigger = self._rules_by_trigger
         woken = {i for c in present if c in by_trigger for i in by_trigger[c]}
@@ -1257,10 +1277,8 @@ class SafetyEngine:
             return []
         # A message that opens on an animal, before any person ("家里那只鸡…抽两下。我爷爷说是中邪了"), is about
         # the animal: no 120 call either (the rules read each flag's own sentence, see _animal_patient).
-        if self._animal is not None and self._animal.search(qscan.text):
-            first = self._subject.search(qscan.text)
-            if first is not None and first.group("animal") is not None:
-                return flags
+        if self._animals(qscan) == _OPENS_ON_ANIMAL:
+            return flags
         feats = self._question_features(q, qscan)
         p = qscan.urgency = q.scores(feats)["red_flag"]
         threshold = q.thresholds["red_flag"]

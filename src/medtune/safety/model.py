@@ -15,7 +15,8 @@ it rates near-certainly no emergency. Both are withheld and kept in the report.
 It is trained on the development set only (``data/safety/labelled*.jsonl``), with a
 fixed regulariser and solver, so ``medtune safety train`` reproduces the packaged file bit for bit. The
 question threshold was chosen on the first frozen round (``frozen.jsonl``), which therefore no longer
-measures it, and is now held to a rule out of fold on the dev set (:data:`QUESTION_MAX_FALSE_RATE`); the
+measures it, and is now held to a rule out of fold on the dev set (:data:`QUESTION_MAX_FALSE_RATE`,
+:data:`QUESTION_ALARMS_PER_EMERGENCY`); the
 answer thresholds are chosen out of fold too (:data:`ANSWER_THRESHOLDS`); the later frozen rounds measure
 both (``data/safety/README.md``).
 
@@ -888,9 +889,9 @@ def choose_unreferred_threshold(
 
 QUESTION_GRID = ANSWER_GRID
 QUESTION_MAX_FALSE_RATE = 0.01
-"""The question model's threshold is the lowest on :data:`QUESTION_GRID` at which, out of fold on the dev set,
-it flags at most this share of the non-emergency questions the rules leave alone
-(:func:`choose_question_threshold`).
+"""The question model's false-alarm budget: out of fold on the dev set, the lowest threshold on
+:data:`QUESTION_GRID` that flags at most this share of the non-emergency questions the rules leave alone is
+taken, and lower ones only by the trade of :data:`QUESTION_ALARMS_PER_EMERGENCY` (:func:`choose_question_threshold`).
 
 Why a false-alarm budget and not a precision floor (the answer model's rule): a missed emergency is the worst
 failure this layer has, so the threshold goes as low as the cost to everybody else allows, and that cost is a
@@ -899,14 +900,48 @@ few and hard on the files they were tuned on and about one in eight on new wordi
 hundred ordinary questions the rules let through costs the held-out rounds (half emergencies) about a point
 of precision. Fixed on 2026-12-05, before the table it is applied to was computed."""
 
+QUESTION_ALARMS_PER_EMERGENCY = 5
+"""Below the budget's threshold the next lower one on the grid is taken, step by step, while each step catches
+at least one more emergency for every this many more false alarms and stays within
+:data:`QUESTION_MAX_FALSE_RATE_CAP`.
+
+Why: a budget of false alarms alone counts nothing lost. With dev round 54 it moved the threshold from 0.7 to 0.8,
+which out of fold dropped 56 emergencies to save 144 false alarms, and on the held-out rounds 78 emergencies to
+save 44. Field triage accepts about five over-triaged patients for one under-triaged (the American College of
+Surgeons' targets: under-triage at most 5%, over-triage 25-35%), so a missed emergency is weighed as five
+unneeded banners. Fixed on 2026-12-07, before dev round 55's table was computed, and knowing that it would have
+kept 0.7 on round 54's table (0.39 emergencies per false alarm, over the 0.2 it asks)."""
+
+QUESTION_MAX_FALSE_RATE_CAP = 0.02
+"""No threshold that flags more than this share of the other questions is taken, whatever it catches: twice the
+budget, so an ordinary question gets a wrong banner at most once in fifty."""
+
 
 def choose_question_threshold(
-    rows: Sequence[tuple[float, int, int, int, int]], max_false_rate: float = QUESTION_MAX_FALSE_RATE
+    rows: Sequence[tuple[float, int, int, int, int]],
+    max_false_rate: float = QUESTION_MAX_FALSE_RATE,
+    alarms_per_emergency: float = QUESTION_ALARMS_PER_EMERGENCY,
+    max_false_rate_cap: float = QUESTION_MAX_FALSE_RATE_CAP,
 ) -> float | None:
-    """The lowest threshold of a :func:`question_threshold_out_of_fold` table that flags at most
-    ``max_false_rate`` of the other questions and catches something; None if none does."""
+    """The threshold a :func:`question_threshold_out_of_fold` table calls for; None if none does.
+
+    First the lowest that flags at most ``max_false_rate`` of the other questions and catches something; then
+    each next lower one while it catches at least one more emergency per ``alarms_per_emergency`` more false
+    alarms and flags at most ``max_false_rate_cap`` of the others."""
     fit = [t for t, caught, _, false, spare in rows if caught and false <= max_false_rate * spare]
-    return min(fit) if fit else None
+    if not fit:
+        return None
+    by_t = {row[0]: row for row in rows}
+    chosen = min(fit)
+    for t in sorted((t for t in by_t if t < chosen), reverse=True):
+        _, caught, _, false, spare = by_t[t]
+        _, caught_now, _, false_now, _ = by_t[chosen]
+        if false > max_false_rate_cap * spare:
+            break
+        if (caught - caught_now) * alarms_per_emergency < false - false_now:
+            break
+        chosen = t
+    return chosen
 
 
 def _question_scores(
