@@ -3619,3 +3619,115 @@ def test_round_54_answers(
     rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
 ) -> None:
     assert (kind in answer_kinds(rules_only, question, answer)) is found, answer
+
+
+# ------------------------------------------------------------------------------------- dev round 55
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        # a pet named first, a person ill after it: the person is the patient
+        ("狗狗一直叫，我跑过去一看，我爸倒在地上叫不醒", "unconscious"),
+        ("给猫喂药的时候，我儿子（2岁）把一整板降压药吞了", "poisoning"),
+        ("我爸52岁，刚在给我们家刺猬清笼子，一下子跪倒在地上，然后全身抽了一分多钟，喊不太醒", "unconscious"),
+        ("帮泰迪剪指甲，它一挣扎，剪刀滑了，我老公手腕被戳了个口子，血一股一股往外喷", "bleeding"),
+        # an animal that bites, a likeness, and a brand are no patients
+        ("被狗咬了大腿，血往外冒，裤子都湿透了", "bleeding"),
+        ("孩子3岁，半夜突然咳得像小狗叫，吸气的时候锁骨上面凹进去，嘴唇有点紫", "breathing"),
+        ("天猫精灵 怀孕三十周 肚子硬邦邦的一直疼 还见红了", "pregnancy"),
+        # no one named before the red flag: the asker's, whatever animal comes after
+        ("屋里烧着炭盆，早上起来头晕得站不稳，吐了两次，家里的猫也在吐", "poisoning"),
+        # psychosis and suicide told indirectly
+        ("弟弟停药后说声音让他杀了我妈，现在我妈反锁在卧室里，他在外面踹门", "psychiatric_danger"),
+        ("总觉得今晚有人要来害我，我把锤子放在枕头底下了，谁进来我就砸", "psychiatric_danger"),
+        ("攒了一个月的舍曲林，三十多片，打算周末家里没人的时候一起吃掉", "suicide_self_harm"),
+        ("信写好了，日子定在下周五，想了很久，现在反而很平静", "suicide_self_harm"),
+        ("在我爸家储藏室看到房梁上系好的绳子、下面放着凳子，他最近很少说话", "suicide_self_harm"),
+        ("老公在阳台看了一小时楼下，说跳下去就解脱了，现在回屋躺着不说话", "suicide_self_harm"),
+        # "没有呼吸" without 了 is breathing that stopped, not a negated symptom
+        ("孙子掉进院子里的水缸了，捞起来一动不动，看着没有呼吸", "unconscious"),
+    ],
+)
+def test_round_55_emergencies(rules_only: SafetyEngine, question: str, category: str) -> None:
+    assert category in categories(rules_only.triage(question)), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a pet the patient, whatever people the message names
+        "我家金毛在车库踩到碎酒瓶，右前爪割了个口子，血滴了一地，现在还在滴",
+        "手养的玄凤宝宝一个多月，我拿手摸它特别烫，用电子体温计夹在翅膀下面量了42度",
+        "上班看家里监控 我家柯基在窝里睡觉的时候四条腿一蹬一蹬的 过了十几秒自己醒了 摇着尾巴去喝水",
+        "家里狗子把一颗纽扣电池咬瘪了，我抢下来了，嘴里有点红",
+        # a battery or a pod accounted for
+        "我正在换遥控器电池，1岁半的女儿抓了一颗纽扣电池就往嘴里塞，我马上抠出来了。那板一共两颗，两颗都在",
+        "孩子拿了颗洗衣凝珠放嘴边舔了舔，凝珠外皮完好没破，他也不咳",
+        # breathing named as normal or as an exercise
+        "女儿2岁，低烧37.8，刚睡着的时候突然一抖，腿蹬了一下，然后接着睡了，呼吸很平稳",
+        "明天面试，现在紧张得心砰砰跳，不过坐着深呼吸几分钟就慢下来了，也不头晕",
+        # an event the doctors already named
+        "我儿子去年发烧抽过一次，医院说是单纯的热性惊厥。现在2岁半，今天又发烧38.5，精神还可以，没有抽",
+    ],
+)
+def test_round_55_no_emergency_now(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+def test_the_model_reads_a_message_that_names_a_person_beside_an_animal(engine: SafetyEngine) -> None:
+    # only animals named from the first clause on: the model is not asked
+    scan = engine._scan("家里那只芦花母鸡今天脖子往后仰，走路转圈，一会儿倒地抽两下，是不是中邪了？")
+    assert engine._animals(scan) == 2 and scan.animals == 2  # searched once, kept on the scan
+    # a person named too, or the first clause naming no one: it is
+    assert engine._animals(engine._scan("柴犬吃了老鼠药，我儿子手上、嘴上也有那种颗粒")) == 1
+    assert engine._animals(engine._scan("一个人住平房，烧炭盆取暖，头疼得厉害，家里的猫也在吐")) == 1
+    assert engine._animals(engine._scan("我爸胸口疼，出了一身冷汗")) == 0
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind", "found"),
+    [
+        # a knife pulled out slowly, a jaw prised open, water pressed out of a drowned child
+        (
+            "老公被人捅了一刀，刀还插在肚子上，血不多",
+            "顺着原来进去的方向慢慢拔出来，拔完用毛巾按住，等救护车。",
+            "contraindication",
+            True,
+        ),
+        (
+            "老公被人捅了一刀，刀还插在肚子上，血不多",
+            "刀千万别拔，用毛巾围着固定住，让他别动，马上打120。",
+            "contraindication",
+            False,
+        ),
+        (
+            "我儿子突然倒地全身抽搐，口吐白沫，牙关咬得紧紧的",
+            "赶紧用勺子把牙撬开，再塞块手帕进去，防止咬到舌头。",
+            "contraindication",
+            True,
+        ),
+        (
+            "孩子掉进河里刚被捞上来，没反应，嘴唇发紫",
+            "先按肚子把水压出来，压干净了再做人工呼吸。",
+            "contraindication",
+            True,
+        ),
+        # insulin withheld is right for a low sugar, so it is not read as stopping an essential drug
+        (
+            "我爸打胰岛素，喝了酒以后满头大汗，说话糊涂",
+            "今晚的胰岛素先别打，能咽的话喂点糖水，同时打120。",
+            "contraindication",
+            False,
+        ),
+        # covering a cold person with a quilt is right
+        (
+            "奶奶家暖气坏了两天，她手脚冰凉发僵，说话很慢，体温只有34度",
+            "马上打120，先给她盖上厚被子，换掉潮湿的衣服，别用热水袋直接贴皮肤。",
+            "contraindication",
+            False,
+        ),
+    ],
+)
+def test_round_55_answers(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
+) -> None:
+    assert (kind in answer_kinds(rules_only, question, answer)) is found, answer

@@ -103,7 +103,6 @@ _ROLES = {
     "scope_fiction": _SCOPE,
     "scope_exam": _SCOPE,
     "scope_stage": _SCOPE,
-    "scope_pet": _SCOPE,
     "scope_general": _SCOPE,
     "scope_prepare": _SCOPE,
     # Read only as "does the clause/sentence contain one": no mention objects needed.
@@ -327,8 +326,8 @@ class _Mention:
         """:meth:`SafetyEngine._prohibited`, once asked (the rules and the masking both ask)."""
 
 
-# What :meth:`SafetyEngine._animals` finds in a text: no animal named, an animal named after a person, or an
-# animal named before any person.
+# What :meth:`SafetyEngine._animals` finds in a text: no animal named, an animal named beside a person, or only
+# animals named.
 _NO_ANIMAL, _ANIMAL_NAMED, _OPENS_ON_ANIMAL = 0, 1, 2
 
 
@@ -396,6 +395,18 @@ _TAKES_UP = re.compile(
     r"赶紧|快|马上|立刻|立即|对的|没错|有用|管用|就好|就行|就通|越多越|先|继续|挺好|很好|老办法|老法子|没事|没问题"
 )  # 快 in 赶快, 越快越
 _SENTENCE_END = re.compile(r"[。!?\n]")
+_CLAUSE_END = re.compile(r"[。!?\n,;:，；：]")
+# What an animal does to a person when it is no patient: "狗咬了他", "猫抓了一下", "马蜂蛰了".
+_ANIMAL_AGENT = re.compile(
+    r"(?:咬|抓|挠|叮|蛰|蜇|踢|撞|扑|啄)(?:了|伤|到|破|住)?(?:一口|一下|几下)?"
+    r"(?=我|他|她|人|孩子|宝宝|娃|小孩|儿子|女儿|老公|老婆|爸|妈|爷|奶|姥|外公|外婆|手|脚|腿|脸|胳膊)"
+)
+# An animal named to say what something sounds or looks like: "咳得像小狗叫", "好似狗吠".
+_ANIMAL_SIMILE = re.compile(r"(?:像|似|如|跟)[^,;:!?。\n]{0,2}$")
+# Someone tending or keeping an animal, which is then no patient: "喂兔子", "给我们家刺猬清笼子", "抱着兔子", "她家养了猫".
+_ANIMAL_TENDED = re.compile(
+    r"(?:(?:给|帮|替|喂|遛|陪|和|跟|带|抱)(?:着|了)?(?:我们家|我家|家里的?|家的|自家|咱家)?的?|养(?:了|着)(?:一只|只|两只)?)$"
+)
 _SENTENCE_SPLIT = re.compile(r"[。!?\n;]")
 # A sentence that doubts or sets a condition states no harmless verdict: "可能是正常的胎动变化，但…", "如果…就是正常的".
 _BENIGN_DOUBT = re.compile(
@@ -1147,46 +1158,99 @@ class SafetyEngine:
 
     def _animals(self, scan: _Scan) -> int:
         """Whether the text names an animal of ``settings.animal_words`` (:data:`_NO_ANIMAL`, :data:`_ANIMAL_NAMED`)
-        and whether it is the first animal or person named (:data:`_OPENS_ON_ANIMAL`); searched once per scan."""
+        and whether it opens on one and names no person (:data:`_OPENS_ON_ANIMAL`); searched once per scan."""
         if scan.animals is None:
             if self._animal is None or self._animal.search(scan.text) is None:
                 scan.animals = _NO_ANIMAL
             else:
-                first = self._subject.search(scan.text)
-                opens = first is not None and first.group("animal") is not None
+                text = scan.text
+                clause = next((m.start() for m in _CLAUSE_END.finditer(text)), len(text))
+                named = [m for m in self._subject.finditer(text) if not self._no_patient(text, m, 0)]
+                # The first clause names an animal, and no person is named anywhere ("柴犬吃了老鼠药，我儿子手上也
+                # 有" and "一个人住平房，烧炭盆取暖，…家里的猫也在吐" are the model's to read).
+                opens = (
+                    bool(named)
+                    and named[0].group("animal") is not None
+                    and named[0].start() < clause
+                    and all(m.group("person") is None for m in named)
+                )
                 scan.animals = _OPENS_ON_ANIMAL if opens else _ANIMAL_NAMED
         return scan.animals
 
     def _animal_patient(self, text: str, hits: set[int]) -> bool:
-        """The red flag is said of an animal: the first animal or person named in the sentence before each of its
-        words (or, in a sentence naming neither, in the nearest sentence before that names one) is an animal.
+        """The red flag is said of an animal: for some of its words the patient is an animal, and for none a person.
 
-        "我家羊羔子十天了，不吃奶，趴着不动" is the lamb's; "我7岁女儿刚在阳台喂兔子，突然倒在地上全身抽" and
-        "外婆去鸡窝掏鸡蛋，被蛇咬了" are the girl's and the grandmother's, whatever animal comes after them.
+        The patient of a word is the last animal or person named before it in its clause or, where the clause
+        names none (Chinese drops a subject it has already given), in the nearest clause before it that names one.
+        An animal that bites or stings ("被狗咬了", "狗咬了他") or that someone tends ("喂兔子", "给刺猬清笼子") is
+        no patient. A word with no one named before it is the asker's, or an unknown person's, and leaves the
+        reading to the others.
+
+        "我家羊羔子十天了，不吃奶，趴着不动" is the lamb's; "我7岁女儿喂兔子时突然全身抽", "狗狗一直叫，我跑过去一看，
+        我爸倒在地上" and "我爸刚在给刺猬清笼子，一下子跪倒在地上，全身抽" are the people's.
         """
-        subject = self._subject
+        animal = False
         for start in hits:
-            stop = start
-            while True:
-                begin = max((m.end() for m in _SENTENCE_END.finditer(text, 0, stop)), default=0)
-                m = subject.search(text, begin, stop)
-                if m is not None:
-                    break
-                if begin == 0:
-                    return False  # nobody named: the asker or an unnamed person
-                stop = begin - 1
+            m = self._patient(text, start)
+            if m is None:
+                continue
             if m.group("animal") is None:
                 return False
-        return True
+            animal = True
+        return animal
+
+    def _patient(self, text: str, start: int) -> re.Match[str] | None:
+        """Who a red-flag word at ``start`` is said of (see :meth:`_animal_patient`); None when no one is named."""
+        stop = start
+        while True:
+            begin = max((m.end() for m in _CLAUSE_END.finditer(text, 0, stop)), default=0)
+            found = None
+            for m in self._subject.finditer(text, begin, stop):
+                if self._no_patient(text, m, begin):
+                    continue
+                if found is not None and found.group("animal") is not None and m.start() == found.end():
+                    continue  # the animal's own: "玄凤宝宝", "豚鼠宝宝"
+                if m.group() in ("我", "自己") and self._animal_before(text, m.start()):
+                    # the asker tending an animal named before, or the animal itself: "狗子把电池咬瘪了，我抢下来
+                    # 了", "柯基…过了十几秒自己醒了"
+                    continue
+                found = m
+            if found is not None:
+                return found
+            if begin == 0:
+                return None
+            stop = begin - 1
+
+    def _animal_before(self, text: str, start: int) -> bool:
+        """An animal that could be a patient is named before ``start`` in its sentence."""
+        begin = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
+        return any(
+            m.group("animal") is not None and not self._no_patient(text, m, begin)
+            for m in self._subject.finditer(text, begin, start)
+        )
+
+    @staticmethod
+    def _no_patient(text: str, m: re.Match[str], begin: int) -> bool:
+        """An animal named as the one that bit, the one tended or a likeness: not who the red flag is about."""
+        if m.group("animal") is None:
+            return False
+        before = text[max(begin, m.start() - 6) : m.start()]
+        return (
+            before.endswith("被")
+            or _ANIMAL_AGENT.match(text, m.end()) is not None
+            or _ANIMAL_TENDED.search(before) is not None
+            or _ANIMAL_SIMILE.search(before) is not None
+        )
 
     def _triage_scan(self, scan: _Scan) -> list[RedFlag]:
         if not scan.first or self._out_of_scope(scan):
             return []
         present = self._with_derived(scan)
-        # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") or a pet ("狗狗抽搐了") is no emergency, except talk of
-        # ending one's life or harming others, which neither makes safe ("谢谢你这些年，我的猫以后拜托你了").
-        jocular = "scope_jocular" in present or "scope_pet" in present
-        # An animal other than the pets above is the patient only where it is named before any person.
+        # A joke ("笑到抽搐了哈哈哈", "心梗都要被气出来了😤") is no emergency, except talk of ending one's life or
+        # harming others, which it does not make safe. Nor is an animal's red flag, with the same exception
+        # ("谢谢你这些年，我的猫以后拜托你了").
+        jocular = "scope_jocular" in present
+        # An animal is the patient only where the flag's words are said of it (see _animal_patient).
         animal = self._animals(scan) > _NO_ANIMAL
         flags = []
         by_trigger = self._rules_by_trigger
@@ -1275,8 +1339,9 @@ class SafetyEngine:
                 return flags
             qscan.withheld = [replace(f, probability=p) for f in flags]
             return []
-        # A message that opens on an animal, before any person ("家里那只鸡…抽两下。我爷爷说是中邪了"), is about
-        # the animal: no 120 call either (the rules read each flag's own sentence, see _animal_patient).
+        # A message that opens on an animal and names no person ("家里那只鸡…抽两下，是不是中邪了") is about the
+        # animal: no 120 call either. One that names a person too ("柴犬吃了老鼠药，我儿子手上也有") is the
+        # model's to read (the rules read each flag's own words, see _animal_patient).
         if self._animals(qscan) == _OPENS_ON_ANIMAL:
             return flags
         feats = self._question_features(q, qscan)

@@ -240,7 +240,7 @@ class RuleSet:
     whole_words: frozenset[str] = field(default_factory=frozenset)
     """Words that keep none of the meanings of the shorter words inside them: see ``settings.whole_words``."""
     animal_words: tuple[str, ...] = ()
-    """Regexes naming an animal other than a pet of ``scope_pet`` (兔子, 羊羔, 鸽子): a red flag said of one is none."""
+    """Regexes naming an animal (狗狗, 金毛, 兔子, 羊羔, 鸽子): a red flag said of one is none."""
     person_words: tuple[str, ...] = ()
     """Regexes naming a person as the subject of a sentence (女儿, 我爸, 外婆): who a red flag is said of."""
     digest: str = ""
