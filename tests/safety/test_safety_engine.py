@@ -11,6 +11,7 @@ import yaml
 
 import medtune.safety
 from medtune.safety import BLOCKED_TEXT, DISCLAIMER, SafetyEngine, default_engine
+from medtune.safety.engine import _ANIMAL_NAMED, _NO_ANIMAL, _OPENS_ON_ANIMAL
 
 
 @pytest.fixture(scope="module")
@@ -3508,6 +3509,8 @@ def test_round_54_emergencies(rules_only: SafetyEngine, question: str, category:
 
 
 def test_the_model_does_not_flag_a_message_that_opens_on_an_animal(engine: SafetyEngine) -> None:
+    # Since dev round 55 a message that also names a person (我爷爷) is read by the question model, which must not
+    # flag the hen's fit either; a message naming only animals is kept from it (see the round 55 test below).
     question = "家里那只芦花母鸡今天脖子往后仰，走路转圈，一会儿倒地抽两下。我爷爷说是中邪了，有这种事？"
     assert not engine.triage(question)
     assert engine.triage("我爷爷今天脖子往后仰，走路转圈，一会儿倒地抽两下，叫不醒。")
@@ -3676,11 +3679,15 @@ def test_round_55_no_emergency_now(rules_only: SafetyEngine, question: str) -> N
 def test_the_model_reads_a_message_that_names_a_person_beside_an_animal(engine: SafetyEngine) -> None:
     # only animals named from the first clause on: the model is not asked
     scan = engine._scan("家里那只芦花母鸡今天脖子往后仰，走路转圈，一会儿倒地抽两下，是不是中邪了？")
-    assert engine._animals(scan) == 2 and scan.animals == 2  # searched once, kept on the scan
+    assert (
+        engine._animals(scan) == _OPENS_ON_ANIMAL and scan.animals == _OPENS_ON_ANIMAL
+    )  # searched once, kept
     # a person named too, or the first clause naming no one: it is
-    assert engine._animals(engine._scan("柴犬吃了老鼠药，我儿子手上、嘴上也有那种颗粒")) == 1
-    assert engine._animals(engine._scan("一个人住平房，烧炭盆取暖，头疼得厉害，家里的猫也在吐")) == 1
-    assert engine._animals(engine._scan("我爸胸口疼，出了一身冷汗")) == 0
+    assert engine._animals(engine._scan("柴犬吃了老鼠药，我儿子手上、嘴上也有那种颗粒")) == _ANIMAL_NAMED
+    assert (
+        engine._animals(engine._scan("一个人住平房，烧炭盆取暖，头疼得厉害，家里的猫也在吐")) == _ANIMAL_NAMED
+    )
+    assert engine._animals(engine._scan("我爸胸口疼，出了一身冷汗")) == _NO_ANIMAL
 
 
 @pytest.mark.parametrize(
