@@ -3738,3 +3738,100 @@ def test_round_55_answers(
     rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
 ) -> None:
     assert (kind in answer_kinds(rules_only, question, answer)) is found, answer
+
+
+# ------------------------------------------------------------------------------------- dev round 56
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        # chemotherapy given days ago is current, whatever the past word before it
+        ("我妈五天前打的化疗，今晚发烧38.5，直打哆嗦", "sepsis"),
+        # stroke and seizure told in few or everyday words
+        ("奶奶看电视的时候舌头突然大了，嘴角往下耷拉", "stroke"),
+        ("邻居大姐说着说着突然说不出词来，右手也抬不起来", "stroke"),
+        ("我儿子发烧抽了一次，停了没几分钟又开始抽了", "meningitis_seizure"),
+        ("我舅舅从三米多高的梯子上摔下来，躺着不能动", "severe_injury"),
+        # a household chemical named by its everyday name, and how it reached the eye
+        ("刷马桶的时候84溅到眼睛里了，又疼又睁不开", "eye"),
+        ("染发膏流到眼睛里了，眼睛通红", "eye"),
+        # a child named by birth order: the ordinal is no age
+        ("我家老二两个月，体温38.4", "infant_fever"),
+        ("二宝六周，肛温38.1", "infant_fever"),
+        ("产后两周，她说想抱着孩子从窗户跳下去", "suicide_self_harm"),
+        ("电线掉在水坑里，我爸踩到后倒下了，他现在没反应", "unconscious"),
+        ("1岁的女儿把遥控器里的小圆片吞了", "foreign_body"),
+        ("老公突然说心慌，人靠着墙滑下去了", "cardiac_arrhythmia"),
+        ("孕6周，右下腹一直疼，肛门有往下坠的感觉", "pregnancy"),
+        ("爸爸70岁，今天早上右眼突然有一半看不清了", "eye"),
+        ("老公有心衰，半夜坐起来喘，咳的痰是粉红色带泡沫的", "breathing"),
+        ("宝宝四个月，拉了两天肚子，哭起来没有眼泪，囟门往下凹", "child_unwell"),
+    ],
+)
+def test_round_56_emergencies(rules_only: SafetyEngine, question: str, category: str) -> None:
+    assert category in categories(rules_only.triage(question)), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a red-flag word in another sense: sobbing, a boss, a job, an audiophile, a lamp, a busy head
+        "孩子打完针哭得一抽一抽的，现在在玩了",
+        "我们领导今天又抽风了，让全组周末加班",
+        "老板说我跳槽就是自寻死路",
+        "我老公是个音响发烧友，宝宝刚满月会不会被吵到",
+        "想在阳台上吊一盏灯，怎么装牢固",
+        "二宝刚满月，我忙得头都要烧起来了",
+        "我气得真想从楼上跳下去，孩子作业写到半夜",
+        "会议室闷了三小时，感觉自己快一氧化碳中毒了",
+        "炭火烤串是不是也会中毒？",
+        # chemotherapy not yet begun or long stopped
+        "下周一开始第一次化疗，发烧到多少度要去急诊？",
+        "我妈停化疗两年了，这两天感冒发烧38度",
+        # a heart rate is no breathing rate; movements counted and enough
+        "一岁的宝宝睡着时心跳一分钟130次正常吗，吃奶睡觉都好",
+        "怀孕34周，今天觉得动得少，左侧躺着数了一个小时，动了九次",
+        # a what-if, a passing trouble, a magnet still in place, a general or record question
+        "问一下，吃抗凝药的人要是摔了一跤，还要不要去医院？",
+        "早上憋了好久尿不出来，打开水龙头听着水声就尿出来了，现在挺好",
+        "孩子五岁咬了冰箱贴的塑料壳，磁铁还好好地在上面",
+        "我爷爷帕金森，这种抖和抽搐到底怎么区分？",
+        "孩子发烧打寒颤，牙齿打架，还能跟我说话。这是惊厥吗？",
+        "翻出女儿的病历，上面写着热性惊厥，那是她两岁时候的事",
+        # a splash that missed the eye
+        "染发剂流到眼角旁边的皮肤上了，没进眼睛，不红不疼",
+        "84溅到手背上了，眼睛没溅到，冲过了不疼",
+    ],
+)
+def test_round_56_no_emergency_now(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind", "found"),
+    [
+        # salt water poured in to make someone vomit, and the same measure forbidden
+        (
+            "我妈刚才把一整瓶降压药都吞了，现在还清醒",
+            "先灌一大杯浓盐水，让她把药吐出来。",
+            "contraindication",
+            True,
+        ),
+        (
+            "我妈刚才把一整瓶降压药都吞了，现在还清醒",
+            "别灌盐水催吐，带上药盒马上打120。",
+            "contraindication",
+            False,
+        ),
+        # the splash reads as one now the eye is named after it, so the neutraliser is wrong first aid
+        (
+            "老公通下水道，管道疏通剂溅起来，右眼都溅到了，睁不开",
+            "先拿白醋给他冲一下把碱中和掉，再去医院。",
+            "contraindication",
+            True,
+        ),
+    ],
+)
+def test_round_56_answers(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
+) -> None:
+    assert (kind in answer_kinds(rules_only, question, answer)) is found, answer

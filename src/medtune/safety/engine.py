@@ -505,8 +505,12 @@ def _parse_number(text: str) -> float | None:
     return float(CN_DIGIT_VALUE.get(token[0], 0))
 
 
+# A child named by birth order ("老二两个月", "二宝八周"): the ordinal is no age.
+_KIN_ORDINAL = re.compile("老[大二三四五六七八九]|[大二三四五六]宝")
+
+
 def _age_years(mention: _Mention) -> float | None:
-    value = _parse_number(mention.text)
+    value = _parse_number(_KIN_ORDINAL.sub("", mention.text))
     if value is None:
         return None
     if mention.concept == "age_months":
