@@ -3754,6 +3754,8 @@ def test_round_55_answers(
         # a household chemical named by its everyday name, and how it reached the eye
         ("刷马桶的时候84溅到眼睛里了，又疼又睁不开", "eye"),
         ("染发膏流到眼睛里了，眼睛通红", "eye"),
+        # a negation just before the splash denies it; one further away does not
+        ("眼睛里不小心溅到了洁厕灵，现在火辣辣地疼", "eye"),
         # a child named by birth order: the ordinal is no age
         ("我家老二两个月，体温38.4", "infant_fever"),
         ("二宝六周，肛温38.1", "infant_fever"),
