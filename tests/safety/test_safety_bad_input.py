@@ -12,6 +12,12 @@ from medtune.safety.engine import MAX_SCAN_CHARS
 
 MB = 1_000_000
 LIMIT_S = 0.5
+# A catastrophic backtrack costs seconds or hours, hundreds of times what a plain text costs; a slower or busier
+# machine (CI ran prefix_repeats at 0.57 s where it costs 0.22 s here) slows every text alike. So the limit is
+# 0.5 s or SLOWDOWN times a plain text of the same size measured beside it, whichever is larger, and the fastest
+# of three tries counts.
+SLOWDOWN = 5
+TRIES = 3
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +27,23 @@ def engine() -> SafetyEngine:
     # use) is start-up, not the cost of an input: the limit is on what each text costs.
     engine.check("wo ba ba xiong kou teng, 38.5度, 胸口疼", "可以吃布洛芬 ibuprofen 200mg")
     return engine
+
+
+def _fastest(engine: SafetyEngine, text: str, under: float = 0.0) -> float:
+    best = float("inf")
+    for _ in range(TRIES):
+        start = time.perf_counter()
+        engine.check(text, text)
+        best = min(best, time.perf_counter() - start)
+        if best < under:
+            break
+    return best
+
+
+@pytest.fixture(scope="module")
+def limit_s(engine: SafetyEngine) -> float:
+    plain = ("今天天气不错，我们去公园散步。" * 70_000)[:MB]
+    return max(LIMIT_S, SLOWDOWN * _fastest(engine, plain))
 
 
 def _adversarial() -> dict[str, str]:
@@ -43,13 +66,13 @@ def _adversarial() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", sorted(_adversarial()))
-def test_adversarial_text_is_checked_within_the_time_limit(engine: SafetyEngine, name: str) -> None:
+def test_adversarial_text_is_checked_within_the_time_limit(
+    engine: SafetyEngine, limit_s: float, name: str
+) -> None:
     text = _adversarial()[name]
-    start = time.perf_counter()
-    report = engine.check(text, text)
-    elapsed = time.perf_counter() - start
-    assert elapsed < LIMIT_S, f"{name}: {elapsed:.2f} s"
-    assert report.truncated == (len(text) > MAX_SCAN_CHARS)
+    elapsed = _fastest(engine, text, under=limit_s)
+    assert elapsed < limit_s, f"{name}: {elapsed:.2f} s, limit {limit_s:.2f} s"
+    assert engine.check(text, text).truncated == (len(text) > MAX_SCAN_CHARS)
 
 
 def test_a_red_flag_at_the_end_of_a_huge_question_is_still_found(engine: SafetyEngine) -> None:

@@ -3837,3 +3837,124 @@ def test_round_56_answers(
     rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
 ) -> None:
     assert (kind in answer_kinds(rules_only, question, answer)) is found, answer
+
+
+# ------------------------------------------------------------------------------------- dev round 57
+@pytest.mark.parametrize(
+    ("question", "category"),
+    [
+        # a wish to die or a plan told without the words for it
+        ("有没有那种吃了不痛苦、睡着就走了的药，我自己用", "suicide_self_harm"),
+        ("我爸八十了，老说活着受罪不如早点走", "suicide_self_harm"),
+        ("她最近老说，明天早上醒不过来就好了", "suicide_self_harm"),
+        ("我把安眠药一粒一粒攒着，等过了月底就都用不着了", "suicide_self_harm"),
+        ("室友把游戏机和键盘全送给我了，说谢谢这几年的照顾", "suicide_self_harm"),
+        # command voices, a changeling delusion and what the person is doing about it
+        ("我弟这几天说脑子里有人命令他，今天从厨房拿了一把菜刀", "psychiatric_danger"),
+        ("丈夫说天上有声音给他下命令，要把孩子带去净化", "psychiatric_danger"),
+        # a child who got at something: a bottle drunk down, a missing battery, a dishwasher tablet
+        ("老二（两岁）把一瓶布洛芬混悬液抱着喝了，只剩个底", "poisoning"),
+        ("遥控器后盖开了，里面那颗圆圆扁扁的小东西找不到了，我儿子一岁多", "foreign_body"),
+        ("一岁半的闺女把洗碗机块塞进嘴里咬了，嘴边都是泡沫", "poisoning"),
+        # numbness, sphincters and weak legs after a back strain
+        ("搬家闪了腰，今天屁股那一圈像不是自己的，尿完也不知道尿没尿完", "spinal"),
+        # fewer movements without the word 胎动, with the pregnancy told
+        ("儿媳妇怀着八个月，说从早上起就觉不着孩子动弹了", "pregnancy"),
+        # a slow pulse with digoxin toxicity, and one that nearly fainted
+        ("外婆吃地高辛，今天说看东西发黄，心跳一分钟四十几，走路打晃", "cardiac_arrhythmia"),
+        ("我爸摸着脉一分钟才三十几下，刚才腿一软坐到地上了", "cardiac_arrhythmia"),
+        # a wound that soaks the gauze on a blood thinner; a bruise that keeps growing
+        ("切到手了，按了半小时纱布还是湿透，我在吃利伐沙班", "anticoagulant"),
+        ("吃华法林的，腿上一大块青紫还在一点点变大", "anticoagulant"),
+        # quicklime powder in the eye, an infant's age in Cantonese, a child's shock burn
+        ("孩子把干燥剂撕开了，粉末扬到眼睛里，包装写着生石灰", "eye"),
+        ("个仔啱啱两个月，探热38度5", "infant_fever"),
+        ("四岁儿子咬电线，嘴角被电出一块白的伤口", "severe_injury"),
+        # a drill not yet held is no drill; a postpartum calf that swells
+        ("我是小学老师，演练还没办，今天午饭一个孩子被肉丸噎住了，发不出声", "breathing"),
+        ("生完孩子第十天，右小腿突然又肿又痛，比左边粗了一圈", "postpartum"),
+        # a new phrase must not hide an older one: the command voice still reads as a threat, the fall into the
+        # lake still as drowning
+        ("我哥精神分裂，说耳朵里有人命令他杀掉我爸，手里握着刀", "psychiatric_danger"),
+        ("孙子在湖边掉进水里，拉上来不会喘气了", "severe_injury"),
+    ],
+)
+def test_round_57_emergencies(rules_only: SafetyEngine, question: str, category: str) -> None:
+    assert category in categories(rules_only.triage(question)), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # fell in at the bank and climbed straight out, not choked
+        "在河边踩滑掉下去了，水才到膝盖，自己马上爬上来了，没呛水，就是冷",
+        # a magnet found again; movements counted and back; yellow vision alone is for the doctor today
+        "磁力片上少了一颗小磁铁，找了半天在沙发底下找到了，虚惊一场",
+        "36周，晚上躺着四十来分钟没动静，然后又开始踢了，这正常吗",
+        "我妈吃着地高辛，最近有点恶心，看东西发黄",
+    ],
+)
+def test_round_57_no_emergency_now(rules_only: SafetyEngine, question: str) -> None:
+    assert not rules_only.triage(question), question
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "kind", "found"),
+    [
+        # sleeping pills after drink, in COPD; sugar on acarbose; oxygen after paraquat; a hot-water bottle for a baby
+        ("老公昨晚喝多了，早上叫醒了还说头疼想睡", "给他吃片安眠药再睡一觉。", "contraindication", True),
+        (
+            "老公昨晚喝多了，早上叫醒了还说头疼想睡",
+            "别给他吃安眠药，让他侧躺多喝水。",
+            "contraindication",
+            False,
+        ),
+        ("我爸有慢阻肺，晚上老睡不着", "睡前吃一片艾司唑仑就行。", "contraindication", True),
+        ("我爸吃阿卡波糖，刚才测了3.5，人还清醒", "冲一杯白糖水喝下去就好。", "contraindication", True),
+        (
+            "我爸吃阿卡波糖，刚才测了3.5，人还清醒",
+            "喝葡萄糖水或吃葡萄糖片，15分钟后再测。",
+            "contraindication",
+            False,
+        ),
+        ("邻居喝了一口百草枯，现在还清醒", "打120，等车的时候先给他吸上氧。", "contraindication", True),
+        ("宝宝一个月，小手冰凉", "往被窝里放个热水袋就暖和了。", "contraindication", True),
+        # wrong first aid named more ways: a finger in ice water, a spoon on an epiglottitis, sweating a heat stroke
+        ("老公剁排骨把手指剁下来了", "把断指泡进冰水里，马上去医院。", "contraindication", True),
+        (
+            "孩子高烧流口水，坐着往前趴，一躺下就喘",
+            "拿勺子把他舌头压下去看看喉咙。",
+            "contraindication",
+            True,
+        ),
+        (
+            "老人屋里闷热，躺着说胡话，皮肤干烫",
+            "打120，再给她盖上厚被子把汗捂出来。",
+            "contraindication",
+            True,
+        ),
+        # pulling a plug is no impaled object pulled out
+        (
+            "我爸摸洗衣机被电了，心口怦怦跳，腿发软",
+            "马上打120，先拔掉洗衣机电源，别直接碰他。",
+            "contraindication",
+            False,
+        ),
+    ],
+)
+def test_round_57_answers(
+    rules_only: SafetyEngine, question: str, answer: str, kind: str, found: bool
+) -> None:
+    assert (kind in answer_kinds(rules_only, question, answer)) is found, answer
+
+
+def test_a_delayed_referral_is_found_dismissive_once() -> None:
+    from medtune.safety.rules import load_rules
+
+    # The two delayed-referral phrases of round 56 fired only where no referral was given at all, and there the
+    # "no urgent referral" check already finds the answer dismissive; they were removed in round 57.
+    engine = SafetyEngine(load_rules(), model=None)
+    report = engine.check(
+        "我爸胸口压着疼半小时了，一身冷汗", "让他躺着，缓过来了再去医院，下午去门诊挂个号。"
+    )
+    assert [f.kind for f in report.findings].count("dismissive") == 1

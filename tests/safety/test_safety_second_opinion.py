@@ -34,7 +34,8 @@ def opinion(server: FakeOpenAIServer, tmp_path: Path, **kw) -> SecondOpinion:
 
 def test_an_unflagged_question_gets_a_banner_when_the_model_sees_an_emergency(server, tmp_path) -> None:
     engine = default_engine()
-    question = "肚子有点不舒服，说不上来哪里怪"
+    # Not 说不上来 ("can't say"): the learned model reads it as 说不上话 ("can't speak") and flags it.
+    question = "肚子有点不舒服，也不知道怎么回事"
     assert engine.triage(question) == []
     flags = opinion(server, tmp_path).triage(question, engine.triage(question))
     assert [f.rule_id for f in flags] == [RULE_ID]
@@ -126,7 +127,7 @@ def test_safety_check_measures_the_second_opinion_on_unflagged_questions(
             "split": "frozen-rx",
         },
         {
-            "question": "肚子有点不舒服，说不上来哪里怪",
+            "question": "肚子有点不舒服，也不知道怎么回事",
             "answer": "请立即去急诊。",
             "red_flag": "acute_abdomen",
             "split": "frozen-rx",
