@@ -106,6 +106,22 @@ class NaiveEngine(SafetyEngine):
         return out
 
 
+def reference_loop_seconds(n: int = 10_000_000) -> float:
+    """A pure-Python loop of ``n`` additions, best of three: how fast this machine runs Python at all.
+
+    The checks are Python, so their time moves with the machine (the 2-core machines this project is measured on have
+    differed by 4x); printed beside the table, it says whether a change of figure is the code's or the machine's.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def verdict(report: SafetyReport) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (tuple(f.rule_id for f in report.flags), tuple(f.rule_id for f in report.findings))
 
@@ -147,7 +163,8 @@ def main() -> None:
     print(
         f"safety bench: {len(records)} labelled records cycled to {args.n:,} pairs; "
         f"{len(engine.rules.phrases)} phrases, {len(engine.rules.red_flags)} red-flag + "
-        f"{len(engine.rules.advice)} advice rules; load average {load1:.2f} on {os.cpu_count()} CPUs"
+        f"{len(engine.rules.advice)} advice rules; load average {load1:.2f} on {os.cpu_count()} CPUs; "
+        f"reference loop (10^7 Python additions) {reference_loop_seconds():.2f} s"
     )
     print()
     header = (
